@@ -1,0 +1,102 @@
+// Redis client on Asio: hiredis' RESP formatter and reader over Asio sockets, a small
+// pool of connections, pipelining, per-command deadlines and reconnect with backoff.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace boost::asio {
+class io_context;
+} // namespace boost::asio
+
+namespace sessiond::redis {
+
+/// Transport-level failures. A Redis error reply ("ERR …") is not one of these:
+/// it arrives as a reply of kind `error`.
+enum class errc {
+  ok = 0,
+  disconnected, ///< no connection up: failed at once, never queued
+  timeout,      ///< no reply within the command timeout (the connection is reset)
+  protocol,     ///< unparsable reply (the connection is reset)
+  closed,       ///< client stopped or connection lost with the command pending
+};
+const char* to_string(errc e);
+
+struct reply {
+  enum class kind { nil, string, status, integer, array, error };
+  kind type = kind::nil;
+  std::string str;    ///< string, status and error text
+  long long integer = 0;
+  std::vector<reply> elements;
+  bool is_error() const { return type == kind::error; }
+};
+
+/// Runs exactly once on an I/O thread. `e != ok` means `r` is empty.
+using callback = std::function<void(errc e, reply&& r)>;
+
+struct client_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  std::string password; ///< AUTH when not empty
+  int db = 0;
+  std::size_t connections = 2;
+  std::chrono::milliseconds connect_timeout{1000};
+  std::chrono::milliseconds command_timeout{1000};
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5000};
+};
+
+/// Parses redis://[[user]:password@]host[:port][/db]. Returns false and sets `error`.
+bool parse_url(std::string_view url, client_options& out, std::string& error);
+
+/// A Lua script run with EVALSHA, loaded with SCRIPT LOAD on NOSCRIPT and retried.
+struct script {
+  explicit script(std::string src);
+  std::string source;
+  std::string sha1; ///< hex SHA-1 of source (OpenSSL)
+};
+
+struct client_stats {
+  std::uint64_t commands = 0;
+  std::uint64_t errors = 0; ///< transport errors (errc != ok)
+  std::uint64_t reconnects = 0;
+  std::size_t connections_up = 0;
+};
+
+/// Thread-safe. Commands given from one thread with the same `conn_hint` go out on the same
+/// connection in that order and their callbacks run in that order. Commands that are queued
+/// while a write is in flight go out together in one write (pipelining).
+class client {
+public:
+  client(boost::asio::io_context& io, client_options opts);
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Starts connecting every connection (async). Reconnects forever with backoff until stop().
+  void start();
+  /// Closes connections; pending commands complete with errc::closed.
+  void stop();
+
+  void command(std::size_t conn_hint, std::vector<std::string> args, callback cb);
+  void eval(std::size_t conn_hint, const script& s, std::vector<std::string> keys,
+            std::vector<std::string> args, callback cb);
+
+  /// True when at least one connection is up.
+  bool connected() const;
+  client_stats stats() const;
+  /// Called (on an I/O thread) whenever the "at least one connection up" state flips.
+  void on_state_change(std::function<void(bool up)> f);
+
+private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace sessiond::redis
