@@ -1,1 +1,104 @@
-// placeholder: being written
+// Lua sources of the session scripts (see redis_scripts.hpp for the key layout).
+#include "actors/redis_scripts.hpp"
+
+namespace sessiond::actors {
+
+namespace {
+
+// Condition argument: "" none, "n" If-None-Match: *, "a" If-Match: *, "m<N>" If-Match: "N".
+constexpr const char* check_condition = R"lua(
+local function cond_fails(cond, exists, v)
+  if cond == '' then return false end
+  if cond == 'n' then return exists end
+  if cond == 'a' then return not exists end
+  return (not exists) or tostring(v) ~= string.sub(cond, 2)
+end
+local function num(x) return string.format('%.0f', x) end
+)lua";
+
+// KEYS: session, user index, dirty. ARGV: id, user_id, data, now_ms, ttl_s, max_lifetime_s,
+// cond, user index prefix. Returns {200|201, version, created_ms, expires_ms} or {code, version}.
+constexpr const char* write_body = R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'ca', 'u')
+local v = tonumber(cur[1]) or 0
+if cur[2] == 'R' then return {-410, v} end
+local exists = v > 0
+if cond_fails(ARGV[7], exists, v) then return {-412, v} end
+local now = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local ca = now
+if exists then ca = tonumber(cur[3]) end
+local ex = math.min(now + ttl * 1000, ca + tonumber(ARGV[6]) * 1000)
+if ex <= now then return {-404, v} end
+local nv = v + 1
+redis.call('HSET', KEYS[1], 'v', nv, 'u', ARGV[2], 'st', 'A', 'ca', num(ca), 'la', ARGV[4],
+           'ex', num(ex), 'ttl', ARGV[5], 'd', ARGV[3], 't', ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], num(ex))
+if exists and cur[4] and cur[4] ~= ARGV[2] then redis.call('ZREM', ARGV[8] .. cur[4], ARGV[1]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+redis.call('ZADD', KEYS[2], num(ex), ARGV[1])
+local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[2], top[2])
+redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[1])
+if exists then return {200, nv, num(ca), num(ex)} end
+return {201, nv, num(ca), num(ex)}
+)lua";
+
+// KEYS: session, dirty. ARGV: id, now_ms, tombstone_ttl_s, cond, user index prefix.
+// Returns {204, version} or {code, version}.
+constexpr const char* revoke_body = R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'u')
+local v = tonumber(cur[1]) or 0
+if v == 0 or cur[2] == 'R' then return {-404, v} end
+if cond_fails(ARGV[4], true, v) then return {-412, v} end
+local nv = v + 1
+redis.call('HSET', KEYS[1], 'v', nv, 'st', 'R', 'rv', ARGV[2], 'la', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 1000)
+if cur[3] then redis.call('ZREM', ARGV[5] .. cur[3], ARGV[1]) end
+redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
+return {204, nv}
+)lua";
+
+// KEYS: session. ARGV: version, now_ms, new expires_ms, user index prefix, id.
+// Slides the TTL only if nobody wrote since the read. Returns 1 or 0.
+constexpr const char* touch_body = R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'u')
+if cur[1] ~= ARGV[1] or cur[2] ~= 'A' then return 0 end
+redis.call('HSET', KEYS[1], 'la', ARGV[2], 'ex', ARGV[3], 't', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+local idx = ARGV[4] .. cur[3]
+redis.call('ZADD', idx, 'XX', ARGV[3], ARGV[5])
+if redis.call('PTTL', idx) < tonumber(ARGV[3]) - tonumber(ARGV[2]) then
+  redis.call('PEXPIREAT', idx, ARGV[3])
+end
+return 1
+)lua";
+
+// KEYS: user index. ARGV: now_ms, session key prefix, max sessions.
+// Returns {id1, fields1, id2, fields2, …} for live sessions; trims expired ids.
+constexpr const char* list_user_body = R"lua(
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local out = {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', ARGV[2] .. id, 'v', 'u', 'st', 'ca', 'la', 'ex', 'ttl', 'd', 't')
+  if f[1] and f[3] == 'A' then
+    out[#out + 1] = id
+    out[#out + 1] = f
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+)lua";
+
+} // namespace
+
+redis_scripts::redis_scripts()
+  : write(std::string(check_condition) + write_body),
+    revoke(std::string(check_condition) + revoke_body),
+    touch(touch_body),
+    list_user(list_user_body) {
+}
+
+} // namespace sessiond::actors

@@ -1,1 +1,139 @@
-// placeholder: being written
+// session_router: forwards per-session ops to the owning shard; lists and revokes a user's
+// sessions (one Lua read of the user index, then one revoke per session through its shard).
+#include "actors/session_router.hpp"
+
+#include "actors/session_shard.hpp"
+#include "model/shard_for.hpp"
+
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+namespace sessiond::actors {
+
+using messages::redis_done;
+using messages::session_op;
+using messages::session_op_kind;
+using messages::session_result;
+using self_ptr = messages::router_actor::stateful_pointer<router_state>;
+
+namespace {
+
+/// Counts the revocations of one DELETE /v1/users/{uid}/sessions; answers when the last
+/// per-session op is done (its completion released).
+struct revoke_tally {
+  std::atomic<std::int64_t> revoked{0};
+  messages::completion_ptr parent;
+  ~revoke_tally() {
+    session_result r;
+    r.status = 200;
+    r.count = revoked.load();
+    parent->complete(std::move(r));
+  }
+};
+
+class revoke_one : public messages::session_completion {
+public:
+  explicit revoke_one(std::shared_ptr<revoke_tally> t) : tally_(std::move(t)) {}
+
+protected:
+  void on_complete(session_result&& r) override {
+    if (r.status == 204)
+      tally_->revoked.fetch_add(1);
+  }
+
+private:
+  std::shared_ptr<revoke_tally> tally_;
+};
+
+void route(self_ptr self, session_op&& op) {
+  auto& shards = self->state.shards;
+  auto i = model::shard_for(op.id, shards.size());
+  self->send(shards[i], std::move(op));
+}
+
+void list_user(self_ptr self, session_op&& op) {
+  const auto& env = *self->state.env;
+  auto handle = caf::actor_cast<messages::router_actor>(self);
+  auto ptr = std::make_shared<session_op>(std::move(op));
+  env.redis->eval(0, env.scripts.list_user, {env.user_key(ptr->id)},
+                  {std::to_string(env.clock->now_ms()), env.prefix + "s:",
+                   std::to_string(env.max_user_sessions)},
+                  [handle, ptr](redis::errc e, redis::reply&& r) {
+                    caf::anon_send(handle, redis_done{ptr, 0, e, std::move(r)});
+                  });
+}
+
+std::vector<model::session> parse_list(const redis::reply& r) {
+  std::vector<model::session> out;
+  if (r.type != redis::reply::kind::array)
+    return out;
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+    model::session s;
+    s.id = r.elements[i].str;
+    if (parse_session_fields(r.elements[i + 1], s))
+      out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void revoke_all(self_ptr self, const session_op& op, std::vector<model::session> sessions) {
+  auto tally = std::make_shared<revoke_tally>();
+  tally->parent = op.done;
+  for (auto& s : sessions) {
+    session_op del;
+    del.kind = session_op_kind::del;
+    del.id = s.id;
+    del.done = std::make_shared<revoke_one>(tally);
+    route(self, std::move(del));
+  }
+}
+
+void on_listed(self_ptr self, redis_done& d) {
+  const auto& env = *self->state.env;
+  if (d.error != redis::errc::ok || d.value.is_error()) {
+    env.counters.redis_failures.fetch_add(1, std::memory_order_relaxed);
+    session_result r;
+    r.status = 503;
+    r.detail = d.error != redis::errc::ok ? std::string("Redis unavailable: ") +
+                                              redis::to_string(d.error)
+                                          : "Redis error: " + d.value.str;
+    r.retry_after_s = env.retry_after_s;
+    d.op->done->complete(std::move(r));
+    return;
+  }
+  auto sessions = parse_list(d.value);
+  if (d.op->kind == session_op_kind::revoke_user)
+    return revoke_all(self, *d.op, std::move(sessions));
+  session_result r;
+  r.status = 200;
+  r.sessions = std::move(sessions);
+  d.op->done->complete(std::move(r));
+}
+
+} // namespace
+
+messages::router_actor::behavior_type
+session_router(self_ptr self, std::vector<messages::shard_actor> shards,
+               std::shared_ptr<const shard_env> env) {
+  self->state.shards = std::move(shards);
+  self->state.env = std::move(env);
+  return {
+    [=](session_op& op) {
+      if (op.kind == session_op_kind::list_user || op.kind == session_op_kind::revoke_user)
+        list_user(self, std::move(op));
+      else
+        route(self, std::move(op));
+    },
+    [=](redis_done& d) { on_listed(self, d); },
+    [=](messages::set_shard_atom, std::uint64_t i, messages::shard_actor& s) {
+      if (i < self->state.shards.size())
+        self->state.shards[i] = std::move(s);
+    },
+    [=](messages::get_shard_atom, std::uint64_t i) -> messages::shard_actor {
+      return i < self->state.shards.size() ? self->state.shards[i] : messages::shard_actor{};
+    },
+  };
+}
+
+} // namespace sessiond::actors

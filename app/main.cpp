@@ -1,1 +1,123 @@
-int main() { return 0; } // placeholder
+// sessiond: parse flags, load the configuration, run a node until SIGTERM/SIGINT.
+#include "app/log.hpp"
+#include "app/node.hpp"
+#include "config/config.hpp"
+
+#include <csignal>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <thread>
+
+namespace {
+
+constexpr const char* usage = R"(usage: sessiond [--config FILE] [--check-config | --print-config]
+
+Runs a sessiond node: the session API on Redis, written behind to PostgreSQL.
+
+  --config FILE    TOML configuration (default: $SESSIOND_CONFIG, else built-in defaults)
+  --check-config   validate the configuration (file and environment) and exit 0, or 2
+  --print-config   print the effective configuration as TOML, secrets masked, and exit
+  --version        print the version and exit
+  --help           this text
+
+Every key can be overridden by SESSIOND_<SECTION>_<KEY>; see docs/configuration.md.
+)";
+
+struct flags {
+  std::string config_path;
+  bool check = false;
+  bool print = false;
+};
+
+/// Returns 0 to go on, or an exit code.
+int parse_flags(int argc, char** argv, flags& f) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      f.config_path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      f.config_path = a.substr(9);
+    } else if (a == "--check-config") {
+      f.check = true;
+    } else if (a == "--print-config") {
+      f.print = true;
+    } else if (a == "--help" || a == "-h") {
+      std::cout << usage;
+      return -1;
+    } else if (a == "--version") {
+      std::cout << "sessiond 0.1.0\n";
+      return -1;
+    } else {
+      std::cerr << "sessiond: unknown argument \"" << a << "\" (see --help)\n";
+      return 2;
+    }
+  }
+  if (f.config_path.empty())
+    if (const char* p = std::getenv("SESSIOND_CONFIG"))
+      f.config_path = p;
+  return 0;
+}
+
+/// Waits for SIGTERM/SIGINT on a thread of its own and asks the node to stop.
+std::thread signal_thread(sessiond::app::node& n, sigset_t set) {
+  return std::thread([&n, set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    sessiond::app::log_info(std::string("received ") + strsignal(sig) + ", shutting down");
+    n.request_stop(0);
+  });
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  flags f;
+  if (int rc = parse_flags(argc, argv, f); rc != 0)
+    return rc < 0 ? 0 : rc;
+  sessiond::config::config cfg;
+  try {
+    cfg = sessiond::config::load(f.config_path, sessiond::config::process_env());
+  } catch (const sessiond::config::config_error& e) {
+    std::cerr << e.what() << '\n';
+    return 2;
+  }
+  if (f.print) {
+    std::cout << sessiond::config::to_toml(cfg);
+    return 0;
+  }
+  if (f.check) {
+    std::cout << "config ok" << (f.config_path.empty() ? "" : ": " + f.config_path) << '\n';
+    return 0;
+  }
+  // Block the stop signals in every thread; one thread waits for them with sigwait.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  sessiond::app::node node{cfg};
+  std::uint16_t port = 0;
+  try {
+    port = node.start();
+  } catch (const std::exception& e) {
+    std::cerr << "sessiond: cannot start: " << e.what() << '\n';
+    return 1;
+  }
+  auto host = cfg.http.listen.substr(0, cfg.http.listen.rfind(':'));
+  std::cout << "sessiond listening on http://" << host << ':' << port << std::endl;
+  sessiond::app::log_info("node " + cfg.node.id + " started, mode " + cfg.sessions.mode + ", " +
+                          std::to_string(cfg.sessions.shards) + " shards");
+  auto waiter = signal_thread(node, set);
+  int code = node.wait_for_stop();
+  node.stop();
+  sessiond::app::log_info("stopped");
+  if (code != 0) {
+    // Escalation: the signal thread still waits; leave without joining it.
+    waiter.detach();
+    std::_Exit(code);
+  }
+  waiter.join();
+  return 0;
+}

@@ -1,1 +1,50 @@
-// placeholder: being written
+// RFC 7396 merge patch over nlohmann::json::merge_patch, with sessiond's rules on the result.
+#include "model/merge_patch.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace sessiond::model {
+
+namespace {
+
+input_error not_json() {
+  return {400, "urn:sessiond:problem:invalid-json", "Invalid JSON",
+          "the merge patch is not valid JSON"};
+}
+
+input_error not_object() {
+  return {422, "urn:sessiond:problem:invalid-patch", "Patch does not keep data an object",
+          "a merge patch of \"data\" must be a JSON object, so that data stays an object"};
+}
+
+} // namespace
+
+std::optional<input_error> check_merge_patch(std::string_view patch_text) {
+  auto patch = nlohmann::json::parse(patch_text.begin(), patch_text.end(), nullptr, false);
+  if (patch.is_discarded())
+    return not_json();
+  if (!patch.is_object())
+    return not_object();
+  return std::nullopt;
+}
+
+std::optional<input_error> apply_merge_patch(std::string_view data_text, std::string_view patch_text,
+                                             std::size_t max_data_bytes, std::string& out) {
+  auto patch = nlohmann::json::parse(patch_text.begin(), patch_text.end(), nullptr, false);
+  if (patch.is_discarded())
+    return not_json();
+  if (!patch.is_object())
+    return not_object();
+  auto target = nlohmann::json::parse(data_text.begin(), data_text.end(), nullptr, false);
+  if (target.is_discarded() || !target.is_object())
+    target = nlohmann::json::object();
+  target.merge_patch(patch);
+  out = target.dump();
+  if (out.size() > max_data_bytes)
+    return input_error{413, "urn:sessiond:problem:data-too-large", "Session data too large",
+                       "the patched \"data\" would be " + std::to_string(out.size()) +
+                         " bytes serialized; the limit is " + std::to_string(max_data_bytes)};
+  return std::nullopt;
+}
+
+} // namespace sessiond::model

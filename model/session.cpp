@@ -1,1 +1,158 @@
-// placeholder: being written
+// Session JSON rendering, PUT-body validation and entity-tag parsing.
+#include "model/session.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <ctime>
+
+namespace sessiond::model {
+
+namespace {
+
+bool id_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == ':' || c == '-';
+}
+
+// Ids are restricted to characters that need no JSON escaping, so they are appended raw.
+void append_string_field(std::string& out, const char* key, std::string_view value) {
+  out += '"';
+  out += key;
+  out += "\":\"";
+  out += value;
+  out += '"';
+}
+
+void append_int_field(std::string& out, const char* key, std::int64_t value) {
+  out += '"';
+  out += key;
+  out += "\":";
+  out += std::to_string(value);
+}
+
+input_error bad_body(std::string detail) {
+  return {400, "urn:sessiond:problem:invalid-body", "Invalid request body", std::move(detail)};
+}
+
+} // namespace
+
+bool valid_id(std::string_view id) {
+  if (id.empty() || id.size() > 128)
+    return false;
+  for (char c : id)
+    if (!id_char(c))
+      return false;
+  return true;
+}
+
+const char* to_string(status s) {
+  switch (s) {
+    case status::active:
+      return "ACTIVE";
+    case status::revoked:
+      return "REVOKED";
+  }
+  return "UNKNOWN";
+}
+
+std::string rfc3339_ms(std::int64_t epoch_ms) {
+  std::time_t secs = static_cast<std::time_t>(epoch_ms / 1000);
+  int millis = static_cast<int>(epoch_ms % 1000);
+  if (millis < 0) {
+    millis += 1000;
+    --secs;
+  }
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return buf;
+}
+
+void append_json(std::string& out, const session& s) {
+  out += '{';
+  append_string_field(out, "id", s.id);
+  out += ',';
+  append_string_field(out, "user_id", s.user_id);
+  out += ",\"data\":";
+  out += s.data;
+  out += ',';
+  append_int_field(out, "version", s.version);
+  out += ',';
+  append_string_field(out, "status", to_string(s.state));
+  out += ',';
+  append_string_field(out, "created_at", rfc3339_ms(s.created_ms));
+  out += ',';
+  append_string_field(out, "last_activity_at", rfc3339_ms(s.last_activity_ms));
+  out += ',';
+  append_string_field(out, "expires_at", rfc3339_ms(s.expires_ms));
+  out += ',';
+  append_int_field(out, "ttl_s", s.ttl_s);
+  out += '}';
+}
+
+std::string to_json(const session& s) {
+  std::string out;
+  out.reserve(256 + s.data.size());
+  append_json(out, s);
+  return out;
+}
+
+std::optional<input_error> parse_put_body(std::string_view text, const body_limits& lim,
+                                          put_body& out) {
+  auto doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (doc.is_discarded())
+    return input_error{400, "urn:sessiond:problem:invalid-json", "Invalid JSON",
+                       "the request body is not valid JSON"};
+  if (!doc.is_object())
+    return bad_body("the body must be a JSON object with \"user_id\" and \"data\"");
+  for (auto& [key, value] : doc.items())
+    if (key != "user_id" && key != "data" && key != "ttl_s")
+      return bad_body("unknown field \"" + key + "\" (allowed: user_id, data, ttl_s)");
+  auto uid = doc.find("user_id");
+  if (uid == doc.end() || !uid->is_string())
+    return bad_body("\"user_id\" is required and must be a string");
+  if (!valid_id(uid->get_ref<const std::string&>()))
+    return bad_body("\"user_id\" must match [A-Za-z0-9._:-]{1,128}");
+  auto data = doc.find("data");
+  if (data == doc.end() || !data->is_object())
+    return bad_body("\"data\" is required and must be a JSON object");
+  if (auto ttl = doc.find("ttl_s"); ttl != doc.end()) {
+    if (!ttl->is_number_integer() || ttl->get<std::int64_t>() < 1 ||
+        ttl->get<std::int64_t>() > lim.max_ttl_s)
+      return bad_body("\"ttl_s\" must be an integer from 1 to " + std::to_string(lim.max_ttl_s));
+    out.ttl_s = ttl->get<std::int64_t>();
+  }
+  out.user_id = uid->get<std::string>();
+  out.data = data->dump();
+  if (out.data.size() > lim.max_data_bytes)
+    return input_error{413, "urn:sessiond:problem:data-too-large", "Session data too large",
+                       "\"data\" is " + std::to_string(out.data.size()) +
+                         " bytes serialized; the limit is " + std::to_string(lim.max_data_bytes)};
+  return std::nullopt;
+}
+
+std::optional<etag_condition> parse_etag_condition(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+    value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+    value.remove_suffix(1);
+  if (value == "*")
+    return etag_condition{true, 0};
+  if (value.size() < 3 || value.size() > 21 || value.front() != '"' || value.back() != '"')
+    return std::nullopt;
+  auto digits = value.substr(1, value.size() - 2);
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (ec != std::errc{} || ptr != digits.data() + digits.size() || v < 1)
+    return std::nullopt;
+  return etag_condition{false, v};
+}
+
+std::string etag(std::int64_t version) {
+  return "\"" + std::to_string(version) + "\"";
+}
+
+} // namespace sessiond::model

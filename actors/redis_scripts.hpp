@@ -1,0 +1,28 @@
+// The Lua scripts that make each session write one atomic Redis step: version check, write,
+// user index, dirty mark. Key layout (prefix P, default "sessiond:"):
+//   P s:<id>      hash  v u st ca la ex ttl d t [rv]   one session (st: A active, R revoked)
+//   P u:<uid>     zset  member session id, score expires_ms    the user's sessions
+//   P dirty:<n>   zset  member session id, score first-dirty ms  shard n's unsynced writes
+#pragma once
+
+#include "adapters/redis/client.hpp"
+
+namespace sessiond::actors {
+
+/// The scripts, loaded once per node (EVALSHA, reloaded on NOSCRIPT by the client).
+struct redis_scripts {
+  redis::script write;       ///< PUT and PATCH: conditional replace
+  redis::script revoke;      ///< DELETE: versioned tombstone
+  redis::script touch;       ///< slide the idle TTL when the version is unchanged
+  redis::script list_user;   ///< a user's live sessions, trimming dead ids from the index
+  redis_scripts();
+};
+
+/// Codes the scripts return in their first element besides HTTP successes.
+enum script_code : long long {
+  code_precondition_failed = -412,
+  code_gone = -410,
+  code_not_found = -404,
+};
+
+} // namespace sessiond::actors

@@ -1,0 +1,31 @@
+// The session_shard actor: owns the Redis keys of one slice of session ids (see
+// messages/session.hpp for its interface).
+#pragma once
+
+#include "actors/shard_env.hpp"
+#include "messages/session.hpp"
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace sessiond::actors {
+
+struct shard_state {
+  std::size_t index = 0;
+  std::shared_ptr<const shard_env> env;
+  /// Keys with an op in flight, each with the ops queued behind it (arrival order).
+  std::unordered_map<std::string, std::deque<messages::session_op>> busy;
+  static inline const char* name = "session_shard";
+};
+
+messages::shard_actor::behavior_type
+session_shard(messages::shard_actor::stateful_pointer<shard_state> self, std::size_t index,
+              std::shared_ptr<const shard_env> env);
+
+/// Reads the 9 fields of HMGET v u st ca la ex ttl d t into `out`. False when the key is
+/// missing or the reply is malformed.
+bool parse_session_fields(const redis::reply& r, model::session& out);
+
+} // namespace sessiond::actors

@@ -1,0 +1,43 @@
+// What every session actor of a node shares: the Redis client, the clock, the scripts and
+// the session settings. Built once by the node; read-only afterwards (any thread).
+#pragma once
+
+#include "actors/redis_scripts.hpp"
+#include "adapters/redis/client.hpp"
+#include "model/session.hpp"
+#include "model/ttl.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace sessiond::actors {
+
+/// Counters the session actors keep; read by /v1/status and metrics.
+struct session_counters {
+  std::atomic<std::uint64_t> redis_failures{0}; ///< ops answered 503 because Redis failed
+  std::atomic<std::uint64_t> cas_retries{0};    ///< writes retried after another node won
+  std::atomic<std::uint64_t> touches{0};        ///< idle-TTL slides sent
+  std::atomic<std::uint64_t> shard_restarts{0};
+  std::atomic<std::uint64_t> router_restarts{0};
+};
+
+struct shard_env {
+  redis::client* redis = nullptr;
+  const model::clock* clock = nullptr;
+  redis_scripts scripts;
+  model::ttl_policy policy;
+  std::int64_t default_ttl_s = 3600;
+  std::int64_t tombstone_ttl_s = 604800;
+  std::size_t max_data_bytes = 65536;
+  std::int64_t retry_after_s = 1;
+  std::int64_t max_user_sessions = 1000;
+  std::string prefix = "sessiond:";
+  mutable session_counters counters;
+
+  std::string session_key(const std::string& id) const { return prefix + "s:" + id; }
+  std::string user_key(const std::string& uid) const { return prefix + "u:" + uid; }
+  std::string dirty_key(std::size_t shard) const { return prefix + "dirty:" + std::to_string(shard); }
+};
+
+} // namespace sessiond::actors

@@ -1,0 +1,79 @@
+// The HTTP API v1 of sessions: parses and checks each request, applies backpressure, sends the
+// operation to the session router and renders the result (JSON, ETag, problem+json).
+#pragma once
+
+#include "adapters/http/server.hpp"
+#include "messages/session.hpp"
+#include "model/session.hpp"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace sessiond::api {
+
+/// Per-shard count of requests in flight. Past the limit the API answers 503 at once, so no
+/// mailbox or Redis queue grows without bound. Thread-safe, lock-free.
+class shard_gate {
+public:
+  shard_gate(std::size_t shards, std::int64_t max_in_flight);
+  bool try_enter(std::size_t shard);
+  void leave(std::size_t shard);
+  std::int64_t in_flight(std::size_t shard) const;
+  std::uint64_t rejected() const { return rejected_.load(std::memory_order_relaxed); }
+  std::size_t shards() const { return slots_.size(); }
+
+private:
+  struct alignas(64) slot {
+    std::atomic<std::int64_t> n{0};
+  };
+  std::vector<slot> slots_;
+  std::int64_t max_;
+  std::atomic<std::uint64_t> rejected_{0};
+};
+
+/// The current router handle; the supervisor replaces it when the router restarts.
+class router_slot {
+public:
+  void set(messages::router_actor r);
+  messages::router_actor get() const;
+
+private:
+  mutable std::mutex mtx_;
+  messages::router_actor router_;
+};
+
+struct api_options {
+  model::body_limits limits;
+  std::int64_t retry_after_s = 1;
+  /// Readiness of each dependency by name ("redis" → up?), for /readyz.
+  std::function<std::vector<std::pair<std::string, bool>>()> readiness;
+};
+
+/// The request handler given to the HTTP server.
+class routes {
+public:
+  routes(api_options opts, std::shared_ptr<router_slot> router, std::shared_ptr<shard_gate> gate);
+  void operator()(http::request&& req, http::responder_ptr res) const;
+
+private:
+  void session_route(std::string_view id, http::request&& req, http::responder_ptr res) const;
+  void user_route(std::string_view uid, http::request&& req, http::responder_ptr res) const;
+  void dispatch(messages::session_op&& op, std::string_view key, http::responder_ptr res) const;
+  void readyz(const http::responder_ptr& res) const;
+
+  api_options opts_;
+  std::shared_ptr<router_slot> router_;
+  std::shared_ptr<shard_gate> gate_;
+};
+
+/// Renders the result of one op as the HTTP answer of the contract.
+http::response render(messages::session_op_kind kind, const std::string& id,
+                      messages::session_result&& r);
+
+/// The media type of a Content-Type value, lower-cased, without parameters.
+std::string media_type(std::string_view content_type);
+
+} // namespace sessiond::api

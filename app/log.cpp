@@ -1,0 +1,37 @@
+// stderr logger (see log.hpp).
+#include "app/log.hpp"
+
+#include "model/session.hpp"
+#include "model/ttl.hpp"
+
+#include <atomic>
+#include <string>
+#include <unistd.h>
+
+namespace sessiond::app {
+
+namespace {
+std::atomic<int> current_level{static_cast<int>(log_level::info)};
+const char* names[] = {"error", "warn", "info", "debug"};
+} // namespace
+
+void set_log_level(std::string_view name) {
+  for (int i = 0; i < 4; ++i)
+    if (name == names[i])
+      current_level.store(i);
+}
+
+void log(log_level lvl, std::string_view msg) {
+  if (static_cast<int>(lvl) > current_level.load(std::memory_order_relaxed))
+    return;
+  std::string line = model::rfc3339_ms(model::system_clock().now_ms());
+  line += ' ';
+  line += names[static_cast<int>(lvl)];
+  line += ' ';
+  line += msg;
+  line += '\n';
+  auto rc = ::write(2, line.data(), line.size());
+  (void)rc;
+}
+
+} // namespace sessiond::app

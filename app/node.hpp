@@ -1,0 +1,54 @@
+// A sessiond node: the I/O threads (HTTP and Redis), the actor system with the supervisor tree,
+// and the HTTP API, started and stopped as one. main() and the integration tests use it.
+#pragma once
+
+#include "config/config.hpp"
+#include "messages/session.hpp"
+#include "model/ttl.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <cstdint>
+#include <memory>
+
+namespace sessiond::app {
+
+struct node_stats {
+  std::uint64_t backpressure_rejections = 0;
+  std::uint64_t redis_failures = 0;
+  std::uint64_t shard_restarts = 0;
+  std::uint64_t router_restarts = 0;
+  bool redis_up = false;
+};
+
+class node {
+public:
+  /// `clock` must outlive the node.
+  explicit node(config::config cfg, const model::clock& clock = model::system_clock());
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  /// Starts everything; returns the HTTP port. Throws std::runtime_error with a clear message.
+  std::uint16_t start();
+  /// Graceful stop: stop accepting, let in-flight requests finish (up to http.drain_timeout_ms),
+  /// stop the actors and the I/O threads. Idempotent.
+  void stop();
+  /// Blocks until stop is requested (request_stop or supervisor escalation); returns the
+  /// exit code asked for.
+  int wait_for_stop();
+  /// Asks wait_for_stop to return `code` (signal-safe: no, call from a normal thread).
+  void request_stop(int code);
+
+  caf::actor_system& system();
+  messages::router_actor router() const;
+  std::uint16_t port() const;
+  node_stats stats() const;
+  const config::config& cfg() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace sessiond::app
