@@ -1,1 +1,141 @@
-// placeholder: being written
+// Node resilience against the real Redis: a crashed shard is restarted and serves its keys again;
+// Redis stopping turns requests into quick 503s and /readyz into 503; Redis coming back restores
+// service without restarting the node; backpressure answers 503 at once.
+#include "support.hpp"
+
+#include "messages/session.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <thread>
+
+using namespace sessiond;
+using test::client;
+using json = nlohmann::json;
+
+namespace {
+
+messages::shard_actor shard_of(app::node& n, std::uint64_t i) {
+  caf::scoped_actor self{n.system()};
+  messages::shard_actor out;
+  self->request(n.router(), std::chrono::seconds(5), messages::get_shard_atom::value, i)
+    .receive([&](messages::shard_actor s) { out = s; }, [&](caf::error&) {});
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("a shard killed mid-load is restarted and serves its keys again") {
+  auto cfg = test::test_config();
+  cfg.sessions.shards = 2;
+  app::node n(cfg);
+  auto port = n.start();
+  REQUIRE(test::eventually([&] { return n.stats().redis_up; }));
+  REQUIRE(client(port).put("/v1/sessions/k0", R"({"user_id":"u","data":{"a":1}})").status == 201);
+  auto owner = model::shard_for("k0", 2);
+  auto before = shard_of(n, owner);
+  REQUIRE(before);
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, unavailable{0}, other{0};
+  std::thread load([&] {
+    client c(port);
+    while (!stop) {
+      auto s = c.get("/v1/sessions/k0").status;
+      (s == 200 ? ok : s == 503 ? unavailable : other)++;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  caf::anon_send_exit(before, caf::exit_reason::kill);
+  REQUIRE(test::eventually([&] {
+    auto now = shard_of(n, owner);
+    return now && now != before;
+  }));
+  int ok_before = ok;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop = true;
+  load.join();
+  CHECK(ok > ok_before);
+  CHECK(other == 0);
+  CHECK(n.stats().shard_restarts == 1);
+  auto r = client(port).get("/v1/sessions/k0");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body)["data"]["a"] == 1);
+}
+
+TEST_CASE("Redis down: 503 within the timeout and readyz 503; Redis back: serving again") {
+  test::private_redis redis;
+  auto cfg = test::test_config(redis.url());
+  cfg.redis.command_timeout_ms = 300;
+  cfg.redis.reconnect_max_ms = 300;
+  app::node n(cfg);
+  auto port = n.start();
+  REQUIRE(test::eventually([&] { return n.stats().redis_up; }));
+  REQUIRE(client(port).put("/v1/sessions/d1", R"({"user_id":"u","data":{}})").status == 201);
+
+  redis.stop();
+  client c(port);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = c.get("/v1/sessions/d1");
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(r.status == 503);
+  CHECK_FALSE(r.header("Retry-After").empty());
+  CHECK(took < std::chrono::milliseconds(1000));
+  CHECK(test::eventually([&] { return c.get("/readyz").status == 503; }));
+  auto ready = json::parse(c.get("/readyz").body);
+  CHECK(ready["checks"]["redis"] == "down");
+  CHECK(c.put("/v1/sessions/d2", R"({"user_id":"u","data":{}})").status == 503);
+
+  redis.start(); // empty: no persistence in the private instance
+  CHECK(test::eventually([&] { return c.get("/readyz").status == 200; }));
+  CHECK(c.put("/v1/sessions/d3", R"({"user_id":"u","data":{}})").status == 201);
+  CHECK(c.get("/v1/sessions/d3").status == 200);
+}
+
+TEST_CASE("past max_in_flight a shard's requests answer 503 with Retry-After at once") {
+  test::private_redis redis;
+  auto cfg = test::test_config(redis.url());
+  cfg.sessions.shards = 1;
+  cfg.sessions.max_in_flight = 4;
+  cfg.redis.command_timeout_ms = 3000;
+  app::node n(cfg);
+  auto port = n.start();
+  REQUIRE(test::eventually([&] { return n.stats().redis_up; }));
+  // Freeze Redis so that requests stay in flight: SIGSTOP the server... use CLIENT PAUSE instead.
+  {
+    boost::asio::io_context io;
+    test::tcp::socket s(io);
+    auto url = redis.url();
+    auto port_str = url.substr(url.rfind(':') + 1);
+    s.connect(test::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"),
+                                  static_cast<unsigned short>(std::stoi(port_str))));
+    std::string cmd = "*3\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n$4\r\n1500\r\n";
+    boost::asio::write(s, boost::asio::buffer(cmd));
+    char buf[16];
+    s.read_some(boost::asio::buffer(buf));
+  }
+  std::vector<std::thread> slow;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 4; ++i)
+    slow.emplace_back([&, i] {
+      client c(port);
+      if (c.get("/v1/sessions/x" + std::to_string(i)).status == 404)
+        answered++;
+    });
+  REQUIRE(test::eventually([&] { return n.stats().backpressure_rejections == 0; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  client c(port);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = c.get("/v1/sessions/y");
+  CHECK(r.status == 503);
+  CHECK(r.header("Retry-After") == "1");
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(200));
+  CHECK(n.stats().backpressure_rejections >= 1);
+  for (auto& t : slow)
+    t.join();
+  CHECK(answered == 4);
+}

@@ -1,1 +1,404 @@
-// placeholder: being written
+// Integration tests of the Redis client against the Redis at REDIS_URL, and against a private
+// redis-server (REDIS_SERVER_BIN) that the resilience test starts and kills itself.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "adapters/redis/client.hpp"
+
+using namespace sessiond::redis;
+using namespace std::chrono_literals;
+using ms = std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+namespace asio = boost::asio;
+
+namespace {
+
+/// An io_context run by two threads for the life of a test; clients die before it.
+struct io_threads {
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+  std::vector<std::thread> threads;
+  io_threads() {
+    for (int i = 0; i < 2; ++i) threads.emplace_back([this] { io.run(); });
+  }
+  ~io_threads() {
+    guard.reset();
+    io.stop();
+    for (auto& t : threads) t.join();
+  }
+};
+
+client_options env_options() {
+  const char* url = std::getenv("REDIS_URL");
+  if (url == nullptr) {
+    FAIL("REDIS_URL is not set: run scripts/test, or start Redis and export "
+         "REDIS_URL=redis://127.0.0.1:6379/0");
+  }
+  client_options o;
+  std::string error;
+  INFO("REDIS_URL=" << url << ": " << error);
+  REQUIRE(parse_url(url, o, error));
+  return o;
+}
+
+std::string unique_prefix() {
+  std::random_device rd;
+  return "sessiond:test:redis_client:" + std::to_string(::getpid()) + ":" +
+         std::to_string(rd()) + ":";
+}
+
+template <class Pred> bool wait_until(Pred pred, ms limit) {
+  auto end = steady::now() + limit;
+  while (!pred()) {
+    if (steady::now() > end) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+struct result {
+  errc e = errc::ok;
+  reply r;
+  ms took{0};
+};
+
+/// A promise-backed callback; Catch2 assertions stay on the test thread.
+struct waiter {
+  std::shared_ptr<std::promise<result>> p = std::make_shared<std::promise<result>>();
+  std::future<result> f = p->get_future();
+  steady::time_point start = steady::now();
+  callback cb() {
+    return [p = p, start = start](errc e, reply&& r) {
+      auto took = std::chrono::duration_cast<ms>(steady::now() - start);
+      p->set_value({e, std::move(r), took});
+    };
+  }
+  result get(ms limit = 3s) {
+    REQUIRE(f.wait_for(limit) == std::future_status::ready);
+    return f.get();
+  }
+};
+
+result call(client& c, std::vector<std::string> args, std::size_t hint = 0) {
+  waiter w;
+  c.command(hint, std::move(args), w.cb());
+  return w.get();
+}
+
+result run(client& c, const script& s, std::vector<std::string> keys,
+           std::vector<std::string> args) {
+  waiter w;
+  c.eval(0, s, std::move(keys), std::move(args), w.cb());
+  return w.get();
+}
+
+void require_connected(client& c) {
+  c.start();
+  REQUIRE(wait_until([&] { return c.connected(); }, 3s));
+}
+
+long long noscript_errors(client& c) {
+  auto info = call(c, {"INFO", "errorstats"}).r.str;
+  auto pos = info.find("errorstat_NOSCRIPT:count=");
+  return pos == std::string::npos ? 0 : std::stoll(info.substr(pos + 25));
+}
+
+} // namespace
+
+TEST_CASE("a value SET is read back by GET, byte for byte") {
+  io_threads t;
+  client c(t.io, env_options());
+  require_connected(c);
+  auto key = unique_prefix() + "k";
+  std::string value("a\0b\r\nc", 6);
+  auto set = call(c, {"SET", key, value, "PX", "60000"});
+  CHECK(set.e == errc::ok);
+  CHECK(set.r.type == reply::kind::status);
+  CHECK(set.r.str == "OK");
+  auto get = call(c, {"GET", key});
+  REQUIRE(get.e == errc::ok);
+  CHECK(get.r.type == reply::kind::string);
+  CHECK(get.r.str == value);
+}
+
+TEST_CASE("pipelined INCRs from four threads come back in order with exact totals") {
+  constexpr int lanes = 4, per_lane = 10000;
+  struct lane {
+    std::string key;
+    int next = 0; // touched only by callbacks, which run in order on one strand
+    std::atomic<int> done{0}, bad{0};
+    std::promise<void> finished;
+  };
+  io_threads t;
+  client c(t.io, env_options());
+  require_connected(c);
+  auto prefix = unique_prefix();
+  std::vector<std::shared_ptr<lane>> ls;
+  std::vector<std::thread> senders;
+  for (int l = 0; l < lanes; ++l) {
+    ls.push_back(std::make_shared<lane>());
+    ls[l]->key = prefix + "incr:" + std::to_string(l);
+    senders.emplace_back([&c, ln = ls[l], l] {
+      for (int i = 0; i < per_lane; ++i) {
+        c.command(l, {"INCR", ln->key}, [ln, i](errc e, reply&& r) {
+          bool ok = e == errc::ok && r.type == reply::kind::integer && r.integer == i + 1;
+          if (!ok || ln->next++ != i) ++ln->bad;
+          if (++ln->done == per_lane) ln->finished.set_value();
+        });
+      }
+    });
+  }
+  for (auto& s : senders) s.join();
+  for (auto& ln : ls) {
+    REQUIRE(ln->finished.get_future().wait_for(10s) == std::future_status::ready);
+    CHECK(ln->bad == 0);
+    CHECK(call(c, {"GET", ln->key}).r.str == std::to_string(per_lane));
+    call(c, {"DEL", ln->key});
+  }
+  CHECK(c.stats().commands >= lanes * per_lane);
+}
+
+TEST_CASE("nil, integer, status, array and error replies are mapped") {
+  io_threads t;
+  client c(t.io, env_options());
+  require_connected(c);
+  auto key = unique_prefix() + "list";
+  CHECK(call(c, {"GET", key + ":missing"}).r.type == reply::kind::nil);
+  auto pushed = call(c, {"RPUSH", key, "a", "b", "c"}).r;
+  CHECK(pushed.type == reply::kind::integer);
+  CHECK(pushed.integer == 3);
+  auto range = call(c, {"LRANGE", key, "0", "-1"}).r;
+  REQUIRE(range.type == reply::kind::array);
+  REQUIRE(range.elements.size() == 3);
+  CHECK(range.elements[2].type == reply::kind::string);
+  CHECK(range.elements[2].str == "c");
+  auto empty = call(c, {"LRANGE", key + ":missing", "0", "-1"}).r;
+  CHECK(empty.type == reply::kind::array);
+  CHECK(empty.elements.empty());
+
+  auto nested = call(c, {"EVAL", "return {1, 'two', {3, false}, redis.status_reply('fine')}", "0"});
+  REQUIRE(nested.r.type == reply::kind::array);
+  REQUIRE(nested.r.elements.size() == 4);
+  CHECK(nested.r.elements[0].integer == 1);
+  CHECK(nested.r.elements[1].str == "two");
+  REQUIRE(nested.r.elements[2].elements.size() == 2);
+  CHECK(nested.r.elements[2].elements[0].integer == 3);
+  CHECK(nested.r.elements[2].elements[1].type == reply::kind::nil);
+  CHECK(nested.r.elements[3].type == reply::kind::status);
+  CHECK(nested.r.elements[3].str == "fine");
+
+  auto wrong = call(c, {"INCR", key});
+  CHECK(wrong.e == errc::ok); // a Redis error is a reply, not a transport failure
+  CHECK(wrong.r.is_error());
+  CHECK(wrong.r.str.rfind("WRONGTYPE", 0) == 0);
+  CHECK(call(c, {"NO-SUCH-COMMAND"}).r.str.rfind("ERR", 0) == 0);
+  auto nothing = call(c, {});
+  CHECK(nothing.e == errc::ok);
+  CHECK(nothing.r.is_error());
+  CHECK(call(c, {"PING"}).r.str == "PONG"); // the empty command did not desync replies
+  call(c, {"DEL", key});
+  CHECK(c.stats().errors == 0);
+}
+
+TEST_CASE("eval runs scripts Redis has never seen, also after SCRIPT FLUSH (NOSCRIPT)") {
+  io_threads t;
+  client c(t.io, env_options());
+  require_connected(c);
+  script echo("-- " + unique_prefix() + "\nreturn {KEYS[1], ARGV[1] .. '!', #KEYS, #ARGV}");
+  REQUIRE(call(c, {"SCRIPT", "FLUSH"}).r.str == "OK");
+  auto first = run(c, echo, {"k1", "k2"}, {"x"});
+  REQUIRE(first.e == errc::ok);
+  REQUIRE(first.r.type == reply::kind::array);
+  REQUIRE(first.r.elements.size() == 4);
+  CHECK(first.r.elements[0].str == "k1");
+  CHECK(first.r.elements[1].str == "x!");
+  CHECK(first.r.elements[2].integer == 2);
+  CHECK(first.r.elements[3].integer == 1);
+
+  // Flushed behind the connection's back: EVALSHA answers NOSCRIPT, the client loads and
+  // retries once, and the caller only sees the result.
+  auto before = noscript_errors(c);
+  REQUIRE(call(c, {"SCRIPT", "FLUSH"}).r.str == "OK");
+  auto second = run(c, echo, {"k"}, {"y"});
+  REQUIRE(second.e == errc::ok);
+  REQUIRE(second.r.type == reply::kind::array);
+  CHECK(second.r.elements[1].str == "y!");
+  CHECK(noscript_errors(c) >= before + 1);
+
+  auto broken = run(c, script("return ("), {}, {});
+  CHECK(broken.e == errc::ok);
+  CHECK(broken.r.is_error());
+  CHECK(broken.r.str.find("NOSCRIPT") == std::string::npos); // the compile error, not NOSCRIPT
+}
+
+TEST_CASE("a command blocked past command_timeout fails with timeout and the client recovers") {
+  io_threads t;
+  auto o = env_options();
+  o.connections = 2;
+  o.command_timeout = 300ms;
+  client c(t.io, o);
+  require_connected(c);
+  REQUIRE(wait_until([&] { return c.stats().connections_up == 2; }, 2s));
+  waiter blocked, behind;
+  c.command(0, {"BLPOP", unique_prefix() + "never", "5"}, blocked.cb());
+  c.command(0, {"PING"}, behind.cb());
+  auto b = blocked.get();
+  CHECK(b.e == errc::timeout);
+  CHECK(b.took >= 280ms);
+  CHECK(b.took < 800ms);
+  CHECK(behind.get().e == errc::timeout); // queued behind it: its reply can no longer be matched
+  CHECK(call(c, {"PING"}, 0).r.str == "PONG");
+  CHECK(wait_until([&] { return c.stats().connections_up == 2; }, 2s));
+  CHECK(call(c, {"PING"}, 0).r.str == "PONG");
+  CHECK(c.stats().reconnects >= 1);
+  CHECK(c.stats().errors == 2);
+}
+
+TEST_CASE("stop and destruction complete pending commands with closed") {
+  io_threads t;
+  auto c = std::make_unique<client>(t.io, env_options());
+  require_connected(*c);
+  waiter blocked;
+  c->command(0, {"BLPOP", unique_prefix() + "never", "2"}, blocked.cb());
+  std::this_thread::sleep_for(50ms);
+  c->stop();
+  auto b = blocked.get();
+  CHECK(b.e == errc::closed);
+  CHECK(b.took < 500ms);
+  CHECK(call(*c, {"PING"}).e == errc::closed);
+  c.reset();
+
+  auto d = std::make_unique<client>(t.io, env_options());
+  require_connected(*d);
+  waiter pending;
+  d->command(1, {"BLPOP", unique_prefix() + "never", "2"}, pending.cb());
+  std::this_thread::sleep_for(50ms);
+  d.reset(); // the io threads keep running other work
+  CHECK(pending.get(1s).e == errc::closed);
+}
+
+namespace {
+
+std::uint16_t free_port() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+bool accepts(std::uint16_t port) {
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  boost::system::error_code ec;
+  s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+  return !ec;
+}
+
+/// A redis-server child process on a fixed port, killed with SIGKILL (no clean shutdown).
+struct redis_process {
+  std::uint16_t port;
+  pid_t pid = -1;
+  explicit redis_process(std::uint16_t p) : port(p) {}
+  ~redis_process() { kill(); }
+  void start() {
+    const char* env = std::getenv("REDIS_SERVER_BIN");
+    std::string bin = env != nullptr ? env : "redis-server", p = std::to_string(port);
+    std::vector<const char*> argv{bin.c_str(), "--port",       p.c_str(), "--bind",
+                                  "127.0.0.1", "--save",       "",        "--appendonly",
+                                  "no",        "--daemonize",  "no",      nullptr};
+    pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) { // only async-signal-safe calls between fork and exec
+      int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      ::execvp(argv[0], const_cast<char* const*>(argv.data()));
+      ::_exit(127);
+    }
+    INFO("redis-server (" << bin << ") did not accept on port " << port);
+    REQUIRE(wait_until([&] { return ::waitpid(pid, nullptr, WNOHANG) == 0 && accepts(port); },
+                       5s));
+  }
+  void kill() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    pid = -1;
+  }
+};
+
+} // namespace
+
+TEST_CASE("a killed Redis fails commands fast and the client reconnects when it is back") {
+  redis_process server(free_port());
+  server.start();
+  io_threads t;
+  client_options o;
+  o.port = server.port;
+  o.connections = 2;
+  o.connect_timeout = 500ms;
+  o.reconnect_min = 20ms;
+  o.reconnect_max = 300ms;
+  std::mutex mu;
+  std::vector<bool> flips;
+  client c(t.io, o);
+  c.on_state_change([&](bool up) {
+    std::lock_guard<std::mutex> lk(mu);
+    flips.push_back(up);
+  });
+  auto flipped = [&](std::size_t n) {
+    return wait_until([&] { std::lock_guard<std::mutex> lk(mu); return flips.size() >= n; }, 2s);
+  };
+  require_connected(c);
+  REQUIRE(flipped(1));
+  CHECK(call(c, {"SET", "k", "v"}).r.str == "OK");
+
+  waiter in_flight;
+  c.command(0, {"BLPOP", "never", "5"}, in_flight.cb());
+  std::this_thread::sleep_for(50ms);
+  auto killed = steady::now();
+  server.kill();
+  CHECK(in_flight.get().e == errc::closed);
+  REQUIRE(flipped(2));
+  CHECK_FALSE(c.connected());
+  CHECK(steady::now() - killed < 500ms);
+  for (std::size_t hint : {0, 1, 2}) {
+    auto r = call(c, {"GET", "k"}, hint);
+    CHECK(r.e == errc::disconnected);
+    CHECK(r.took < 100ms);
+  }
+
+  std::this_thread::sleep_for(500ms); // let the backoff reach reconnect_max
+  server.start();
+  auto back = steady::now();
+  REQUIRE(wait_until([&] { return c.connected(); }, 3s));
+  CHECK(steady::now() - back < o.reconnect_max + 200ms);
+  REQUIRE(flipped(3));
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    CHECK(flips == std::vector<bool>{true, false, true});
+  }
+  REQUIRE(wait_until([&] { return c.stats().connections_up == 2; }, 2s));
+  CHECK(call(c, {"SET", "k", "w"}, 0).r.str == "OK");
+  CHECK(call(c, {"GET", "k"}, 1).r.str == "w");
+  CHECK(c.stats().reconnects >= 2);
+}

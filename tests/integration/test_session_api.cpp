@@ -1,1 +1,184 @@
-// placeholder: being written
+// The session API end to end against the real Redis: every path and status of the contract,
+// concurrency on one session, preconditions, revocation and TTL expiry.
+#include "support.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+using namespace sessiond;
+using test::client;
+using json = nlohmann::json;
+
+namespace {
+
+struct running_node {
+  app::node node;
+  std::uint16_t port;
+  explicit running_node(config::config c) : node(std::move(c)), port(node.start()) {
+    REQUIRE(test::eventually([&] { return node.stats().redis_up; }));
+  }
+};
+
+std::string body(const std::string& uid, const std::string& data = R"({"k":"v"})") {
+  return R"({"user_id":")" + uid + R"(","data":)" + data + "}";
+}
+
+} // namespace
+
+TEST_CASE("PUT creates (201) then replaces (200) a session, GET reads it with its ETag") {
+  running_node n(test::test_config());
+  client c(n.port);
+  auto created = c.put("/v1/sessions/s1", body("u1", R"({"a":1})"));
+  REQUIRE(created.status == 201);
+  CHECK(created.header("ETag") == "\"1\"");
+  CHECK(created.header("Location") == "/v1/sessions/s1");
+  auto j = json::parse(created.body);
+  CHECK(j["id"] == "s1");
+  CHECK(j["user_id"] == "u1");
+  CHECK(j["data"]["a"] == 1);
+  CHECK(j["version"] == 1);
+  CHECK(j["status"] == "ACTIVE");
+  auto replaced = c.put("/v1/sessions/s1", body("u1", R"({"b":2})"));
+  CHECK(replaced.status == 200);
+  CHECK(replaced.header("ETag") == "\"2\"");
+  CHECK(json::parse(replaced.body)["created_at"] == j["created_at"]);
+  auto got = c.get("/v1/sessions/s1");
+  REQUIRE(got.status == 200);
+  CHECK(got.header("ETag") == "\"2\"");
+  CHECK(json::parse(got.body)["data"] == json::parse(R"({"b":2})"));
+  CHECK(c.get("/v1/sessions/s1", {{"If-None-Match", "\"2\""}}).status == 304);
+  CHECK(c.get("/v1/sessions/nope").status == 404);
+}
+
+TEST_CASE("PATCH merges data (RFC 7396) and bumps the version") {
+  running_node n(test::test_config());
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/p1", body("u1", R"({"a":1,"b":{"c":2}})")).status == 201);
+  auto r = c.patch("/v1/sessions/p1", R"({"b":{"c":null,"d":3},"e":4})");
+  REQUIRE(r.status == 200);
+  CHECK(r.header("ETag") == "\"2\"");
+  CHECK(json::parse(r.body)["data"] == json::parse(R"({"a":1,"b":{"d":3},"e":4})"));
+  CHECK(c.patch("/v1/sessions/missing", "{}").status == 404);
+  CHECK(c.patch("/v1/sessions/p1", "[1]").status == 422);
+  CHECK(c.patch("/v1/sessions/p1", "{bad").status == 400);
+  CHECK(json::parse(c.get("/v1/sessions/p1").body)["version"] == 2);
+}
+
+TEST_CASE("preconditions: stale If-Match gets 412, If-None-Match * makes PUT create-only") {
+  running_node n(test::test_config());
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/c1", body("u1")).status == 201);
+  REQUIRE(c.put("/v1/sessions/c1", body("u1")).status == 200);
+  auto stale = c.put("/v1/sessions/c1", body("u1"), {{"If-Match", "\"1\""}});
+  CHECK(stale.status == 412);
+  CHECK(stale.header("Content-Type") == "application/problem+json");
+  CHECK(c.patch("/v1/sessions/c1", "{}", {{"If-Match", "\"1\""}}).status == 412);
+  CHECK(c.del("/v1/sessions/c1", {{"If-Match", "\"1\""}}).status == 412);
+  CHECK(c.put("/v1/sessions/c1", body("u1"), {{"If-Match", "\"2\""}}).status == 200);
+  CHECK(c.put("/v1/sessions/c1", body("u1"), {{"If-None-Match", "*"}}).status == 412);
+  CHECK(c.put("/v1/sessions/c2", body("u1"), {{"If-None-Match", "*"}}).status == 201);
+  CHECK(c.put("/v1/sessions/c3", body("u1"), {{"If-Match", "*"}}).status == 412);
+  CHECK(c.put("/v1/sessions/c1", body("u1"), {{"If-Match", "W/\"3\""}}).status == 400);
+  CHECK(json::parse(c.get("/v1/sessions/c1").body)["version"] == 3);
+}
+
+TEST_CASE("DELETE revokes: 204, then 404, and a late PUT cannot bring the session back") {
+  running_node n(test::test_config());
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/r1", body("u1")).status == 201);
+  CHECK(c.del("/v1/sessions/r1").status == 204);
+  CHECK(c.get("/v1/sessions/r1").status == 404);
+  CHECK(c.del("/v1/sessions/r1").status == 404);
+  CHECK(c.patch("/v1/sessions/r1", R"({"x":1})").status == 404);
+  // A save that was in flight when the session was revoked arrives late, with the old version.
+  auto late = c.put("/v1/sessions/r1", body("u1"), {{"If-Match", "\"1\""}});
+  CHECK(late.status >= 400);
+  auto late_blind = c.put("/v1/sessions/r1", body("u1"));
+  CHECK(late_blind.status == 410);
+  CHECK(c.get("/v1/sessions/r1").status == 404);
+  CHECK(c.del("/v1/sessions/never-existed").status == 404);
+}
+
+TEST_CASE("a user's sessions are listed and revoked all at once") {
+  running_node n(test::test_config());
+  client c(n.port);
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(c.put("/v1/sessions/us" + std::to_string(i), body("alice")).status == 201);
+  REQUIRE(c.put("/v1/sessions/other", body("bob")).status == 201);
+  auto list = c.get("/v1/users/alice/sessions");
+  REQUIRE(list.status == 200);
+  CHECK(json::parse(list.body)["sessions"].size() == 5);
+  // Moving a session to another user moves it between the indexes.
+  REQUIRE(c.put("/v1/sessions/us4", body("bob")).status == 200);
+  CHECK(json::parse(c.get("/v1/users/alice/sessions").body)["sessions"].size() == 4);
+  auto revoked = c.del("/v1/users/alice/sessions");
+  REQUIRE(revoked.status == 200);
+  CHECK(json::parse(revoked.body)["revoked"] == 4);
+  CHECK(json::parse(c.get("/v1/users/alice/sessions").body)["sessions"].empty());
+  CHECK(c.get("/v1/sessions/us0").status == 404);
+  CHECK(c.get("/v1/sessions/other").status == 200);
+  CHECK(json::parse(c.get("/v1/users/nobody/sessions").body)["sessions"].empty());
+}
+
+TEST_CASE("100 concurrent PATCHes to one session all land") {
+  running_node n(test::test_config());
+  REQUIRE(client(n.port).put("/v1/sessions/hot", body("u1", "{}")).status == 201);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 10; ++t)
+    threads.emplace_back([&, t] {
+      client c(n.port);
+      for (int i = 0; i < 10; ++i) {
+        auto field = "f" + std::to_string(t * 10 + i);
+        if (c.patch("/v1/sessions/hot", "{\"" + field + "\":true}").status == 200)
+          ok++;
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(ok == 100);
+  auto j = json::parse(client(n.port).get("/v1/sessions/hot").body);
+  CHECK(j["data"].size() == 100);
+  CHECK(j["version"] == 101);
+}
+
+TEST_CASE("a session expires after its idle TTL and reads slide it") {
+  auto cfg = test::test_config();
+  cfg.sessions.touch_interval_s = 0;
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/short", R"({"user_id":"u","data":{},"ttl_s":1})").status == 201);
+  REQUIRE(c.put("/v1/sessions/slide", R"({"user_id":"u","data":{},"ttl_s":2})").status == 201);
+  // Keep reading `slide` more often than its TTL: it stays; `short` is never read again.
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    REQUIRE(c.get("/v1/sessions/slide").status == 200);
+  }
+  CHECK(c.get("/v1/sessions/short").status == 404);
+  // Reads slide the TTL, so wait it out without reading.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2300));
+  CHECK(c.get("/v1/sessions/slide").status == 404);
+  CHECK(json::parse(c.get("/v1/users/u/sessions").body)["sessions"].empty());
+}
+
+TEST_CASE("healthz answers 200 and readyz names Redis") {
+  running_node n(test::test_config());
+  client c(n.port);
+  CHECK(c.get("/healthz").status == 200);
+  auto r = c.get("/readyz");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body)["checks"]["redis"] == "up");
+}
+
+TEST_CASE("a body over the configured limit answers 413 and changes nothing") {
+  auto cfg = test::test_config();
+  cfg.http.max_body_bytes = 2048;
+  running_node n(cfg);
+  client c(n.port);
+  auto big = c.put("/v1/sessions/big", body("u", "{\"v\":\"" + std::string(4096, 'x') + "\"}"));
+  CHECK(big.status == 413);
+  CHECK(client(n.port).get("/v1/sessions/big").status == 404);
+}

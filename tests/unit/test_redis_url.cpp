@@ -1,1 +1,144 @@
-// placeholder: being written
+// Unit tests of the Redis adapter's pure parts: URL parsing, script SHA-1, errc names.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <string>
+
+#include "adapters/redis/client.hpp"
+
+using namespace sessiond::redis;
+
+namespace {
+
+client_options parsed(const std::string& url) {
+  client_options o;
+  std::string error;
+  INFO(url);
+  REQUIRE(parse_url(url, o, error));
+  CHECK(error.empty());
+  return o;
+}
+
+std::string parse_error(const std::string& url) {
+  client_options o;
+  o.host = "untouched";
+  std::string error;
+  INFO(url);
+  REQUIRE_FALSE(parse_url(url, o, error));
+  CHECK_FALSE(error.empty());
+  CHECK(o.host == "untouched"); // a failed parse leaves the options alone
+  return error;
+}
+
+} // namespace
+
+TEST_CASE("a bare redis URL gets port 6379, db 0 and no password") {
+  auto o = parsed("redis://cache.internal");
+  CHECK(o.host == "cache.internal");
+  CHECK(o.port == 6379);
+  CHECK(o.db == 0);
+  CHECK(o.password.empty());
+}
+
+TEST_CASE("port and db are taken from the URL") {
+  auto o = parsed("redis://10.0.0.7:6391");
+  CHECK(o.host == "10.0.0.7");
+  CHECK(o.port == 6391);
+  CHECK(o.db == 0);
+
+  o = parsed("redis://localhost:7000/3");
+  CHECK(o.host == "localhost");
+  CHECK(o.port == 7000);
+  CHECK(o.db == 3);
+
+  CHECK(parsed("redis://h/").db == 0);
+  CHECK(parsed("REDIS://h:1/15").db == 15);
+}
+
+TEST_CASE("a password is taken from the URL and a user name is ignored") {
+  auto o = parsed("redis://:s3cret@db.example:6380/2");
+  CHECK(o.password == "s3cret");
+  CHECK(o.host == "db.example");
+  CHECK(o.port == 6380);
+  CHECK(o.db == 2);
+
+  o = parsed("redis://alice:pw@host");
+  CHECK(o.password == "pw");
+  CHECK(o.host == "host");
+  CHECK(o.port == 6379);
+
+  CHECK(parsed("redis://alice@host").password.empty());
+  CHECK(parsed("redis://:p%40ss%3Aw%2Fd@host").password == "p@ss:w/d");
+  CHECK(parsed("redis://:a@b@host").password == "a@b");
+}
+
+TEST_CASE("a bracketed IPv6 host is accepted with or without a port") {
+  auto o = parsed("redis://[::1]:6390/1");
+  CHECK(o.host == "::1");
+  CHECK(o.port == 6390);
+  CHECK(o.db == 1);
+  CHECK(parsed("redis://[fe80::2]").port == 6379);
+}
+
+TEST_CASE("parsing keeps the options the URL does not name") {
+  client_options o;
+  o.connections = 7;
+  o.command_timeout = std::chrono::milliseconds(42);
+  o.password = "old";
+  std::string error;
+  REQUIRE(parse_url("redis://h:1/1", o, error));
+  CHECK(o.connections == 7);
+  CHECK(o.command_timeout.count() == 42);
+  CHECK(o.password.empty()); // the URL names no password, so none is kept
+}
+
+TEST_CASE("other schemes are refused") {
+  CHECK(parse_error("http://host:6379").find("redis://") != std::string::npos);
+  CHECK(parse_error("rediss://host").find("TLS") != std::string::npos);
+  parse_error("unix:///tmp/redis.sock");
+  parse_error("host:6379");
+  parse_error("");
+}
+
+TEST_CASE("bad ports are refused") {
+  CHECK(parse_error("redis://host:0").find("port") != std::string::npos);
+  parse_error("redis://host:65536");
+  parse_error("redis://host:");
+  parse_error("redis://host:-1");
+  parse_error("redis://host:63x9");
+  parse_error("redis://host:99999999999999999999999");
+  parse_error("redis://[::1]x");
+  parse_error("redis://[::1");
+}
+
+TEST_CASE("bad databases and missing hosts are refused") {
+  CHECK(parse_error("redis://host/abc").find("database") != std::string::npos);
+  parse_error("redis://host/-1");
+  parse_error("redis://host/1/2");
+  parse_error("redis://host/1?timeout=3");
+  parse_error("redis://host/99999999999");
+  parse_error("redis://");
+  parse_error("redis://:pw@:6379");
+  parse_error("redis://:bad%zzescape@host");
+  parse_error("redis://:trailing%4@host");
+}
+
+TEST_CASE("a script carries the hex SHA-1 of its source") {
+  // echo -n 'return 1' | sha1sum
+  CHECK(script("return 1").sha1 == "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+  // echo -n '' | sha1sum
+  CHECK(script("").sha1 == "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+  CHECK(script("return 1").source == "return 1");
+}
+
+TEST_CASE("every errc value has its own name") {
+  std::set<std::string> names;
+  for (auto e : {errc::ok, errc::disconnected, errc::timeout, errc::protocol, errc::closed}) {
+    std::string n = to_string(e);
+    CHECK(n != "unknown");
+    names.insert(n);
+  }
+  CHECK(names.size() == 5);
+  CHECK(std::string(to_string(errc::timeout)) == "timeout");
+  CHECK(std::string(to_string(static_cast<errc>(99))) == "unknown");
+}

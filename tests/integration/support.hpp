@@ -1,0 +1,189 @@
+// Test support for integration tests: a blocking HTTP/1.1 keep-alive client with timeouts, an
+// in-process sessiond node on a free port, and a private redis-server the test can stop.
+#pragma once
+
+#include "app/node.hpp"
+#include "config/config.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <string>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace sessiond::test {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+
+struct reply {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;
+  std::string header(const std::string& k) const {
+    auto it = headers.find(k);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+/// One keep-alive connection; each call blocks up to `timeout` for the answer.
+class client {
+public:
+  explicit client(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(10))
+    : socket_(io_) {
+    socket_.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+
+  reply call(bhttp::verb verb, const std::string& target, const std::string& body = "",
+             std::map<std::string, std::string> headers = {}) {
+    bhttp::request<bhttp::string_body> req{verb, target, 11};
+    req.set(bhttp::field::host, "127.0.0.1");
+    if (!body.empty() && headers.find("Content-Type") == headers.end())
+      req.set(bhttp::field::content_type, "application/json");
+    for (auto& [k, v] : headers)
+      req.set(k, v);
+    req.body() = body;
+    req.prepare_payload();
+    bhttp::write(socket_, req);
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(64 << 20);
+    if (verb == bhttp::verb::head)
+      parser.skip(true);
+    bhttp::read(socket_, buffer_, parser);
+    auto& res = parser.get();
+    reply out;
+    out.status = static_cast<int>(res.result_int());
+    out.body = res.body();
+    for (auto& f : res)
+      out.headers[std::string(f.name_string())] = std::string(f.value());
+    return out;
+  }
+
+  reply get(const std::string& t, std::map<std::string, std::string> h = {}) {
+    return call(bhttp::verb::get, t, "", std::move(h));
+  }
+  reply put(const std::string& t, const std::string& b, std::map<std::string, std::string> h = {}) {
+    return call(bhttp::verb::put, t, b, std::move(h));
+  }
+  reply patch(const std::string& t, const std::string& b, std::map<std::string, std::string> h = {}) {
+    h.emplace("Content-Type", "application/merge-patch+json");
+    return call(bhttp::verb::patch, t, b, std::move(h));
+  }
+  reply del(const std::string& t, std::map<std::string, std::string> h = {}) {
+    return call(bhttp::verb::delete_, t, "", std::move(h));
+  }
+
+private:
+  boost::asio::io_context io_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+};
+
+inline std::string env_or_fail(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v)
+    FAIL(std::string(name) + " is not set: run the integration tests through scripts/test, "
+                             "which starts Redis and PostgreSQL and exports it");
+  return v;
+}
+
+/// A key prefix no other test run uses, so tests share one Redis without seeing each other.
+inline std::string unique_prefix() {
+  std::random_device rd;
+  return "t" + std::to_string(getpid()) + "-" + std::to_string(rd() % 1000000) + ":";
+}
+
+/// The defaults with a free port, the test Redis and a fresh key prefix.
+inline config::config test_config(const std::string& redis_url = env_or_fail("REDIS_URL")) {
+  auto c = config::load_string("", {});
+  c.http.listen = "127.0.0.1:0";
+  c.redis.url = redis_url;
+  c.redis.key_prefix = unique_prefix();
+  c.sessions.shards = 4;
+  return c;
+}
+
+/// A free loopback port (bind to 0, read, close).
+inline std::uint16_t free_port() {
+  boost::asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+/// A redis-server child process of the test's own, on a free port.
+class private_redis {
+public:
+  private_redis() : port_(free_port()) { start(); }
+  ~private_redis() { stop(); }
+
+  void start() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      const char* bin = std::getenv("REDIS_SERVER_BIN");
+      std::string b = bin && *bin ? bin : "redis-server";
+      std::string port = std::to_string(port_);
+      execlp(b.c_str(), b.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    wait_until_listening();
+  }
+
+  void stop() {
+    if (pid_ <= 0)
+      return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+
+private:
+  void wait_until_listening() {
+    for (int i = 0; i < 200; ++i) {
+      try {
+        boost::asio::io_context io;
+        tcp::socket s(io);
+        s.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port_));
+        return;
+      } catch (...) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+      }
+    }
+    FAIL("redis-server did not start on port " + std::to_string(port_));
+  }
+
+  std::uint16_t port_;
+  pid_t pid_ = -1;
+};
+
+/// Polls `f` every 20 ms until it is true or `limit` passes.
+template <class F>
+bool eventually(F f, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (f())
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return f();
+}
+
+} // namespace sessiond::test
