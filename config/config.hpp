@@ -7,11 +7,12 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace sessiond::config {
 
 struct node_section {
-  std::string id = "";          ///< empty: hostname-pid, filled at load
+  std::string id = "";            ///< empty: hostname-pid, filled at load
   std::int64_t actor_threads = 2; ///< CAF scheduler threads [1, 256]
   std::string log_level = "info"; ///< error | warn | info | debug
 };
@@ -29,39 +30,39 @@ struct http_section {
 
 struct redis_section {
   std::string url = "redis://127.0.0.1:6379/0"; ///< secret: password masked when printed
-  std::int64_t connections = 2;           ///< [1, 64]
-  std::int64_t connect_timeout_ms = 1000; ///< [10, 60000]
-  std::int64_t command_timeout_ms = 1000; ///< [10, 60000]
-  std::int64_t reconnect_min_ms = 100;    ///< [1, 60000]
-  std::int64_t reconnect_max_ms = 5000;   ///< [1, 600000], >= reconnect_min_ms
-  std::string key_prefix = "sessiond:";   ///< 1-64 chars of [A-Za-z0-9:_.-]
+  std::int64_t connections = 2;                 ///< [1, 64]
+  std::int64_t connect_timeout_ms = 1000;       ///< [10, 60000]
+  std::int64_t command_timeout_ms = 1000;       ///< [10, 60000]
+  std::int64_t reconnect_min_ms = 100;          ///< [1, 60000]
+  std::int64_t reconnect_max_ms = 5000;         ///< [1, 600000], >= reconnect_min_ms
+  std::string key_prefix = "sessiond:";         ///< 1-64 chars of [A-Za-z0-9:_.-]
 };
 
 struct postgres_section {
   std::string url = "postgresql://postgres@127.0.0.1:5432/sessiond"; ///< secret: masked
   bool migrate_on_start = true;
-  std::int64_t connect_timeout_ms = 5000;   ///< [100, 600000]
+  std::int64_t connect_timeout_ms = 5000;    ///< [100, 600000]
   std::int64_t statement_timeout_ms = 30000; ///< [100, 3600000]
 };
 
 struct sessions_section {
-  std::string mode = "redis-primary"; ///< postgres | shadow | redis-read | redis-primary
-  std::int64_t ttl_s = 3600;          ///< idle TTL [1, 31536000]
-  std::int64_t touch_interval_s = 60; ///< [0, 86400], <= ttl_s
-  std::int64_t max_lifetime_s = 604800; ///< [1, 315360000], >= ttl_s
-  std::int64_t tombstone_ttl_s = 604800; ///< [1, 315360000] how long a revoked id stays refused
-  std::int64_t shards = 16;           ///< [1, 1024]
-  std::int64_t max_in_flight = 1024;  ///< per shard [1, 1000000]
-  std::int64_t retry_after_s = 1;     ///< Retry-After on 503 [1, 3600]
-  std::int64_t max_data_bytes = 65536; ///< [64, 67108864] serialized `data`
+  std::string mode = "redis-primary";     ///< postgres | shadow | redis-read | redis-primary
+  std::int64_t ttl_s = 3600;              ///< idle TTL [1, 31536000]
+  std::int64_t touch_interval_s = 60;     ///< [0, 86400], <= ttl_s
+  std::int64_t max_lifetime_s = 604800;   ///< [1, 315360000], >= ttl_s
+  std::int64_t tombstone_ttl_s = 604800;  ///< [1, 315360000] how long a revoked id stays refused
+  std::int64_t shards = 16;               ///< [1, 1024]
+  std::int64_t max_in_flight = 1024;      ///< per shard [1, 1000000]
+  std::int64_t retry_after_s = 1;         ///< Retry-After on 503 [1, 3600]
+  std::int64_t max_data_bytes = 65536;    ///< [64, 67108864] serialized `data`
   std::string on_redis_down = "postgres"; ///< postgres | reject
 };
 
 struct sync_section {
-  std::int64_t interval_ms = 60000;    ///< [100, 86400000] (legacy SESSION_SYNC_INTERVAL)
-  std::int64_t batch_size = 500;       ///< [1, 100000]
-  std::int64_t max_dirty = 100000;     ///< [1, 100000000]
-  std::int64_t max_backoff_ms = 60000; ///< [100, 3600000]
+  std::int64_t interval_ms = 60000;       ///< [100, 86400000] (legacy SESSION_SYNC_INTERVAL)
+  std::int64_t batch_size = 500;          ///< [1, 100000]
+  std::int64_t max_dirty = 100000;        ///< [1, 100000000]
+  std::int64_t max_backoff_ms = 60000;    ///< [100, 3600000]
   std::int64_t activity_interval_s = 300; ///< [1, 86400]
 };
 
@@ -70,17 +71,17 @@ struct cache_section {
 };
 
 struct metrics_section {
-  bool enabled = true;             ///< (legacy SESSION_METRICS_ENABLED)
+  bool enabled = true;                ///< (legacy SESSION_METRICS_ENABLED)
   std::int64_t redis_poll_ms = 15000; ///< [100, 3600000]
 };
 
 struct retention_section {
   bool enabled = true;
   bool dry_run = false;
-  std::int64_t days = 60;             ///< [1, 36500]
-  std::string at = "03:30";           ///< HH:MM UTC
-  std::int64_t batch_size = 5000;     ///< [1, 1000000]
-  std::int64_t pause_ms = 100;        ///< [0, 600000]
+  std::int64_t days = 60;                   ///< [1, 36500]
+  std::string at = "03:30";                 ///< HH:MM UTC
+  std::int64_t batch_size = 5000;           ///< [1, 1000000]
+  std::int64_t pause_ms = 100;              ///< [0, 600000]
   std::int64_t max_rows_per_run = 10000000; ///< [1, 1000000000]
 };
 
@@ -117,5 +118,20 @@ config load_string(const std::string& toml_text, const env_map& env);
 void validate(const config& c);
 /// The effective configuration as TOML, secrets (passwords in URLs) masked as "****".
 std::string to_toml(const config& c);
+
+/// One key as documented: name, variable, default (as TOML), bounds and meaning.
+struct key_info {
+  std::string name;          ///< "section.key"
+  std::string env;           ///< SESSIOND_SECTION_KEY
+  std::string default_value; ///< TOML literal, e.g. 3600 or "info"
+  std::string allowed;       ///< e.g. "1..31536000, >= sessions.ttl_s"
+  std::string help;          ///< one line: meaning and unit
+};
+/// Every key, in file order (for docs and tests: each key is declared once, in config.cpp).
+std::vector<key_info> keys();
+
+/// Key-by-key equality over every key.
+bool operator==(const config& a, const config& b);
+bool operator!=(const config& a, const config& b);
 
 } // namespace sessiond::config
