@@ -104,6 +104,15 @@ messages::supervisor_actor::behavior_type supervisor(self_ptr self,
     spawn_shard(self, i);
   spawn_router(self);
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
+  // Shutdown: stop every child with the same reason, then ourselves.
+  self->set_exit_handler([=](caf::exit_msg& em) {
+    for (auto& shard : self->state.shards)
+      if (shard)
+        self->send_exit(shard, em.reason);
+    if (self->state.router)
+      self->send_exit(self->state.router, em.reason);
+    self->quit(em.reason);
+  });
   return {
     [=](messages::restart_atom, std::uint64_t i) {
       if (i < self->state.shards.size()) {

@@ -1,1 +1,108 @@
-// placeholder: being written
+// RFC 9457 problem responses and the standard reason phrases used in status lines.
+#include "adapters/http/server.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace sessiond::http {
+
+response problem(unsigned status, std::string type, std::string title, std::string detail) {
+  // ordered_json keeps the members in the order RFC 9457 lists them, for human readers.
+  nlohmann::ordered_json j;
+  j["type"] = std::move(type);
+  j["title"] = std::move(title);
+  j["status"] = status;
+  j["detail"] = std::move(detail);
+  response r;
+  r.status = status;
+  r.content_type = "application/problem+json";
+  // detail may echo client input: invalid UTF-8 is replaced rather than thrown on.
+  r.body = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return r;
+}
+
+const char* reason(unsigned status) {
+  switch (status) {
+  case 100:
+    return "Continue";
+  case 101:
+    return "Switching Protocols";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 202:
+    return "Accepted";
+  case 204:
+    return "No Content";
+  case 206:
+    return "Partial Content";
+  case 301:
+    return "Moved Permanently";
+  case 302:
+    return "Found";
+  case 303:
+    return "See Other";
+  case 304:
+    return "Not Modified";
+  case 307:
+    return "Temporary Redirect";
+  case 308:
+    return "Permanent Redirect";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 406:
+    return "Not Acceptable";
+  case 408:
+    return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 410:
+    return "Gone";
+  case 411:
+    return "Length Required";
+  case 412:
+    return "Precondition Failed";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 415:
+    return "Unsupported Media Type";
+  case 416:
+    return "Range Not Satisfiable";
+  case 417:
+    return "Expectation Failed";
+  case 422:
+    return "Unprocessable Content";
+  case 428:
+    return "Precondition Required";
+  case 429:
+    return "Too Many Requests";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  case 505:
+    return "HTTP Version Not Supported";
+  default:
+    return "Unknown";
+  }
+}
+
+} // namespace sessiond::http

@@ -67,6 +67,7 @@ struct server_stats {
   std::uint64_t connections_open = 0;
   std::uint64_t requests = 0;
   std::uint64_t rejected_bad_request = 0; ///< malformed, oversized or timed-out requests
+  std::uint64_t connections_rejected = 0; ///< closed at accept: max_connections reached
 };
 
 class server {

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <fcntl.h>
 #include <map>
 #include <random>
 #include <string>
@@ -135,6 +136,9 @@ public:
   void start() {
     pid_ = fork();
     if (pid_ == 0) {
+      int devnull = open("/dev/null", O_WRONLY);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
       const char* bin = std::getenv("REDIS_SERVER_BIN");
       std::string b = bin && *bin ? bin : "redis-server";
       std::string port = std::to_string(port_);

@@ -4,6 +4,7 @@
 #include "support.hpp"
 
 #include "messages/session.hpp"
+#include "model/shard_for.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/exit_reason.hpp>

@@ -209,7 +209,7 @@ handler echo_or_hold(recorder& rec) {
 
 TEST_CASE("a request reaches the handler with its method, target, body and headers") {
   recorder rec;
-  test_server s({}, [&](request&& r, responder_ptr resp) {
+  test_server s({}, [&](request&& r, const responder_ptr& resp) {
     rec.add(std::move(r));
     response out;
     out.status = 201;
@@ -335,7 +335,7 @@ TEST_CASE("a handler may answer later from another thread") {
 }
 
 TEST_CASE("a responder dropped without an answer yields 503 problem+json") {
-  test_server s({}, [](request&&, responder_ptr) {});
+  test_server s({}, [](request&&, const responder_ptr&) {});
   client c(s.port());
   c.send(get("/x"));
   auto res = c.read();
@@ -350,7 +350,7 @@ TEST_CASE("a responder dropped without an answer yields 503 problem+json") {
 }
 
 TEST_CASE("a second send on one responder is ignored") {
-  test_server s({}, [](request&&, responder_ptr resp) {
+  test_server s({}, [](request&&, const responder_ptr& resp) {
     resp->send(text("first"));
     resp->send(text("second", 500));
   });
@@ -365,7 +365,7 @@ TEST_CASE("a second send on one responder is ignored") {
 }
 
 TEST_CASE("a handler that throws yields 500 problem+json") {
-  test_server s({}, [](request&&, responder_ptr) { throw std::runtime_error("boom"); });
+  test_server s({}, [](request&&, const responder_ptr&) { throw std::runtime_error("boom"); });
   client c(s.port());
   c.send(get("/x"));
   auto res = c.read();
@@ -389,7 +389,7 @@ TEST_CASE("a HEAD answer carries the headers but not the body") {
 }
 
 TEST_CASE("a 204 answer has no body and no Content-Length") {
-  test_server s({}, [](request&&, responder_ptr resp) { resp->send(text("ignored", 204)); });
+  test_server s({}, [](request&&, const responder_ptr& resp) { resp->send(text("ignored", 204)); });
   client c(s.port());
   c.send(get("/x") + get("/y"));
   for (int i = 0; i < 2; ++i) {

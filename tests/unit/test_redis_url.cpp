@@ -1,10 +1,10 @@
 // Unit tests of the Redis adapter's pure parts: URL parsing, script SHA-1, errc names.
+#include "adapters/redis/client.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <set>
 #include <string>
-
-#include "adapters/redis/client.hpp"
 
 using namespace sessiond::redis;
 
