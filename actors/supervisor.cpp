@@ -26,6 +26,8 @@ void spawn_shard(self_ptr self, std::size_t i) {
   self->state.children[i].started = clock_type::now();
   if (self->state.router)
     self->send(self->state.router, messages::set_shard_atom::value, std::uint64_t{i}, shard);
+  if (self->state.opts->on_shard)
+    self->state.opts->on_shard(i, shard);
 }
 
 void spawn_router(self_ptr self) {

@@ -22,6 +22,8 @@ struct supervisor_options {
   std::chrono::milliseconds window{60000};
   /// Called (on the supervisor's thread) with the new router after each (re)start.
   std::function<void(messages::router_actor)> on_router;
+  /// Called (on the supervisor's thread) with shard i's new handle after each (re)start.
+  std::function<void(std::size_t, messages::shard_actor)> on_shard;
   /// Called once when the supervisor gives up.
   std::function<void(std::string)> on_escalate;
   /// Called on each restart with a line to log.

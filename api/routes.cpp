@@ -162,14 +162,27 @@ std::int64_t shard_gate::in_flight(std::size_t shard) const {
   return slots_[shard].n.load(std::memory_order_relaxed);
 }
 
-void router_slot::set(messages::router_actor r) {
-  std::lock_guard<std::mutex> guard{mtx_};
+route_table::route_table(std::size_t shards) : shards_(shards) {
+}
+
+void route_table::set_router(messages::router_actor r) {
+  std::lock_guard<std::mutex> guard{router_mtx_};
   router_ = std::move(r);
 }
 
-messages::router_actor router_slot::get() const {
-  std::lock_guard<std::mutex> guard{mtx_};
+void route_table::set_shard(std::size_t i, messages::shard_actor s) {
+  std::lock_guard<std::mutex> guard{shards_[i].mtx};
+  shards_[i].handle = std::move(s);
+}
+
+messages::router_actor route_table::router() const {
+  std::lock_guard<std::mutex> guard{router_mtx_};
   return router_;
+}
+
+messages::shard_actor route_table::shard(std::size_t i) const {
+  std::lock_guard<std::mutex> guard{shards_[i].mtx};
+  return shards_[i].handle;
 }
 
 std::string media_type(std::string_view content_type) {
@@ -211,9 +224,9 @@ http::response render(session_op_kind kind, const std::string& id, session_resul
   return session_body(r.status, r.session);
 }
 
-routes::routes(api_options opts, std::shared_ptr<router_slot> router,
+routes::routes(api_options opts, std::shared_ptr<route_table> table,
                std::shared_ptr<shard_gate> gate)
-  : opts_(std::move(opts)), router_(std::move(router)), gate_(std::move(gate)) {
+  : opts_(std::move(opts)), table_(std::move(table)), gate_(std::move(gate)) {
 }
 
 void routes::operator()(http::request&& req, http::responder_ptr res) const {
@@ -335,7 +348,10 @@ void routes::dispatch(session_op&& op, std::string_view key, http::responder_ptr
     return res->send(std::move(out));
   }
   op.done = std::make_shared<http_completion>(std::move(res), op.kind, op.id, gate_, shard);
-  caf::anon_send(router_->get(), std::move(op));
+  if (op.kind == session_op_kind::list_user || op.kind == session_op_kind::revoke_user)
+    caf::anon_send(table_->router(), std::move(op));
+  else
+    caf::anon_send(table_->shard(shard), std::move(op));
 }
 
 } // namespace sessiond::api

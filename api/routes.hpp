@@ -34,15 +34,27 @@ private:
   std::atomic<std::uint64_t> rejected_{0};
 };
 
-/// The current router handle; the supervisor replaces it when the router restarts.
-class router_slot {
+/// The current handles of the router and of every shard, kept up to date by the supervisor
+/// (a restarted actor has a new handle). The API sends a session op straight to the shard that
+/// owns it (model::shard_for), so the router is not a funnel on the hot path; user-wide ops go
+/// to the router. Thread-safe: one small mutex per slot, held only to copy a handle.
+class route_table {
 public:
-  void set(messages::router_actor r);
-  messages::router_actor get() const;
+  explicit route_table(std::size_t shards);
+  void set_router(messages::router_actor r);
+  void set_shard(std::size_t i, messages::shard_actor s);
+  messages::router_actor router() const;
+  messages::shard_actor shard(std::size_t i) const;
+  std::size_t shards() const { return shards_.size(); }
 
 private:
-  mutable std::mutex mtx_;
+  struct alignas(64) shard_slot {
+    mutable std::mutex mtx;
+    messages::shard_actor handle;
+  };
+  mutable std::mutex router_mtx_;
   messages::router_actor router_;
+  std::vector<shard_slot> shards_;
 };
 
 struct api_options {
@@ -55,7 +67,7 @@ struct api_options {
 /// The request handler given to the HTTP server.
 class routes {
 public:
-  routes(api_options opts, std::shared_ptr<router_slot> router, std::shared_ptr<shard_gate> gate);
+  routes(api_options opts, std::shared_ptr<route_table> table, std::shared_ptr<shard_gate> gate);
   void operator()(http::request&& req, http::responder_ptr res) const;
 
 private:
@@ -65,7 +77,7 @@ private:
   void readyz(const http::responder_ptr& res) const;
 
   api_options opts_;
-  std::shared_ptr<router_slot> router_;
+  std::shared_ptr<route_table> table_;
   std::shared_ptr<shard_gate> gate_;
 };
 

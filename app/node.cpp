@@ -73,7 +73,7 @@ struct node::impl {
   std::vector<std::thread> threads;
   std::unique_ptr<redis::client> redis;
   std::shared_ptr<actors::shard_env> env;
-  std::shared_ptr<api::router_slot> router = std::make_shared<api::router_slot>();
+  std::shared_ptr<api::route_table> routes;
   std::shared_ptr<api::shard_gate> gate;
   std::unique_ptr<http::server> http;
   messages::supervisor_actor supervisor;
@@ -114,7 +114,10 @@ struct node::impl {
   void spawn_supervisor() {
     auto opts = std::make_shared<actors::supervisor_options>();
     opts->shards = static_cast<std::size_t>(cfg.sessions.shards);
-    opts->on_router = [r = router](messages::router_actor a) { r->set(std::move(a)); };
+    opts->on_router = [t = routes](messages::router_actor a) { t->set_router(std::move(a)); };
+    opts->on_shard = [t = routes](std::size_t i, messages::shard_actor s) {
+      t->set_shard(i, std::move(s));
+    };
     opts->on_escalate = [this](std::string why) {
       log_error(why);
       request_stop(1);
@@ -152,11 +155,12 @@ std::uint16_t node::start() {
     up ? log_info("redis: connected") : log_warn("redis: unreachable, answering 503 until it is back");
   });
   d.make_env();
+  d.routes = std::make_shared<api::route_table>(static_cast<std::size_t>(d.cfg.sessions.shards));
   d.gate = std::make_shared<api::shard_gate>(static_cast<std::size_t>(d.cfg.sessions.shards),
                                              d.cfg.sessions.max_in_flight);
   d.spawn_supervisor();
   d.http = std::make_unique<http::server>(d.io, http_options(d.cfg),
-                                          api::routes(d.api_opts(), d.router, d.gate));
+                                          api::routes(d.api_opts(), d.routes, d.gate));
   d.work = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
     d.io.get_executor());
   d.redis->start();
@@ -203,7 +207,7 @@ caf::actor_system& node::system() {
 }
 
 messages::router_actor node::router() const {
-  return impl_->router->get();
+  return impl_->routes->router();
 }
 
 std::uint16_t node::port() const {

@@ -31,13 +31,14 @@ const char* to_string(errc e);
 struct reply {
   enum class kind { nil, string, status, integer, array, error };
   kind type = kind::nil;
-  std::string str;    ///< string, status and error text
+  std::string str; ///< string, status and error text
   long long integer = 0;
   std::vector<reply> elements;
   bool is_error() const { return type == kind::error; }
 };
 
-/// Runs exactly once on an I/O thread. `e != ok` means `r` is empty.
+/// Runs exactly once on an I/O thread. `e != ok` means `r` is empty. It may call command()
+/// or eval() again. An exception it throws is swallowed (it must not unwind through Asio).
 using callback = std::function<void(errc e, reply&& r)>;
 
 struct client_options {
@@ -52,10 +53,13 @@ struct client_options {
   std::chrono::milliseconds reconnect_max{5000};
 };
 
-/// Parses redis://[[user]:password@]host[:port][/db]. Returns false and sets `error`.
+/// Parses redis://[[user]:password@]host[:port][/db] into host, port (6379), password (none;
+/// %-decoded) and db (0); the user is ignored, [v6] hosts are accepted and other options kept.
+/// Returns false and sets `error`, leaving `out` alone.
 bool parse_url(std::string_view url, client_options& out, std::string& error);
 
-/// A Lua script run with EVALSHA, loaded with SCRIPT LOAD on NOSCRIPT and retried.
+/// A Lua script run with EVALSHA; loaded with SCRIPT LOAD on first use per connection and on
+/// NOSCRIPT (then retried once).
 struct script {
   explicit script(std::string src);
   std::string source;
@@ -63,15 +67,19 @@ struct script {
 };
 
 struct client_stats {
-  std::uint64_t commands = 0;
-  std::uint64_t errors = 0; ///< transport errors (errc != ok)
-  std::uint64_t reconnects = 0;
+  std::uint64_t commands = 0;   ///< command() and eval() calls
+  std::uint64_t errors = 0;     ///< transport errors (errc != ok)
+  std::uint64_t reconnects = 0; ///< connections re-established after being up
   std::size_t connections_up = 0;
 };
 
 /// Thread-safe. Commands given from one thread with the same `conn_hint` go out on the same
 /// connection in that order and their callbacks run in that order. Commands that are queued
-/// while a write is in flight go out together in one write (pipelining).
+/// while a write is in flight go out together in one write (pipelining). While the hinted
+/// connection is down, commands go to another one that is up; with none up they fail at once
+/// with errc::disconnected. Commands that do not answer exactly once (SUBSCRIBE, MONITOR)
+/// are not supported; a blocking one (BLPOP) holds its connection and is bounded by
+/// command_timeout like any other.
 class client {
 public:
   client(boost::asio::io_context& io, client_options opts);
@@ -81,17 +89,27 @@ public:
 
   /// Starts connecting every connection (async). Reconnects forever with backoff until stop().
   void start();
-  /// Closes connections; pending commands complete with errc::closed.
+  /// Closes connections; pending commands complete with errc::closed (on I/O threads, maybe
+  /// after stop() returned; if the io_context never runs again they are destroyed uncalled).
+  /// Later commands fail with errc::closed. The destructor calls it; the io_context must
+  /// outlive the client.
   void stop();
 
+  /// Sends `args` (an empty command answers an error reply, as Redis would not answer it).
   void command(std::size_t conn_hint, std::vector<std::string> args, callback cb);
+  /// EVALSHA, preceded by SCRIPT LOAD the first time a connection sees the script. On
+  /// NOSCRIPT (SCRIPT FLUSH behind our back) it loads and retries once on the same connection;
+  /// that retry completes after commands sent meanwhile.
   void eval(std::size_t conn_hint, const script& s, std::vector<std::string> keys,
             std::vector<std::string> args, callback cb);
 
   /// True when at least one connection is up.
   bool connected() const;
   client_stats stats() const;
-  /// Called (on an I/O thread) whenever the "at least one connection up" state flips.
+  /// Called (on an I/O thread, one call at a time, in order) whenever the "at least one
+  /// connection up" state flips, the first connect included. Never called once stop() has
+  /// returned; stop() waits for a running call, so `f` must not call stop(),
+  /// on_state_change() or destroy the client.
   void on_state_change(std::function<void(bool up)> f);
 
 private:

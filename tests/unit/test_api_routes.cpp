@@ -18,7 +18,7 @@ struct captured : http::responder {
 };
 
 struct fixture {
-  std::shared_ptr<api::router_slot> router = std::make_shared<api::router_slot>();
+  std::shared_ptr<api::route_table> router = std::make_shared<api::route_table>(4);
   std::shared_ptr<api::shard_gate> gate = std::make_shared<api::shard_gate>(4, 2);
   api::routes routes{api::api_options{}, router, gate};
 
@@ -125,7 +125,7 @@ TEST_CASE("malformed or conflicting preconditions answer 400") {
                 400);
 }
 
-TEST_CASE("a valid request with no live router answers 503 with Retry-After, never hangs") {
+TEST_CASE("a valid request with no live shard answers 503 with Retry-After, never hangs") {
   fixture f;
   auto r = f.call(http::method::get, "/v1/sessions/s1");
   check_problem(r, 503);
@@ -150,7 +150,8 @@ TEST_CASE("readyz reports each dependency and answers 503 when one is down") {
   bool redis_up = false;
   api::api_options o;
   o.readiness = [&] { return std::vector<std::pair<std::string, bool>>{{"redis", redis_up}}; };
-  api::routes routes{o, std::make_shared<api::router_slot>(), std::make_shared<api::shard_gate>(1, 1)};
+  api::routes routes{o, std::make_shared<api::route_table>(1),
+                     std::make_shared<api::shard_gate>(1, 1)};
   auto call = [&] {
     std::optional<http::response> out;
     http::request req;

@@ -148,3 +148,12 @@ TEST_CASE("shard_for spreads ids evenly") {
     CHECK(c < 1200);
   }
 }
+
+TEST_CASE("RFC 3339 times render in UTC with milliseconds across dates") {
+  CHECK(rfc3339_ms(0) == "1970-01-01T00:00:00.000Z");
+  CHECK(rfc3339_ms(951782400000) == "2000-02-29T00:00:00.000Z");
+  CHECK(rfc3339_ms(1709251199999) == "2024-02-29T23:59:59.999Z");
+  CHECK(rfc3339_ms(1798761599123) == "2026-12-31T23:59:59.123Z");
+  CHECK(rfc3339_ms(4102444800000) == "2100-01-01T00:00:00.000Z");
+  CHECK(rfc3339_ms(-1) == "1969-12-31T23:59:59.999Z");
+}
