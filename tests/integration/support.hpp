@@ -6,6 +6,7 @@
 #include "config/config.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -158,6 +159,19 @@ public:
   }
 
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+
+  /// Holds every client's commands for `ms` (CLIENT PAUSE), so requests stay in flight.
+  void pause_clients(int ms) const {
+    boost::asio::io_context io;
+    tcp::socket s(io);
+    s.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port_));
+    auto arg = std::to_string(ms);
+    std::string cmd = "*3\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n$" + std::to_string(arg.size()) +
+                      "\r\n" + arg + "\r\n";
+    boost::asio::write(s, boost::asio::buffer(cmd));
+    char buf[16];
+    s.read_some(boost::asio::buffer(buf));
+  }
 
 private:
   void wait_until_listening() {

@@ -106,19 +106,8 @@ TEST_CASE("past max_in_flight a shard's requests answer 503 with Retry-After at 
   app::node n(cfg);
   auto port = n.start();
   REQUIRE(test::eventually([&] { return n.stats().redis_up; }));
-  // Freeze Redis so that requests stay in flight: SIGSTOP the server... use CLIENT PAUSE instead.
-  {
-    boost::asio::io_context io;
-    test::tcp::socket s(io);
-    auto url = redis.url();
-    auto port_str = url.substr(url.rfind(':') + 1);
-    s.connect(test::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"),
-                                  static_cast<unsigned short>(std::stoi(port_str))));
-    std::string cmd = "*3\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n$4\r\n1500\r\n";
-    boost::asio::write(s, boost::asio::buffer(cmd));
-    char buf[16];
-    s.read_some(boost::asio::buffer(buf));
-  }
+  // Hold Redis so that requests stay in flight.
+  redis.pause_clients(1500);
   std::vector<std::thread> slow;
   std::atomic<int> answered{0};
   for (int i = 0; i < 4; ++i)

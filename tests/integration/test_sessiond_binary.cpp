@@ -69,6 +69,69 @@ TEST_CASE("--print-config shows the effective config with secrets masked") {
   CHECK(r.out.find("ttl_s = 77") != std::string::npos);
 }
 
+namespace {
+
+/// A sessiond child process whose stdout's first line (the listening line) is read.
+struct child {
+  pid_t pid = -1;
+  std::string first_line;
+
+  child(const std::string& redis_url, std::uint16_t port) {
+    int pipefd[2];
+    REQUIRE(pipe(pipefd) == 0);
+    pid = fork();
+    if (pid == 0) {
+      dup2(pipefd[1], 1);
+      close(pipefd[0]);
+      setenv("SESSIOND_REDIS_URL", redis_url.c_str(), 1);
+      setenv("SESSIOND_HTTP_LISTEN", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
+      setenv("SESSIOND_REDIS_KEY_PREFIX", test::unique_prefix().c_str(), 1);
+      setenv("SESSIOND_REDIS_COMMAND_TIMEOUT_MS", "5000", 1);
+      execl(SESSIOND_BIN, SESSIOND_BIN, static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(pipefd[1]);
+    char ch;
+    while (read(pipefd[0], &ch, 1) == 1 && ch != '\n')
+      first_line += ch;
+    close(pipefd[0]);
+  }
+
+  /// SIGTERM, then the exit code (-1 if it did not exit normally).
+  int terminate() {
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+};
+
+} // namespace
+
+TEST_CASE("SIGTERM lets a request in flight finish, then sessiond exits 0") {
+  test::private_redis redis;
+  auto port = test::free_port();
+  child sd(redis.url(), port);
+  REQUIRE(sd.first_line == "sessiond listening on http://127.0.0.1:" + std::to_string(port));
+  test::client c(port);
+  REQUIRE(test::eventually([&] { return c.get("/readyz").status == 200; }));
+  REQUIRE(c.put("/v1/sessions/inflight", R"({"user_id":"u","data":{}})").status == 201);
+  redis.pause_clients(800);
+  int status = 0;
+  std::thread in_flight([&] {
+    try {
+      status = test::client(port).get("/v1/sessions/inflight").status;
+    } catch (const std::exception&) {
+      status = -1; // the connection was cut without an answer
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  int code = sd.terminate();
+  in_flight.join();
+  CHECK(status == 200);
+  CHECK(code == 0);
+}
+
 TEST_CASE("sessiond prints where it listens, serves, and exits 0 on SIGTERM") {
   auto redis = test::env_or_fail("REDIS_URL");
   auto port = test::free_port();
