@@ -1,5 +1,8 @@
-// session_shard: one actor per slice of session ids. Operations on one key run one at a time in
-// arrival order; each step is one Redis round trip whose reply comes back as a redis_done message.
+// session_shard: one actor per slice of session ids. It sends every command for its keys, in
+// arrival order, on its own Redis connection, so Redis applies them in that order. GET, PUT and
+// DELETE are one round trip each and complete on the I/O thread that receives the reply; PATCH
+// (read, merge, compare-and-set write) holds its key until done, and PATCHes on one key queue
+// behind each other. The version CAS in the write script fences everything else.
 #include "actors/session_shard.hpp"
 
 #include "model/merge_patch.hpp"
@@ -53,8 +56,43 @@ std::string condition_arg(const std::optional<model::etag_condition>& if_match,
   return "";
 }
 
-void send_redis(self_ptr self, const op_ptr& op, std::int64_t step,
-                std::vector<std::string> args) {
+session_result unavailable(const shard_env& env, const redis_done& d) {
+  env.counters.redis_failures.fetch_add(1, std::memory_order_relaxed);
+  auto r = status_only(503, d.error != redis::errc::ok
+                              ? std::string("Redis unavailable: ") + redis::to_string(d.error)
+                              : "Redis error: " + d.value.str);
+  r.retry_after_s = env.retry_after_s;
+  return r;
+}
+
+/// A reply handler that runs on the I/O thread: for the single-round-trip ops.
+using io_handler = void (*)(const shard_env&, std::size_t, session_op&, redis_done&);
+
+/// Sends a command whose reply completes the op right on the I/O thread (no actor hop back).
+void send_direct(self_ptr self, const op_ptr& op, std::vector<std::string> args, io_handler h) {
+  auto env = self->state.env;
+  auto index = self->state.index;
+  env->redis->command(index, std::move(args),
+                      [env, index, op, h](redis::errc e, redis::reply&& r) {
+                        redis_done d{op, 0, e, std::move(r)};
+                        h(*env, index, *op, d);
+                      });
+}
+
+void eval_direct(self_ptr self, const op_ptr& op, const redis::script& s,
+                 std::vector<std::string> keys, std::vector<std::string> args, io_handler h) {
+  auto env = self->state.env;
+  auto index = self->state.index;
+  env->redis->eval(index, s, std::move(keys), std::move(args),
+                   [env, index, op, h](redis::errc e, redis::reply&& r) {
+                     redis_done d{op, 0, e, std::move(r)};
+                     h(*env, index, *op, d);
+                   });
+}
+
+/// Sends a command whose reply comes back to the shard as a redis_done message (PATCH).
+void send_to_self(self_ptr self, const op_ptr& op, std::int64_t step,
+                  std::vector<std::string> args) {
   auto handle = caf::actor_cast<messages::shard_actor>(self);
   self->state.env->redis->command(
     self->state.index, std::move(args), [handle, op, step](redis::errc e, redis::reply&& r) {
@@ -62,20 +100,131 @@ void send_redis(self_ptr self, const op_ptr& op, std::int64_t step,
     });
 }
 
-void eval_redis(self_ptr self, const op_ptr& op, std::int64_t step, const redis::script& s,
-                std::vector<std::string> keys, std::vector<std::string> args) {
-  auto handle = caf::actor_cast<messages::shard_actor>(self);
-  self->state.env->redis->eval(
-    self->state.index, s, std::move(keys), std::move(args),
-    [handle, op, step](redis::errc e, redis::reply&& r) {
-      caf::anon_send(handle, redis_done{op, step, e, std::move(r)});
-    });
+std::vector<std::string> read_args(const shard_env& env, const std::string& id) {
+  std::vector<std::string> args{"HMGET", env.session_key(id)};
+  args.insert(args.end(), std::begin(session_fields), std::end(session_fields));
+  return args;
 }
 
-void start(self_ptr self, const op_ptr& op);
+std::vector<std::string> write_keys(const shard_env& env, std::size_t index,
+                                    const std::string& id, const std::string& user_id) {
+  return {env.session_key(id), env.user_key(user_id), env.dirty_key(index)};
+}
 
-/// Completes the op, then starts the next one queued on the same key.
-void finish(self_ptr self, const op_ptr& op, session_result&& r) {
+std::vector<std::string> write_args(const shard_env& env, const std::string& id,
+                                    const std::string& user_id, const std::string& data,
+                                    std::int64_t ttl_s, const std::string& cond) {
+  return {id, user_id, data, std::to_string(env.clock->now_ms()), std::to_string(ttl_s),
+          std::to_string(env.policy.max_lifetime_s), cond, env.prefix + "u:"};
+}
+
+/// Slides the idle TTL after a read when due; sent on the shard's connection, so it reaches
+/// Redis before any later command for the key. Fire-and-forget: the script's version check
+/// makes a late or lost touch harmless.
+void maybe_touch(const shard_env& env, std::size_t index, model::session& s) {
+  auto now = env.clock->now_ms();
+  if (!model::should_touch(s.created_ms, s.touch_ms, s.expires_ms, s.ttl_s, now, env.policy))
+    return;
+  auto ex = model::expires_at(s.created_ms, now, s.ttl_s, env.policy);
+  env.counters.touches.fetch_add(1, std::memory_order_relaxed);
+  env.redis->eval(index, env.scripts.touch, {env.session_key(s.id)},
+                  {std::to_string(s.version), std::to_string(now), std::to_string(ex),
+                   env.prefix + "u:", s.id},
+                  [](redis::errc, redis::reply&&) {});
+  s.last_activity_ms = now;
+  s.touch_ms = now;
+  s.expires_ms = ex;
+}
+
+/// Reads the session of an HMGET reply; 404/412 results when it cannot be used.
+std::optional<session_result> check_read(const shard_env& env, const session_op& op,
+                                         const redis::reply& r, model::session& s) {
+  s.id = op.id;
+  if (!parse_session_fields(r, s) || s.state != model::status::active ||
+      model::expired(s.expires_ms, env.clock->now_ms()))
+    return status_only(404, "no live session with this id");
+  if (op.if_match && !op.if_match->any && op.if_match->version != s.version)
+    return status_only(412, "the session is at version " + std::to_string(s.version));
+  return std::nullopt;
+}
+
+/// GET, on the I/O thread.
+void on_get(const shard_env& env, std::size_t index, session_op& op, redis_done& d) {
+  if (d.error != redis::errc::ok || d.value.is_error())
+    return op.done->complete(unavailable(env, d));
+  session_result res;
+  if (auto err = check_read(env, op, d.value, res.session))
+    return op.done->complete(std::move(*err));
+  auto& s = res.session;
+  if (op.if_none_match && (op.if_none_match->any || op.if_none_match->version == s.version)) {
+    res.status = 304;
+    return op.done->complete(std::move(res));
+  }
+  maybe_touch(env, index, s);
+  res.status = 200;
+  op.done->complete(std::move(res));
+}
+
+/// The write script's reply {code, version, created_ms, expires_ms} as a result.
+session_result written(const shard_env& env, session_op& op, const redis::reply& r) {
+  if (r.type != redis::reply::kind::array || r.elements.size() < 2)
+    return status_only(503, "unexpected reply from Redis");
+  auto code = reply_int(r.elements[0]);
+  auto version = reply_int(r.elements[1]);
+  if (code == code_precondition_failed)
+    return status_only(412, "the session is at version " + std::to_string(version));
+  if (code == code_gone)
+    return status_only(410, "this session id was revoked and cannot be reused");
+  if (code == code_not_found || r.elements.size() < 4)
+    return status_only(404, "no live session with this id");
+  session_result res;
+  res.status = static_cast<unsigned>(code);
+  auto& s = res.session;
+  s.id = op.id;
+  s.user_id = op.user_id;
+  s.data = std::move(op.body);
+  s.version = version;
+  s.created_ms = reply_int(r.elements[2]);
+  s.expires_ms = reply_int(r.elements[3]);
+  s.last_activity_ms = s.touch_ms = env.clock->now_ms();
+  s.ttl_s = op.ttl_s.value_or(env.default_ttl_s);
+  return res;
+}
+
+/// PUT, on the I/O thread.
+void on_put(const shard_env& env, std::size_t, session_op& op, redis_done& d) {
+  if (d.error != redis::errc::ok || d.value.is_error())
+    return op.done->complete(unavailable(env, d));
+  op.done->complete(written(env, op, d.value));
+}
+
+/// DELETE, on the I/O thread.
+void on_revoke(const shard_env& env, std::size_t, session_op& op, redis_done& d) {
+  if (d.error != redis::errc::ok || d.value.is_error())
+    return op.done->complete(unavailable(env, d));
+  const auto& r = d.value;
+  if (r.type != redis::reply::kind::array || r.elements.size() < 2)
+    return op.done->complete(status_only(503, "unexpected reply from Redis"));
+  auto code = reply_int(r.elements[0]);
+  if (code == code_precondition_failed)
+    return op.done->complete(status_only(
+      412, "the session is at version " + std::to_string(reply_int(r.elements[1]))));
+  if (code != 204)
+    return op.done->complete(status_only(404, "no live session with this id"));
+  session_result res;
+  res.status = 204;
+  res.session.version = reply_int(r.elements[1]);
+  op.done->complete(std::move(res));
+}
+
+// --- PATCH: holds its key; its replies come back to the shard --------------------------------
+
+void start_patch(self_ptr self, const op_ptr& op) {
+  send_to_self(self, op, 0, read_args(*self->state.env, op->id));
+}
+
+/// Completes a PATCH, then starts the next PATCH queued on the same key.
+void finish_patch(self_ptr self, const op_ptr& op, session_result&& r) {
   op->done->complete(std::move(r));
   auto& busy = self->state.busy;
   auto it = busy.find(op->id);
@@ -87,162 +236,84 @@ void finish(self_ptr self, const op_ptr& op, session_result&& r) {
   }
   auto next = std::make_shared<session_op>(std::move(it->second.front()));
   it->second.pop_front();
-  start(self, next);
+  start_patch(self, next);
 }
 
-void read_session(self_ptr self, const op_ptr& op) {
-  std::vector<std::string> args{"HMGET", self->state.env->session_key(op->id)};
-  args.insert(args.end(), std::begin(session_fields), std::end(session_fields));
-  send_redis(self, op, 0, std::move(args));
-}
-
-void write_session(self_ptr self, const op_ptr& op, std::int64_t step, const std::string& user_id,
-                   const std::string& data, std::int64_t ttl_s, const std::string& cond) {
+/// The read of a PATCH answered: merge and write with the version read as the condition.
+void patch_read(self_ptr self, const op_ptr& op, const redis::reply& r) {
   const auto& env = *self->state.env;
-  auto now = env.clock->now_ms();
-  eval_redis(self, op, step, env.scripts.write,
-             {env.session_key(op->id), env.user_key(user_id), env.dirty_key(self->state.index)},
-             {op->id, user_id, data, std::to_string(now), std::to_string(ttl_s),
-              std::to_string(env.policy.max_lifetime_s), cond, env.prefix + "u:"});
-}
-
-void start(self_ptr self, const op_ptr& op) {
-  const auto& env = *self->state.env;
-  switch (op->kind) {
-    case session_op_kind::get:
-    case session_op_kind::patch:
-      read_session(self, op);
-      return;
-    case session_op_kind::put:
-      write_session(self, op, 0, op->user_id, op->body, op->ttl_s.value_or(env.default_ttl_s),
-                    condition_arg(op->if_match, op->if_none_match));
-      return;
-    case session_op_kind::del:
-      eval_redis(self, op, 0, env.scripts.revoke,
-                 {env.session_key(op->id), env.dirty_key(self->state.index)},
-                 {op->id, std::to_string(env.clock->now_ms()), std::to_string(env.tombstone_ttl_s),
-                  condition_arg(op->if_match, std::nullopt), env.prefix + "u:"});
-      return;
-    default:
-      finish(self, op, status_only(500, "operation not handled by a shard"));
-  }
-}
-
-/// Slides the idle TTL after a read when due; fire-and-forget on the shard's connection, so the
-/// next op on the key is sent after it.
-void maybe_touch(self_ptr self, model::session& s) {
-  const auto& env = *self->state.env;
-  auto now = env.clock->now_ms();
-  if (!model::should_touch(s.created_ms, s.touch_ms, s.expires_ms, s.ttl_s, now, env.policy))
-    return;
-  auto ex = model::expires_at(s.created_ms, now, s.ttl_s, env.policy);
-  env.counters.touches.fetch_add(1, std::memory_order_relaxed);
-  env.redis->eval(self->state.index, env.scripts.touch, {env.session_key(s.id)},
-                  {std::to_string(s.version), std::to_string(now), std::to_string(ex),
-                   env.prefix + "u:", s.id},
-                  [](redis::errc, redis::reply&&) {});
-  s.last_activity_ms = now;
-  s.touch_ms = now;
-  s.expires_ms = ex;
-}
-
-/// A read answered: for GET the result, for PATCH the base of the merge.
-void on_read(self_ptr self, const op_ptr& op, const redis::reply& r) {
-  session_result res;
-  auto& s = res.session;
-  s.id = op->id;
-  if (!parse_session_fields(r, s) || s.state != model::status::active ||
-      model::expired(s.expires_ms, self->state.env->clock->now_ms()))
-    return finish(self, op, status_only(404, "no live session with this id"));
-  if (op->if_match && !op->if_match->any && op->if_match->version != s.version)
-    return finish(self, op, status_only(412, "the session is at version " + std::to_string(s.version)));
-  if (op->kind == session_op_kind::get) {
-    if (op->if_none_match && (op->if_none_match->any || op->if_none_match->version == s.version)) {
-      res.status = 304;
-      return finish(self, op, std::move(res));
-    }
-    maybe_touch(self, s);
-    res.status = 200;
-    return finish(self, op, std::move(res));
-  }
+  model::session s;
+  if (auto err = check_read(env, *op, r, s))
+    return finish_patch(self, op, std::move(*err));
   std::string merged;
-  if (auto err = model::apply_merge_patch(s.data, op->body, self->state.env->max_data_bytes, merged))
-    return finish(self, op, status_only(err->status, err->detail));
-  write_session(self, op, 1, s.user_id, merged, s.ttl_s, "m" + std::to_string(s.version));
+  if (auto err = model::apply_merge_patch(s.data, op->body, env.max_data_bytes, merged))
+    return finish_patch(self, op, status_only(err->status, err->detail));
+  auto handle = caf::actor_cast<messages::shard_actor>(self);
+  env.redis->eval(self->state.index, env.scripts.write,
+                  write_keys(env, self->state.index, op->id, s.user_id),
+                  write_args(env, op->id, s.user_id, merged, s.ttl_s,
+                             "m" + std::to_string(s.version)),
+                  [handle, op](redis::errc e, redis::reply&& r) {
+                    caf::anon_send(handle, redis_done{op, 1, e, std::move(r)});
+                  });
   op->user_id = s.user_id;
   op->ttl_s = s.ttl_s;
   op->body = std::move(merged);
 }
 
-/// The write script answered {code, version, created_ms, expires_ms}.
-void on_written(self_ptr self, const op_ptr& op, const redis::reply& r) {
-  if (r.type != redis::reply::kind::array || r.elements.size() < 2)
-    return finish(self, op, status_only(503, "unexpected reply from Redis"));
-  auto code = reply_int(r.elements[0]);
-  auto version = reply_int(r.elements[1]);
-  if (code == code_precondition_failed && op->kind == session_op_kind::patch &&
-      !op->if_match && ++op->attempt < max_cas_attempts) {
+void patch_written(self_ptr self, const op_ptr& op, const redis::reply& r) {
+  bool lost_race = r.type == redis::reply::kind::array && !r.elements.empty() &&
+                   reply_int(r.elements[0]) == code_precondition_failed;
+  if (lost_race && !op->if_match && ++op->attempt < max_cas_attempts) {
     // Another node wrote between our read and our write: merge again on the new version.
     self->state.env->counters.cas_retries.fetch_add(1, std::memory_order_relaxed);
-    return read_session(self, op);
+    return start_patch(self, op);
   }
-  if (code == code_precondition_failed)
-    return finish(self, op, status_only(412, "the session is at version " + std::to_string(version)));
-  if (code == code_gone)
-    return finish(self, op, status_only(410, "this session id was revoked and cannot be reused"));
-  if (code == code_not_found || r.elements.size() < 4)
-    return finish(self, op, status_only(404, "no live session with this id"));
-  session_result res;
-  res.status = static_cast<unsigned>(code);
-  auto& s = res.session;
-  s.id = op->id;
-  s.user_id = op->user_id;
-  s.data = std::move(op->body);
-  s.version = version;
-  s.created_ms = reply_int(r.elements[2]);
-  s.expires_ms = reply_int(r.elements[3]);
-  s.last_activity_ms = s.touch_ms = self->state.env->clock->now_ms();
-  s.ttl_s = op->ttl_s.value_or(self->state.env->default_ttl_s);
-  finish(self, op, std::move(res));
+  finish_patch(self, op, written(*self->state.env, *op, r));
 }
 
-void on_revoked(self_ptr self, const op_ptr& op, const redis::reply& r) {
-  if (r.type != redis::reply::kind::array || r.elements.size() < 2)
-    return finish(self, op, status_only(503, "unexpected reply from Redis"));
-  auto code = reply_int(r.elements[0]);
-  if (code == code_precondition_failed)
-    return finish(self, op, status_only(412, "the session is at version " +
-                                               std::to_string(reply_int(r.elements[1]))));
-  if (code != 204)
-    return finish(self, op, status_only(404, "no live session with this id"));
-  session_result res;
-  res.status = 204;
-  res.session.version = reply_int(r.elements[1]);
-  finish(self, op, std::move(res));
+void on_patch_reply(self_ptr self, redis_done& d) {
+  if (d.error != redis::errc::ok || d.value.is_error())
+    return finish_patch(self, d.op, unavailable(*self->state.env, d));
+  if (d.step == 0)
+    patch_read(self, d.op, d.value);
+  else
+    patch_written(self, d.op, d.value);
 }
 
-void on_redis(self_ptr self, redis_done& d) {
-  const auto& op = d.op;
+void start(self_ptr self, session_op&& op) {
   const auto& env = *self->state.env;
-  if (d.error != redis::errc::ok || d.value.is_error()) {
-    env.counters.redis_failures.fetch_add(1, std::memory_order_relaxed);
-    auto r = status_only(503, d.error != redis::errc::ok
-                                ? std::string("Redis unavailable: ") + redis::to_string(d.error)
-                                : "Redis error: " + d.value.str);
-    r.retry_after_s = env.retry_after_s;
-    return finish(self, op, std::move(r));
-  }
-  switch (op->kind) {
-    case session_op_kind::get:
-      return on_read(self, op, d.value);
-    case session_op_kind::patch:
-      return d.step == 0 ? on_read(self, op, d.value) : on_written(self, op, d.value);
-    case session_op_kind::put:
-      return on_written(self, op, d.value);
-    case session_op_kind::del:
-      return on_revoked(self, op, d.value);
+  auto index = self->state.index;
+  switch (op.kind) {
+    case session_op_kind::get: {
+      auto args = read_args(env, op.id);
+      return send_direct(self, std::make_shared<session_op>(std::move(op)), std::move(args),
+                         on_get);
+    }
+    case session_op_kind::put: {
+      auto keys = write_keys(env, index, op.id, op.user_id);
+      auto args = write_args(env, op.id, op.user_id, op.body, op.ttl_s.value_or(env.default_ttl_s),
+                             condition_arg(op.if_match, op.if_none_match));
+      return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.write,
+                         std::move(keys), std::move(args), on_put);
+    }
+    case session_op_kind::del: {
+      std::vector<std::string> keys{env.session_key(op.id), env.dirty_key(index)};
+      std::vector<std::string> args{op.id, std::to_string(env.clock->now_ms()),
+                                    std::to_string(env.tombstone_ttl_s),
+                                    condition_arg(op.if_match, std::nullopt), env.prefix + "u:"};
+      return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.revoke,
+                         std::move(keys), std::move(args), on_revoke);
+    }
+    case session_op_kind::patch: {
+      auto& busy = self->state.busy;
+      if (auto it = busy.find(op.id); it != busy.end())
+        return it->second.push_back(std::move(op));
+      busy.emplace(op.id, std::deque<session_op>{});
+      return start_patch(self, std::make_shared<session_op>(std::move(op)));
+    }
     default:
-      return finish(self, op, status_only(500, "unexpected reply"));
+      op.done->complete(status_only(500, "operation not handled by a shard"));
   }
 }
 
@@ -271,17 +342,8 @@ messages::shard_actor::behavior_type session_shard(self_ptr self, std::size_t in
   self->state.index = index;
   self->state.env = std::move(env);
   return {
-    [=](session_op& op) {
-      auto& busy = self->state.busy;
-      auto it = busy.find(op.id);
-      if (it != busy.end()) {
-        it->second.push_back(std::move(op));
-        return;
-      }
-      busy.emplace(op.id, std::deque<session_op>{});
-      start(self, std::make_shared<session_op>(std::move(op)));
-    },
-    [=](redis_done& d) { on_redis(self, d); },
+    [=](session_op& op) { start(self, std::move(op)); },
+    [=](redis_done& d) { on_patch_reply(self, d); },
   };
 }
 

@@ -15,7 +15,7 @@ namespace sessiond::actors {
 struct shard_state {
   std::size_t index = 0;
   std::shared_ptr<const shard_env> env;
-  /// Keys with an op in flight, each with the ops queued behind it (arrival order).
+  /// Keys with a PATCH in flight, each with the PATCHes queued behind it (arrival order).
   std::unordered_map<std::string, std::deque<messages::session_op>> busy;
   static inline const char* name = "session_shard";
 };
