@@ -11,49 +11,57 @@ local function cond_fails(cond, exists, v)
   if cond == '' then return false end
   if cond == 'n' then return exists end
   if cond == 'a' then return not exists end
-  return (not exists) or tostring(v) ~= string.sub(cond, 2)
+  return (not exists) or v ~= string.sub(cond, 2)
 end
-local function num(x) return string.format('%.0f', x) end
+-- Integers as text without going through '%.17g' (Redis formats Lua numbers given to
+-- redis.call that way, which showed up as the top cost of the write path).
+local function int(x) return string.format('%d', x) end
 )lua";
 
 // KEYS: session, user index, dirty. ARGV: id, user_id, data, now_ms, ttl_s, max_lifetime_s,
-// cond, user index prefix. Returns {200|201, version, created_ms, expires_ms} or {code, version}.
+// cond, user index prefix, expires_ms of a new session (min(now + ttl, now + max lifetime)).
+// Returns {200|201, version, created_ms, expires_ms} or {code, version}.
 constexpr const char* write_body = R"lua(
 local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'ca', 'u')
-local v = tonumber(cur[1]) or 0
+local v = cur[1] or '0'
 if cur[2] == 'R' then return {-410, v} end
-local exists = v > 0
+local exists = cur[1] ~= false
 if cond_fails(ARGV[7], exists, v) then return {-412, v} end
-local now = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[5])
-local ca = now
-if exists then ca = tonumber(cur[3]) end
-local ex = math.min(now + ttl * 1000, ca + tonumber(ARGV[6]) * 1000)
-if ex <= now then return {-404, v} end
-local nv = v + 1
-redis.call('HSET', KEYS[1], 'v', nv, 'u', ARGV[2], 'st', 'A', 'ca', num(ca), 'la', ARGV[4],
-           'ex', num(ex), 'ttl', ARGV[5], 'd', ARGV[3], 't', ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], num(ex))
+local ca = ARGV[4]
+local ex = ARGV[9]
+if exists then
+  ca = cur[3]
+  local cap = tonumber(ca) + tonumber(ARGV[6]) * 1000
+  if cap < tonumber(ex) then
+    if cap <= tonumber(ARGV[4]) then return {-404, v} end
+    ex = int(cap)
+  end
+end
+local nv = int(tonumber(v) + 1)
+redis.call('HSET', KEYS[1], 'v', nv, 'u', ARGV[2], 'st', 'A', 'ca', ca, 'la', ARGV[4],
+           'ex', ex, 'ttl', ARGV[5], 'd', ARGV[3], 't', ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ex)
 if exists and cur[4] and cur[4] ~= ARGV[2] then redis.call('ZREM', ARGV[8] .. cur[4], ARGV[1]) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
-redis.call('ZADD', KEYS[2], num(ex), ARGV[1])
-local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[2], top[2])
+redis.call('ZADD', KEYS[2], ex, ARGV[1])
+if redis.call('PEXPIREAT', KEYS[2], ex, 'GT') == 0 and redis.call('PTTL', KEYS[2]) == -1 then
+  redis.call('PEXPIREAT', KEYS[2], ex)
+end
 redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[1])
-if exists then return {200, nv, num(ca), num(ex)} end
-return {201, nv, num(ca), num(ex)}
+if exists then return {200, nv, ca, ex} end
+return {201, nv, ca, ex}
 )lua";
 
-// KEYS: session, dirty. ARGV: id, now_ms, tombstone_ttl_s, cond, user index prefix.
+// KEYS: session, dirty. ARGV: id, now_ms, tombstone_ttl_ms, cond, user index prefix.
 // Returns {204, version} or {code, version}.
 constexpr const char* revoke_body = R"lua(
 local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'u')
-local v = tonumber(cur[1]) or 0
-if v == 0 or cur[2] == 'R' then return {-404, v} end
+if not cur[1] or cur[2] == 'R' then return {-404, cur[1] or '0'} end
+local v = cur[1]
 if cond_fails(ARGV[4], true, v) then return {-412, v} end
-local nv = v + 1
+local nv = int(tonumber(v) + 1)
 redis.call('HSET', KEYS[1], 'v', nv, 'st', 'R', 'rv', ARGV[2], 'la', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 1000)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if cur[3] then redis.call('ZREM', ARGV[5] .. cur[3], ARGV[1]) end
 redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
 return {204, nv}

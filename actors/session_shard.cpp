@@ -114,8 +114,16 @@ std::vector<std::string> write_keys(const shard_env& env, std::size_t index,
 std::vector<std::string> write_args(const shard_env& env, const std::string& id,
                                     const std::string& user_id, const std::string& data,
                                     std::int64_t ttl_s, const std::string& cond) {
-  return {id, user_id, data, std::to_string(env.clock->now_ms()), std::to_string(ttl_s),
-          std::to_string(env.policy.max_lifetime_s), cond, env.prefix + "u:"};
+  auto now = env.clock->now_ms();
+  return {id,
+          user_id,
+          data,
+          std::to_string(now),
+          std::to_string(ttl_s),
+          std::to_string(env.policy.max_lifetime_s),
+          cond,
+          env.prefix + "u:",
+          std::to_string(model::expires_at(now, now, ttl_s, env.policy))};
 }
 
 /// Slides the idle TTL after a read when due; sent on the shard's connection, so it reaches
@@ -300,7 +308,7 @@ void start(self_ptr self, session_op&& op) {
     case session_op_kind::del: {
       std::vector<std::string> keys{env.session_key(op.id), env.dirty_key(index)};
       std::vector<std::string> args{op.id, std::to_string(env.clock->now_ms()),
-                                    std::to_string(env.tombstone_ttl_s),
+                                    std::to_string(env.tombstone_ttl_s * 1000),
                                     condition_arg(op.if_match, std::nullopt), env.prefix + "u:"};
       return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.revoke,
                          std::move(keys), std::move(args), on_revoke);
