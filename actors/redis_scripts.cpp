@@ -20,7 +20,7 @@ local function int(x) return string.format('%d', x) end
 
 // KEYS: session, user index, dirty. ARGV: id, user_id, data, now_ms, ttl_s, max_lifetime_s,
 // cond, user index prefix, expires_ms of a new session (min(now + ttl, now + max lifetime)).
-// Returns {200|201, version, created_ms, expires_ms} or {code, version}.
+// Returns {200|201, version, created_ms, expires_ms, now_ms} or {code, version}.
 constexpr const char* write_body = R"lua(
 local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'ca', 'u')
 local v = cur[1] or '0'
@@ -48,8 +48,8 @@ if redis.call('PEXPIREAT', KEYS[2], ex, 'GT') == 0 and redis.call('PTTL', KEYS[2
   redis.call('PEXPIREAT', KEYS[2], ex)
 end
 redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[1])
-if exists then return {200, nv, ca, ex} end
-return {201, nv, ca, ex}
+if exists then return {200, nv, ca, ex, ARGV[4]} end
+return {201, nv, ca, ex, ARGV[4]}
 )lua";
 
 // KEYS: session, dirty. ARGV: id, now_ms, tombstone_ttl_ms, cond, user index prefix.

@@ -173,7 +173,7 @@ void on_get(const shard_env& env, std::size_t index, session_op& op, redis_done&
   op.done->complete(std::move(res));
 }
 
-/// The write script's reply {code, version, created_ms, expires_ms} as a result.
+/// The write script's reply {code, version, created_ms, expires_ms, written_ms} as a result.
 session_result written(const shard_env& env, session_op& op, const redis::reply& r) {
   if (r.type != redis::reply::kind::array || r.elements.size() < 2)
     return status_only(503, "unexpected reply from Redis");
@@ -194,7 +194,8 @@ session_result written(const shard_env& env, session_op& op, const redis::reply&
   s.version = version;
   s.created_ms = reply_int(r.elements[2]);
   s.expires_ms = reply_int(r.elements[3]);
-  s.last_activity_ms = s.touch_ms = env.clock->now_ms();
+  s.last_activity_ms = s.touch_ms =
+    r.elements.size() > 4 ? reply_int(r.elements[4]) : env.clock->now_ms();
   s.ttl_s = op.ttl_s.value_or(env.default_ttl_s);
   return res;
 }

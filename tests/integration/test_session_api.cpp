@@ -41,6 +41,7 @@ TEST_CASE("PUT creates (201) then replaces (200) a session, GET reads it with it
   CHECK(j["data"]["a"] == 1);
   CHECK(j["version"] == 1);
   CHECK(j["status"] == "ACTIVE");
+  CHECK(j["last_activity_at"] == j["created_at"]);
   auto replaced = c.put("/v1/sessions/s1", body("u1", R"({"b":2})"));
   CHECK(replaced.status == 200);
   CHECK(replaced.header("ETag") == "\"2\"");
