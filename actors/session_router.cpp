@@ -91,17 +91,8 @@ void revoke_all(self_ptr self, const session_op& op, std::vector<model::session>
 
 void on_listed(self_ptr self, redis_done& d) {
   const auto& env = *self->state.env;
-  if (d.error != redis::errc::ok || d.value.is_error()) {
-    env.counters.redis_failures.fetch_add(1, std::memory_order_relaxed);
-    session_result r;
-    r.status = 503;
-    r.detail = d.error != redis::errc::ok ? std::string("Redis unavailable: ") +
-                                              redis::to_string(d.error)
-                                          : "Redis error: " + d.value.str;
-    r.retry_after_s = env.retry_after_s;
-    d.op->done->complete(std::move(r));
-    return;
-  }
+  if (d.error != redis::errc::ok || d.value.is_error())
+    return d.op->done->complete(redis_failure(env, d.error, d.value));
   auto sessions = parse_list(d.value);
   if (d.op->kind == session_op_kind::revoke_user)
     return revoke_all(self, *d.op, std::move(sessions));

@@ -57,12 +57,7 @@ std::string condition_arg(const std::optional<model::etag_condition>& if_match,
 }
 
 session_result unavailable(const shard_env& env, const redis_done& d) {
-  env.counters.redis_failures.fetch_add(1, std::memory_order_relaxed);
-  auto r = status_only(503, d.error != redis::errc::ok
-                              ? std::string("Redis unavailable: ") + redis::to_string(d.error)
-                              : "Redis error: " + d.value.str);
-  r.retry_after_s = env.retry_after_s;
-  return r;
+  return redis_failure(env, d.error, d.value);
 }
 
 /// A reply handler that runs on the I/O thread: for the single-round-trip ops.
@@ -327,6 +322,15 @@ void start(self_ptr self, session_op&& op) {
 }
 
 } // namespace
+
+session_result redis_failure(const shard_env& env, redis::errc e, const redis::reply& r) {
+  env.counters.redis_failures.fetch_add(1, std::memory_order_relaxed);
+  auto res = status_only(503, e != redis::errc::ok
+                                ? std::string("Redis unavailable: ") + redis::to_string(e)
+                                : "Redis error: " + r.str);
+  res.retry_after_s = env.retry_after_s;
+  return res;
+}
 
 bool parse_session_fields(const redis::reply& r, model::session& out) {
   if (r.type != redis::reply::kind::array || r.elements.size() != 9)

@@ -24,6 +24,9 @@ messages::shard_actor::behavior_type
 session_shard(messages::shard_actor::stateful_pointer<shard_state> self, std::size_t index,
               std::shared_ptr<const shard_env> env);
 
+/// The 503 answer to an op whose Redis command failed (transport error or error reply); counts it.
+messages::session_result redis_failure(const shard_env& env, redis::errc e, const redis::reply& r);
+
 /// Reads the 9 fields of HMGET v u st ca la ex ttl d t into `out`. False when the key is
 /// missing or the reply is malformed.
 bool parse_session_fields(const redis::reply& r, model::session& out);

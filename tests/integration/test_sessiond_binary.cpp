@@ -133,35 +133,13 @@ TEST_CASE("SIGTERM lets a request in flight finish, then sessiond exits 0") {
 }
 
 TEST_CASE("sessiond prints where it listens, serves, and exits 0 on SIGTERM") {
-  auto redis = test::env_or_fail("REDIS_URL");
   auto port = test::free_port();
-  int pipefd[2];
-  REQUIRE(pipe(pipefd) == 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(pipefd[1], 1);
-    close(pipefd[0]);
-    setenv("SESSIOND_REDIS_URL", redis.c_str(), 1);
-    setenv("SESSIOND_HTTP_LISTEN", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
-    setenv("SESSIOND_REDIS_KEY_PREFIX", test::unique_prefix().c_str(), 1);
-    execl(SESSIOND_BIN, SESSIOND_BIN, static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(pipefd[1]);
-  std::string line;
-  char ch;
-  while (read(pipefd[0], &ch, 1) == 1 && ch != '\n')
-    line += ch;
-  CHECK(line == "sessiond listening on http://127.0.0.1:" + std::to_string(port));
+  child sd(test::env_or_fail("REDIS_URL"), port);
+  CHECK(sd.first_line == "sessiond listening on http://127.0.0.1:" + std::to_string(port));
   {
     test::client c(port);
     REQUIRE(test::eventually([&] { return c.get("/readyz").status == 200; }));
     CHECK(c.put("/v1/sessions/bin1", R"({"user_id":"u","data":{}})").status == 201);
   }
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  close(pipefd[0]);
+  CHECK(sd.terminate() == 0);
 }
