@@ -103,10 +103,9 @@ return out
 } // namespace
 
 redis_scripts::redis_scripts()
-  : write(std::string(check_condition) + write_body),
-    revoke(std::string(check_condition) + revoke_body),
-    touch(touch_body),
-    list_user(list_user_body) {
-}
+    : write(std::string(check_condition) + write_body),
+      revoke(std::string(check_condition) + revoke_body),
+      touch(touch_body),
+      list_user(list_user_body) {}
 
 } // namespace sessiond::actors

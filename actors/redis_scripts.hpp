@@ -11,10 +11,10 @@ namespace sessiond::actors {
 
 /// The scripts, loaded once per node (EVALSHA, reloaded on NOSCRIPT by the client).
 struct redis_scripts {
-  redis::script write;       ///< PUT and PATCH: conditional replace
-  redis::script revoke;      ///< DELETE: versioned tombstone
-  redis::script touch;       ///< slide the idle TTL when the version is unchanged
-  redis::script list_user;   ///< a user's live sessions, trimming dead ids from the index
+  redis::script write;     ///< PUT and PATCH: conditional replace
+  redis::script revoke;    ///< DELETE: versioned tombstone
+  redis::script touch;     ///< slide the idle TTL when the version is unchanged
+  redis::script list_user; ///< a user's live sessions, trimming dead ids from the index
   redis_scripts();
 };
 

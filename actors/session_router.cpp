@@ -57,8 +57,8 @@ void list_user(self_ptr self, session_op&& op) {
   auto handle = caf::actor_cast<messages::router_actor>(self);
   auto ptr = std::make_shared<session_op>(std::move(op));
   env.redis->eval(0, env.scripts.list_user, {env.user_key(ptr->id)},
-                  {std::to_string(env.clock->now_ms()), env.prefix + "s:",
-                   std::to_string(env.max_user_sessions)},
+                  {std::to_string(env.clock->now_ms()),
+                   env.prefix + "s:", std::to_string(env.max_user_sessions)},
                   [handle, ptr](redis::errc e, redis::reply&& r) {
                     caf::anon_send(handle, redis_done{ptr, 0, e, std::move(r)});
                   });
@@ -104,26 +104,26 @@ void on_listed(self_ptr self, redis_done& d) {
 
 } // namespace
 
-messages::router_actor::behavior_type
-session_router(self_ptr self, std::vector<messages::shard_actor> shards,
-               std::shared_ptr<const shard_env> env) {
+messages::router_actor::behavior_type session_router(self_ptr self,
+                                                     std::vector<messages::shard_actor> shards,
+                                                     std::shared_ptr<const shard_env> env) {
   self->state.shards = std::move(shards);
   self->state.env = std::move(env);
   return {
-    [=](session_op& op) {
-      if (op.kind == session_op_kind::list_user || op.kind == session_op_kind::revoke_user)
-        list_user(self, std::move(op));
-      else
-        route(self, std::move(op));
-    },
-    [=](redis_done& d) { on_listed(self, d); },
-    [=](messages::set_shard_atom, std::uint64_t i, messages::shard_actor& s) {
-      if (i < self->state.shards.size())
-        self->state.shards[i] = std::move(s);
-    },
-    [=](messages::get_shard_atom, std::uint64_t i) -> messages::shard_actor {
-      return i < self->state.shards.size() ? self->state.shards[i] : messages::shard_actor{};
-    },
+      [=](session_op& op) {
+        if (op.kind == session_op_kind::list_user || op.kind == session_op_kind::revoke_user)
+          list_user(self, std::move(op));
+        else
+          route(self, std::move(op));
+      },
+      [=](redis_done& d) { on_listed(self, d); },
+      [=](messages::set_shard_atom, std::uint64_t i, messages::shard_actor& s) {
+        if (i < self->state.shards.size())
+          self->state.shards[i] = std::move(s);
+      },
+      [=](messages::get_shard_atom, std::uint64_t i) -> messages::shard_actor {
+        return i < self->state.shards.size() ? self->state.shards[i] : messages::shard_actor{};
+      },
   };
 }
 

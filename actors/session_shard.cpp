@@ -67,11 +67,10 @@ using io_handler = void (*)(const shard_env&, std::size_t, session_op&, redis_do
 void send_direct(self_ptr self, const op_ptr& op, std::vector<std::string> args, io_handler h) {
   auto env = self->state.env;
   auto index = self->state.index;
-  env->redis->command(index, std::move(args),
-                      [env, index, op, h](redis::errc e, redis::reply&& r) {
-                        redis_done d{op, 0, e, std::move(r)};
-                        h(*env, index, *op, d);
-                      });
+  env->redis->command(index, std::move(args), [env, index, op, h](redis::errc e, redis::reply&& r) {
+    redis_done d{op, 0, e, std::move(r)};
+    h(*env, index, *op, d);
+  });
 }
 
 void eval_direct(self_ptr self, const op_ptr& op, const redis::script& s,
@@ -89,10 +88,10 @@ void eval_direct(self_ptr self, const op_ptr& op, const redis::script& s,
 void send_to_self(self_ptr self, const op_ptr& op, std::int64_t step,
                   std::vector<std::string> args) {
   auto handle = caf::actor_cast<messages::shard_actor>(self);
-  self->state.env->redis->command(
-    self->state.index, std::move(args), [handle, op, step](redis::errc e, redis::reply&& r) {
-      caf::anon_send(handle, redis_done{op, step, e, std::move(r)});
-    });
+  self->state.env->redis->command(self->state.index, std::move(args),
+                                  [handle, op, step](redis::errc e, redis::reply&& r) {
+                                    caf::anon_send(handle, redis_done{op, step, e, std::move(r)});
+                                  });
 }
 
 std::vector<std::string> read_args(const shard_env& env, const std::string& id) {
@@ -101,8 +100,8 @@ std::vector<std::string> read_args(const shard_env& env, const std::string& id) 
   return args;
 }
 
-std::vector<std::string> write_keys(const shard_env& env, std::size_t index,
-                                    const std::string& id, const std::string& user_id) {
+std::vector<std::string> write_keys(const shard_env& env, std::size_t index, const std::string& id,
+                                    const std::string& user_id) {
   return {env.session_key(id), env.user_key(user_id), env.dirty_key(index)};
 }
 
@@ -130,10 +129,10 @@ void maybe_touch(const shard_env& env, std::size_t index, model::session& s) {
     return;
   auto ex = model::expires_at(s.created_ms, now, s.ttl_s, env.policy);
   env.counters.touches.fetch_add(1, std::memory_order_relaxed);
-  env.redis->eval(index, env.scripts.touch, {env.session_key(s.id)},
-                  {std::to_string(s.version), std::to_string(now), std::to_string(ex),
-                   env.prefix + "u:", s.id},
-                  [](redis::errc, redis::reply&&) {});
+  env.redis->eval(
+      index, env.scripts.touch, {env.session_key(s.id)},
+      {std::to_string(s.version), std::to_string(now), std::to_string(ex), env.prefix + "u:", s.id},
+      [](redis::errc, redis::reply&&) {});
   s.last_activity_ms = now;
   s.touch_ms = now;
   s.expires_ms = ex;
@@ -190,7 +189,7 @@ session_result written(const shard_env& env, session_op& op, const redis::reply&
   s.created_ms = reply_int(r.elements[2]);
   s.expires_ms = reply_int(r.elements[3]);
   s.last_activity_ms = s.touch_ms =
-    r.elements.size() > 4 ? reply_int(r.elements[4]) : env.clock->now_ms();
+      r.elements.size() > 4 ? reply_int(r.elements[4]) : env.clock->now_ms();
   s.ttl_s = op.ttl_s.value_or(env.default_ttl_s);
   return res;
 }
@@ -211,8 +210,8 @@ void on_revoke(const shard_env& env, std::size_t, session_op& op, redis_done& d)
     return op.done->complete(status_only(503, "unexpected reply from Redis"));
   auto code = reply_int(r.elements[0]);
   if (code == code_precondition_failed)
-    return op.done->complete(status_only(
-      412, "the session is at version " + std::to_string(reply_int(r.elements[1]))));
+    return op.done->complete(
+        status_only(412, "the session is at version " + std::to_string(reply_int(r.elements[1]))));
   if (code != 204)
     return op.done->complete(status_only(404, "no live session with this id"));
   session_result res;
@@ -253,13 +252,12 @@ void patch_read(self_ptr self, const op_ptr& op, const redis::reply& r) {
   if (auto err = model::apply_merge_patch(s.data, op->body, env.max_data_bytes, merged))
     return finish_patch(self, op, status_only(err->status, err->detail));
   auto handle = caf::actor_cast<messages::shard_actor>(self);
-  env.redis->eval(self->state.index, env.scripts.write,
-                  write_keys(env, self->state.index, op->id, s.user_id),
-                  write_args(env, op->id, s.user_id, merged, s.ttl_s,
-                             "m" + std::to_string(s.version)),
-                  [handle, op](redis::errc e, redis::reply&& r) {
-                    caf::anon_send(handle, redis_done{op, 1, e, std::move(r)});
-                  });
+  env.redis->eval(
+      self->state.index, env.scripts.write, write_keys(env, self->state.index, op->id, s.user_id),
+      write_args(env, op->id, s.user_id, merged, s.ttl_s, "m" + std::to_string(s.version)),
+      [handle, op](redis::errc e, redis::reply&& r) {
+        caf::anon_send(handle, redis_done{op, 1, e, std::move(r)});
+      });
   op->user_id = s.user_id;
   op->ttl_s = s.ttl_s;
   op->body = std::move(merged);
@@ -289,35 +287,34 @@ void start(self_ptr self, session_op&& op) {
   const auto& env = *self->state.env;
   auto index = self->state.index;
   switch (op.kind) {
-    case session_op_kind::get: {
-      auto args = read_args(env, op.id);
-      return send_direct(self, std::make_shared<session_op>(std::move(op)), std::move(args),
-                         on_get);
-    }
-    case session_op_kind::put: {
-      auto keys = write_keys(env, index, op.id, op.user_id);
-      auto args = write_args(env, op.id, op.user_id, op.body, op.ttl_s.value_or(env.default_ttl_s),
-                             condition_arg(op.if_match, op.if_none_match));
-      return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.write,
-                         std::move(keys), std::move(args), on_put);
-    }
-    case session_op_kind::del: {
-      std::vector<std::string> keys{env.session_key(op.id), env.dirty_key(index)};
-      std::vector<std::string> args{op.id, std::to_string(env.clock->now_ms()),
-                                    std::to_string(env.tombstone_ttl_s * 1000),
-                                    condition_arg(op.if_match, std::nullopt), env.prefix + "u:"};
-      return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.revoke,
-                         std::move(keys), std::move(args), on_revoke);
-    }
-    case session_op_kind::patch: {
-      auto& busy = self->state.busy;
-      if (auto it = busy.find(op.id); it != busy.end())
-        return it->second.push_back(std::move(op));
-      busy.emplace(op.id, std::deque<session_op>{});
-      return start_patch(self, std::make_shared<session_op>(std::move(op)));
-    }
-    default:
-      op.done->complete(status_only(500, "operation not handled by a shard"));
+  case session_op_kind::get: {
+    auto args = read_args(env, op.id);
+    return send_direct(self, std::make_shared<session_op>(std::move(op)), std::move(args), on_get);
+  }
+  case session_op_kind::put: {
+    auto keys = write_keys(env, index, op.id, op.user_id);
+    auto args = write_args(env, op.id, op.user_id, op.body, op.ttl_s.value_or(env.default_ttl_s),
+                           condition_arg(op.if_match, op.if_none_match));
+    return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.write,
+                       std::move(keys), std::move(args), on_put);
+  }
+  case session_op_kind::del: {
+    std::vector<std::string> keys{env.session_key(op.id), env.dirty_key(index)};
+    std::vector<std::string> args{op.id, std::to_string(env.clock->now_ms()),
+                                  std::to_string(env.tombstone_ttl_s * 1000),
+                                  condition_arg(op.if_match, std::nullopt), env.prefix + "u:"};
+    return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.revoke,
+                       std::move(keys), std::move(args), on_revoke);
+  }
+  case session_op_kind::patch: {
+    auto& busy = self->state.busy;
+    if (auto it = busy.find(op.id); it != busy.end())
+      return it->second.push_back(std::move(op));
+    busy.emplace(op.id, std::deque<session_op>{});
+    return start_patch(self, std::make_shared<session_op>(std::move(op)));
+  }
+  default:
+    op.done->complete(status_only(500, "operation not handled by a shard"));
   }
 }
 
@@ -326,8 +323,8 @@ void start(self_ptr self, session_op&& op) {
 session_result redis_failure(const shard_env& env, redis::errc e, const redis::reply& r) {
   env.counters.redis_failures.fetch_add(1, std::memory_order_relaxed);
   auto res = status_only(503, e != redis::errc::ok
-                                ? std::string("Redis unavailable: ") + redis::to_string(e)
-                                : "Redis error: " + r.str);
+                                  ? std::string("Redis unavailable: ") + redis::to_string(e)
+                                  : "Redis error: " + r.str);
   res.retry_after_s = env.retry_after_s;
   return res;
 }
@@ -355,8 +352,8 @@ messages::shard_actor::behavior_type session_shard(self_ptr self, std::size_t in
   self->state.index = index;
   self->state.env = std::move(env);
   return {
-    [=](session_op& op) { start(self, std::move(op)); },
-    [=](redis_done& d) { on_patch_reply(self, d); },
+      [=](session_op& op) { start(self, std::move(op)); },
+      [=](redis_done& d) { on_patch_reply(self, d); },
   };
 }
 

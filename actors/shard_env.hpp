@@ -37,7 +37,9 @@ struct shard_env {
 
   std::string session_key(const std::string& id) const { return prefix + "s:" + id; }
   std::string user_key(const std::string& uid) const { return prefix + "u:" + uid; }
-  std::string dirty_key(std::size_t shard) const { return prefix + "dirty:" + std::to_string(shard); }
+  std::string dirty_key(std::size_t shard) const {
+    return prefix + "dirty:" + std::to_string(shard);
+  }
 };
 
 } // namespace sessiond::actors

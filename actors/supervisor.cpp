@@ -55,9 +55,9 @@ bool too_many_restarts(self_ptr self) {
   auto now = clock_type::now();
   st.restarts.push_back(now);
   auto cutoff = now - st.opts->window;
-  st.restarts.erase(std::remove_if(st.restarts.begin(), st.restarts.end(),
-                                   [&](auto t) { return t < cutoff; }),
-                    st.restarts.end());
+  st.restarts.erase(
+      std::remove_if(st.restarts.begin(), st.restarts.end(), [&](auto t) { return t < cutoff; }),
+      st.restarts.end());
   return static_cast<int>(st.restarts.size()) > st.opts->max_restarts;
 }
 
@@ -67,7 +67,8 @@ void on_down(self_ptr self, const caf::down_msg& dm) {
   if (i == static_cast<std::size_t>(-1) || st.escalated)
     return;
   auto& child = st.children[i];
-  auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - child.started);
+  auto ran =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - child.started);
   child.backoff = next_backoff(child.backoff, ran, st.opts->backoff_min, st.opts->backoff_max);
   auto what = i < st.shards.size() ? "session_shard " + std::to_string(i) : "session_router";
   if (too_many_restarts(self)) {
@@ -94,9 +95,9 @@ std::chrono::milliseconds next_backoff(std::chrono::milliseconds previous,
   return std::min(previous * 2, max);
 }
 
-messages::supervisor_actor::behavior_type supervisor(self_ptr self,
-                                                     std::shared_ptr<const shard_env> env,
-                                                     std::shared_ptr<const supervisor_options> opts) {
+messages::supervisor_actor::behavior_type
+supervisor(self_ptr self, std::shared_ptr<const shard_env> env,
+           std::shared_ptr<const supervisor_options> opts) {
   auto& st = self->state;
   st.env = std::move(env);
   st.opts = std::move(opts);
@@ -116,16 +117,16 @@ messages::supervisor_actor::behavior_type supervisor(self_ptr self,
     self->quit(em.reason);
   });
   return {
-    [=](messages::restart_atom, std::uint64_t i) {
-      if (i < self->state.shards.size()) {
-        self->state.env->counters.shard_restarts.fetch_add(1);
-        spawn_shard(self, i);
-      } else {
-        self->state.env->counters.router_restarts.fetch_add(1);
-        spawn_router(self);
-      }
-    },
-    [=](messages::get_router_atom) { return self->state.router; },
+      [=](messages::restart_atom, std::uint64_t i) {
+        if (i < self->state.shards.size()) {
+          self->state.env->counters.shard_restarts.fetch_add(1);
+          spawn_shard(self, i);
+        } else {
+          self->state.env->counters.router_restarts.fetch_add(1);
+          spawn_router(self);
+        }
+      },
+      [=](messages::get_router_atom) { return self->state.router; },
   };
 }
 

@@ -40,7 +40,7 @@ struct supervisor_state {
   std::shared_ptr<const supervisor_options> opts;
   std::vector<messages::shard_actor> shards;
   messages::router_actor router;
-  std::vector<child_record> children; ///< shards 0..n-1, router n
+  std::vector<child_record> children;                          ///< shards 0..n-1, router n
   std::vector<std::chrono::steady_clock::time_point> restarts; ///< within the window
   bool escalated = false;
   static inline const char* name = "supervisor";

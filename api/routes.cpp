@@ -36,12 +36,14 @@ void method_not_allowed(const http::responder_ptr& res, const char* allow) {
   res->send(std::move(r));
 }
 
-bool require_media(const http::request& req, std::string_view want, const http::responder_ptr& res) {
+bool require_media(const http::request& req, std::string_view want,
+                   const http::responder_ptr& res) {
   if (media_type(req.content_type) == want)
     return true;
-  send_problem(res, 415, "urn:sessiond:problem:unsupported-media-type", "Unsupported media type",
-               "Content-Type must be " + std::string(want) +
-                 (req.content_type.empty() ? " (none given)" : " (got " + req.content_type + ")"));
+  send_problem(
+      res, 415, "urn:sessiond:problem:unsupported-media-type", "Unsupported media type",
+      "Content-Type must be " + std::string(want) +
+          (req.content_type.empty() ? " (none given)" : " (got " + req.content_type + ")"));
   return false;
 }
 
@@ -71,7 +73,11 @@ class http_completion : public messages::session_completion {
 public:
   http_completion(http::responder_ptr res, session_op_kind kind, std::string id,
                   std::shared_ptr<shard_gate> gate, std::size_t shard)
-    : res_(std::move(res)), kind_(kind), id_(std::move(id)), gate_(std::move(gate)), shard_(shard) {}
+      : res_(std::move(res)),
+        kind_(kind),
+        id_(std::move(id)),
+        gate_(std::move(gate)),
+        shard_(shard) {}
   ~http_completion() override {
     complete_if_pending();
     gate_->leave(shard_);
@@ -101,28 +107,29 @@ http::response session_body(unsigned status, const model::session& s) {
 
 http::response error_result(session_result&& r) {
   switch (r.status) {
-    case 404:
-      return http::problem(404, "urn:sessiond:problem:not-found", "Session not found", r.detail);
-    case 410:
-      return http::problem(410, "urn:sessiond:problem:revoked", "Session revoked", r.detail);
-    case 412:
-      return http::problem(412, "urn:sessiond:problem:precondition-failed", "Precondition failed",
-                           r.detail);
-    case 413:
-      return http::problem(413, "urn:sessiond:problem:data-too-large", "Session data too large",
-                           r.detail);
-    case 422:
-      return http::problem(422, "urn:sessiond:problem:invalid-patch",
-                           "Patch does not keep data an object", r.detail);
-    case 503: {
-      auto out = http::problem(503, "urn:sessiond:problem:unavailable", "Service unavailable",
-                               r.detail);
-      out.headers.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(1, r.retry_after_s)));
-      return out;
-    }
-    default:
-      return http::problem(r.status >= 400 ? r.status : 500, "urn:sessiond:problem:internal",
-                           "Internal error", r.detail);
+  case 404:
+    return http::problem(404, "urn:sessiond:problem:not-found", "Session not found", r.detail);
+  case 410:
+    return http::problem(410, "urn:sessiond:problem:revoked", "Session revoked", r.detail);
+  case 412:
+    return http::problem(412, "urn:sessiond:problem:precondition-failed", "Precondition failed",
+                         r.detail);
+  case 413:
+    return http::problem(413, "urn:sessiond:problem:data-too-large", "Session data too large",
+                         r.detail);
+  case 422:
+    return http::problem(422, "urn:sessiond:problem:invalid-patch",
+                         "Patch does not keep data an object", r.detail);
+  case 503: {
+    auto out =
+        http::problem(503, "urn:sessiond:problem:unavailable", "Service unavailable", r.detail);
+    out.headers.emplace_back("Retry-After",
+                             std::to_string(std::max<std::int64_t>(1, r.retry_after_s)));
+    return out;
+  }
+  default:
+    return http::problem(r.status >= 400 ? r.status : 500, "urn:sessiond:problem:internal",
+                         "Internal error", r.detail);
   }
 }
 
@@ -141,8 +148,7 @@ http::response list_body(const std::vector<model::session>& sessions) {
 } // namespace
 
 shard_gate::shard_gate(std::size_t shards, std::int64_t max_in_flight)
-  : slots_(shards), max_(max_in_flight) {
-}
+    : slots_(shards), max_(max_in_flight) {}
 
 bool shard_gate::try_enter(std::size_t shard) {
   auto& n = slots_[shard].n;
@@ -162,8 +168,7 @@ std::int64_t shard_gate::in_flight(std::size_t shard) const {
   return slots_[shard].n.load(std::memory_order_relaxed);
 }
 
-route_table::route_table(std::size_t shards) : shards_(shards) {
-}
+route_table::route_table(std::size_t shards) : shards_(shards) {}
 
 void route_table::set_router(messages::router_actor r) {
   std::lock_guard<std::mutex> guard{router_mtx_};
@@ -202,15 +207,15 @@ http::response render(session_op_kind kind, const std::string& id, session_resul
   if (r.status >= 400)
     return error_result(std::move(r));
   switch (kind) {
-    case session_op_kind::list_user:
-      return list_body(r.sessions);
-    case session_op_kind::revoke_user: {
-      http::response out;
-      out.body = "{\"revoked\":" + std::to_string(r.count) + "}";
-      return out;
-    }
-    default:
-      break;
+  case session_op_kind::list_user:
+    return list_body(r.sessions);
+  case session_op_kind::revoke_user: {
+    http::response out;
+    out.body = "{\"revoked\":" + std::to_string(r.count) + "}";
+    return out;
+  }
+  default:
+    break;
   }
   if (r.status == 204 || r.status == 304) {
     http::response out;
@@ -226,8 +231,7 @@ http::response render(session_op_kind kind, const std::string& id, session_resul
 
 routes::routes(api_options opts, std::shared_ptr<route_table> table,
                std::shared_ptr<shard_gate> gate)
-  : opts_(std::move(opts)), table_(std::move(table)), gate_(std::move(gate)) {
-}
+    : opts_(std::move(opts)), table_(std::move(table)), gate_(std::move(gate)) {}
 
 void routes::operator()(http::request&& req, http::responder_ptr res) const {
   std::string_view path = req.target;
@@ -236,8 +240,8 @@ void routes::operator()(http::request&& req, http::responder_ptr res) const {
     return session_route(path.substr(sessions_prefix.size()), std::move(req), std::move(res));
   if (path.substr(0, users_prefix.size()) == users_prefix && path.size() > users_suffix.size() &&
       path.substr(path.size() - users_suffix.size()) == users_suffix) {
-    auto uid = path.substr(users_prefix.size(),
-                           path.size() - users_prefix.size() - users_suffix.size());
+    auto uid =
+        path.substr(users_prefix.size(), path.size() - users_prefix.size() - users_suffix.size());
     return user_route(uid, std::move(req), std::move(res));
   }
   if (path == "/healthz") {
@@ -262,7 +266,8 @@ void routes::readyz(const http::responder_ptr& res) const {
   std::string body = "{\"checks\":{";
   for (std::size_t i = 0; i < checks.size(); ++i) {
     ready = ready && checks[i].second;
-    body += (i ? ",\"" : "\"") + checks[i].first + "\":\"" + (checks[i].second ? "up" : "down") + "\"";
+    body +=
+        (i ? ",\"" : "\"") + checks[i].first + "\":\"" + (checks[i].second ? "up" : "down") + "\"";
   }
   body += "},\"status\":\"";
   body += ready ? "ready\"}" : "not ready\"}";
@@ -282,34 +287,34 @@ void routes::session_route(std::string_view id, http::request&& req,
   session_op op;
   op.id = std::string(id);
   switch (req.verb) {
-    case http::method::get:
-      op.kind = session_op_kind::get;
-      break;
-    case http::method::put: {
-      op.kind = session_op_kind::put;
-      if (!require_media(req, "application/json", res))
-        return;
-      model::put_body body;
-      if (auto err = model::parse_put_body(req.body, opts_.limits, body))
-        return res->send(problem_of(*err));
-      op.user_id = std::move(body.user_id);
-      op.body = std::move(body.data);
-      op.ttl_s = body.ttl_s;
-      break;
-    }
-    case http::method::patch:
-      op.kind = session_op_kind::patch;
-      if (!require_media(req, "application/merge-patch+json", res))
-        return;
-      if (auto err = model::check_merge_patch(req.body))
-        return res->send(problem_of(*err));
-      op.body = std::move(req.body);
-      break;
-    case http::method::del:
-      op.kind = session_op_kind::del;
-      break;
-    default:
-      return method_not_allowed(res, "GET, PUT, PATCH, DELETE");
+  case http::method::get:
+    op.kind = session_op_kind::get;
+    break;
+  case http::method::put: {
+    op.kind = session_op_kind::put;
+    if (!require_media(req, "application/json", res))
+      return;
+    model::put_body body;
+    if (auto err = model::parse_put_body(req.body, opts_.limits, body))
+      return res->send(problem_of(*err));
+    op.user_id = std::move(body.user_id);
+    op.body = std::move(body.data);
+    op.ttl_s = body.ttl_s;
+    break;
+  }
+  case http::method::patch:
+    op.kind = session_op_kind::patch;
+    if (!require_media(req, "application/merge-patch+json", res))
+      return;
+    if (auto err = model::check_merge_patch(req.body))
+      return res->send(problem_of(*err));
+    op.body = std::move(req.body);
+    break;
+  case http::method::del:
+    op.kind = session_op_kind::del;
+    break;
+  default:
+    return method_not_allowed(res, "GET, PUT, PATCH, DELETE");
   }
   if (!parse_conditions(req, op, res))
     return;

@@ -4,9 +4,10 @@
 #include "model/session.hpp"
 #include "model/ttl.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <string>
-#include <unistd.h>
 
 namespace sessiond::app {
 

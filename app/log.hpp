@@ -9,8 +9,14 @@ enum class log_level { error = 0, warn = 1, info = 2, debug = 3 };
 
 void set_log_level(std::string_view name);
 void log(log_level lvl, std::string_view msg);
-inline void log_info(std::string_view msg) { log(log_level::info, msg); }
-inline void log_warn(std::string_view msg) { log(log_level::warn, msg); }
-inline void log_error(std::string_view msg) { log(log_level::error, msg); }
+inline void log_info(std::string_view msg) {
+  log(log_level::info, msg);
+}
+inline void log_warn(std::string_view msg) {
+  log(log_level::warn, msg);
+}
+inline void log_error(std::string_view msg) {
+  log(log_level::error, msg);
+}
 
 } // namespace sessiond::app

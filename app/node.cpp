@@ -87,8 +87,11 @@ struct node::impl {
   int exit_code = 0;
 
   impl(config::config c, const model::clock& clk)
-    : cfg(std::move(c)), clock(clk), caf_cfg(make_caf_config(cfg)), system(caf_cfg),
-      io(static_cast<int>(cfg.http.io_threads)) {}
+      : cfg(std::move(c)),
+        clock(clk),
+        caf_cfg(make_caf_config(cfg)),
+        system(caf_cfg),
+        io(static_cast<int>(cfg.http.io_threads)) {}
 
   void request_stop(int code) {
     std::lock_guard<std::mutex> guard{mtx};
@@ -140,8 +143,7 @@ struct node::impl {
 };
 
 node::node(config::config cfg, const model::clock& clock)
-  : impl_(std::make_unique<impl>(std::move(cfg), clock)) {
-}
+    : impl_(std::make_unique<impl>(std::move(cfg), clock)) {}
 
 node::~node() {
   stop();
@@ -152,7 +154,8 @@ std::uint16_t node::start() {
   set_log_level(d.cfg.node.log_level);
   d.redis = std::make_unique<redis::client>(d.io, redis_options(d.cfg));
   d.redis->on_state_change([](bool up) {
-    up ? log_info("redis: connected") : log_warn("redis: unreachable, answering 503 until it is back");
+    up ? log_info("redis: connected")
+       : log_warn("redis: unreachable, answering 503 until it is back");
   });
   d.make_env();
   d.routes = std::make_shared<api::route_table>(static_cast<std::size_t>(d.cfg.sessions.shards));
@@ -161,8 +164,9 @@ std::uint16_t node::start() {
   d.spawn_supervisor();
   d.http = std::make_unique<http::server>(d.io, http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
-  d.work = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-    d.io.get_executor());
+  d.work =
+      std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+          d.io.get_executor());
   d.redis->start();
   d.port = d.http->start();
   for (std::int64_t i = 0; i < d.cfg.http.io_threads; ++i)
@@ -177,7 +181,8 @@ void node::stop() {
     return;
   d.stopped = true;
   d.http->stop_accepting();
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(d.cfg.http.drain_timeout_ms);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(d.cfg.http.drain_timeout_ms);
   while (d.http->in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);

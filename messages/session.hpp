@@ -24,12 +24,18 @@ namespace sessiond::messages {
 enum class session_op_kind { get, put, patch, del, list_user, revoke_user };
 inline const char* to_string(session_op_kind k) {
   switch (k) {
-    case session_op_kind::get: return "get";
-    case session_op_kind::put: return "put";
-    case session_op_kind::patch: return "patch";
-    case session_op_kind::del: return "delete";
-    case session_op_kind::list_user: return "list_user";
-    case session_op_kind::revoke_user: return "revoke_user";
+  case session_op_kind::get:
+    return "get";
+  case session_op_kind::put:
+    return "put";
+  case session_op_kind::patch:
+    return "patch";
+  case session_op_kind::del:
+    return "delete";
+  case session_op_kind::list_user:
+    return "list_user";
+  case session_op_kind::revoke_user:
+    return "revoke_user";
   }
   return "unknown";
 }
@@ -38,11 +44,11 @@ inline const char* to_string(session_op_kind k) {
 /// 410, 412, 413, 422, 503.
 struct session_result {
   unsigned status = 503;
-  model::session session;                ///< for get/put/patch
-  std::vector<model::session> sessions;  ///< for list_user
-  std::int64_t count = 0;                ///< for revoke_user
-  std::string detail;                    ///< problem detail for 4xx/5xx
-  std::int64_t retry_after_s = 0;        ///< set with 503
+  model::session session;               ///< for get/put/patch
+  std::vector<model::session> sessions; ///< for list_user
+  std::int64_t count = 0;               ///< for revoke_user
+  std::string detail;                   ///< problem detail for 4xx/5xx
+  std::int64_t retry_after_s = 0;       ///< set with 503
 };
 
 /// Receives the result of one operation exactly once, on any thread. Destroyed without a
@@ -101,22 +107,22 @@ using set_shard_atom = caf::atom_constant<caf::atom("setshard")>;
 /// Owns the Redis keys of one slice of the session ids and applies the operations on one key
 /// in arrival order (one in flight per key, the rest queued behind it).
 using shard_actor = caf::typed_actor<
-  // Start (or queue behind the key's current op) one session operation.
-  caf::reacts_to<session_op>,
-  // A Redis reply for an op this shard started.
-  caf::reacts_to<redis_done>>;
+    // Start (or queue behind the key's current op) one session operation.
+    caf::reacts_to<session_op>,
+    // A Redis reply for an op this shard started.
+    caf::reacts_to<redis_done>>;
 
 /// Maps a session id to its shard with model::shard_for and forwards; runs user-wide
 /// operations (list, revoke all) by fanning out to the shards.
 using router_actor = caf::typed_actor<
-  // Route one operation to the shard that owns op.id (user-wide ops: handled here).
-  caf::reacts_to<session_op>,
-  // A Redis reply for a user-wide op this router started.
-  caf::reacts_to<redis_done>,
-  // The supervisor installs a (re)started shard at an index.
-  caf::reacts_to<set_shard_atom, std::uint64_t, shard_actor>,
-  // The current handle of shard i (tests and diagnostics).
-  caf::replies_to<get_shard_atom, std::uint64_t>::with<shard_actor>>;
+    // Route one operation to the shard that owns op.id (user-wide ops: handled here).
+    caf::reacts_to<session_op>,
+    // A Redis reply for a user-wide op this router started.
+    caf::reacts_to<redis_done>,
+    // The supervisor installs a (re)started shard at an index.
+    caf::reacts_to<set_shard_atom, std::uint64_t, shard_actor>,
+    // The current handle of shard i (tests and diagnostics).
+    caf::replies_to<get_shard_atom, std::uint64_t>::with<shard_actor>>;
 
 } // namespace sessiond::messages
 

@@ -16,9 +16,9 @@ using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using get_router_atom = caf::atom_constant<caf::atom("getrouter")>;
 
 using supervisor_actor = caf::typed_actor<
-  // Restart child i after its backoff (shards are 0..n-1, the router is n).
-  caf::reacts_to<restart_atom, std::uint64_t>,
-  // The current router handle.
-  caf::replies_to<get_router_atom>::with<router_actor>>;
+    // Restart child i after its backoff (shards are 0..n-1, the router is n).
+    caf::reacts_to<restart_atom, std::uint64_t>,
+    // The current router handle.
+    caf::replies_to<get_router_atom>::with<router_actor>>;
 
 } // namespace sessiond::messages

@@ -28,7 +28,8 @@ std::optional<input_error> check_merge_patch(std::string_view patch_text) {
   return std::nullopt;
 }
 
-std::optional<input_error> apply_merge_patch(std::string_view data_text, std::string_view patch_text,
+std::optional<input_error> apply_merge_patch(std::string_view data_text,
+                                             std::string_view patch_text,
                                              std::size_t max_data_bytes, std::string& out) {
   auto patch = nlohmann::json::parse(patch_text.begin(), patch_text.end(), nullptr, false);
   if (patch.is_discarded())
@@ -43,7 +44,7 @@ std::optional<input_error> apply_merge_patch(std::string_view data_text, std::st
   if (out.size() > max_data_bytes)
     return input_error{413, "urn:sessiond:problem:data-too-large", "Session data too large",
                        "the patched \"data\" would be " + std::to_string(out.size()) +
-                         " bytes serialized; the limit is " + std::to_string(max_data_bytes)};
+                           " bytes serialized; the limit is " + std::to_string(max_data_bytes)};
   return std::nullopt;
 }
 

@@ -12,7 +12,8 @@ namespace sessiond::model {
 /// Applies `patch_text` to the JSON object `data_text` and writes the compact result to `out`.
 /// Errors: the patch is not JSON (400), the result is not an object (422), or it is larger than
 /// max_data_bytes (413). `data_text` is trusted (it was validated when stored).
-std::optional<input_error> apply_merge_patch(std::string_view data_text, std::string_view patch_text,
+std::optional<input_error> apply_merge_patch(std::string_view data_text,
+                                             std::string_view patch_text,
                                              std::size_t max_data_bytes, std::string& out);
 
 /// Checks that `patch_text` is JSON that may patch an object (any JSON object; a non-object

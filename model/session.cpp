@@ -47,10 +47,10 @@ bool valid_id(std::string_view id) {
 
 const char* to_string(status s) {
   switch (s) {
-    case status::active:
-      return "ACTIVE";
-    case status::revoked:
-      return "REVOKED";
+  case status::active:
+    return "ACTIVE";
+  case status::revoked:
+    return "REVOKED";
   }
   return "UNKNOWN";
 }
@@ -147,7 +147,7 @@ std::optional<input_error> parse_put_body(std::string_view text, const body_limi
   if (out.data.size() > lim.max_data_bytes)
     return input_error{413, "urn:sessiond:problem:data-too-large", "Session data too large",
                        "\"data\" is " + std::to_string(out.data.size()) +
-                         " bytes serialized; the limit is " + std::to_string(lim.max_data_bytes)};
+                           " bytes serialized; the limit is " + std::to_string(lim.max_data_bytes)};
   return std::nullopt;
 }
 

@@ -25,7 +25,7 @@ struct session {
   std::int64_t created_ms = 0;
   std::int64_t last_activity_ms = 0;
   std::int64_t expires_ms = 0;
-  std::int64_t ttl_s = 0;   ///< this session's idle TTL
+  std::int64_t ttl_s = 0;    ///< this session's idle TTL
   std::int64_t touch_ms = 0; ///< last time the idle TTL was slid
 };
 
@@ -39,7 +39,7 @@ std::string rfc3339_ms(std::int64_t epoch_ms);
 
 /// A validation failure of client input: becomes a 4xx problem+json.
 struct input_error {
-  unsigned status; ///< 400, 413 or 422
+  unsigned status;  ///< 400, 413 or 422
   std::string type; ///< urn:sessiond:problem:…
   std::string title;
   std::string detail;

@@ -22,7 +22,7 @@ enum class method { get, head, put, post, patch, del, options, other };
 /// One parsed request, owned by the handler once handed over.
 struct request {
   method verb = method::other;
-  std::string target;        ///< path and query exactly as sent
+  std::string target; ///< path and query exactly as sent
   std::string body;
   std::string content_type;  ///< Content-Type header value, empty when absent
   std::string if_match;      ///< If-Match value, empty when absent

@@ -6,24 +6,24 @@
 #include "config/config.hpp"
 
 #include <boost/asio/connect.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
-#include <fcntl.h>
 #include <map>
 #include <random>
 #include <string>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 namespace sessiond::test {
 
@@ -45,7 +45,7 @@ struct reply {
 class client {
 public:
   explicit client(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(10))
-    : socket_(io_) {
+      : socket_(io_) {
     socket_.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
     timeval tv{static_cast<time_t>(timeout.count() / 1000),
                static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
@@ -83,7 +83,8 @@ public:
   reply put(const std::string& t, const std::string& b, std::map<std::string, std::string> h = {}) {
     return call(bhttp::verb::put, t, b, std::move(h));
   }
-  reply patch(const std::string& t, const std::string& b, std::map<std::string, std::string> h = {}) {
+  reply patch(const std::string& t, const std::string& b,
+              std::map<std::string, std::string> h = {}) {
     h.emplace("Content-Type", "application/merge-patch+json");
     return call(bhttp::verb::patch, t, b, std::move(h));
   }

@@ -1,10 +1,9 @@
 // Node resilience against the real Redis: a crashed shard is restarted and serves its keys again;
 // Redis stopping turns requests into quick 503s and /readyz into 503; Redis coming back restores
 // service without restarting the node; backpressure answers 503 at once.
-#include "support.hpp"
-
 #include "messages/session.hpp"
 #include "model/shard_for.hpp"
+#include "support.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/exit_reason.hpp>
@@ -25,7 +24,7 @@ messages::shard_actor shard_of(app::node& n, std::uint64_t i) {
   caf::scoped_actor self{n.system()};
   messages::shard_actor out;
   self->request(n.router(), std::chrono::seconds(5), messages::get_shard_atom::value, i)
-    .receive([&](messages::shard_actor s) { out = s; }, [&](caf::error&) {});
+      .receive([&](messages::shard_actor s) { out = s; }, [&](caf::error&) {});
   return out;
 }
 

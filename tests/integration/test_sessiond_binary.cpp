@@ -2,11 +2,12 @@
 // graceful exit 0 on SIGTERM.
 #include "support.hpp"
 
+#include <fcntl.h>
+#include <sys/wait.h>
+
 #include <array>
 #include <cstdio>
-#include <fcntl.h>
 #include <fstream>
-#include <sys/wait.h>
 
 using namespace sessiond;
 
@@ -62,7 +63,8 @@ TEST_CASE("an invalid key stops start-up with exit 2 and one line naming it") {
 }
 
 TEST_CASE("--print-config shows the effective config with secrets masked") {
-  auto r = run("--print-config", "SESSIOND_REDIS_URL=redis://:hunter2@127.0.0.1:6379/0 SESSION_TTL=77");
+  auto r =
+      run("--print-config", "SESSIOND_REDIS_URL=redis://:hunter2@127.0.0.1:6379/0 SESSION_TTL=77");
   CHECK(r.code == 0);
   CHECK(r.out.find("hunter2") == std::string::npos);
   CHECK(r.out.find("****") != std::string::npos);

@@ -90,9 +90,9 @@ TEST_CASE("an invalid session or user id answers 400") {
 
 TEST_CASE("PUT needs application/json, PATCH needs application/merge-patch+json") {
   fixture f;
-  check_problem(f.call(http::method::put, "/v1/sessions/s1", R"({"user_id":"u","data":{}})",
-                       "text/plain"),
-                415);
+  check_problem(
+      f.call(http::method::put, "/v1/sessions/s1", R"({"user_id":"u","data":{}})", "text/plain"),
+      415);
   check_problem(f.call(http::method::put, "/v1/sessions/s1", R"({"user_id":"u","data":{}})", ""),
                 415);
   check_problem(f.call(http::method::patch, "/v1/sessions/s1", "{}", "application/json"), 415);
@@ -102,12 +102,10 @@ TEST_CASE("bad bodies answer 400, 413 or 422") {
   fixture f;
   check_problem(f.call(http::method::put, "/v1/sessions/s1", "{oops"), 400);
   check_problem(f.call(http::method::put, "/v1/sessions/s1", R"({"user_id":"u","data":[]})"), 400);
-  check_problem(f.call(http::method::patch, "/v1/sessions/s1", "{oops",
-                       "application/merge-patch+json"),
-                400);
-  check_problem(f.call(http::method::patch, "/v1/sessions/s1", "[1]",
-                       "application/merge-patch+json"),
-                422);
+  check_problem(
+      f.call(http::method::patch, "/v1/sessions/s1", "{oops", "application/merge-patch+json"), 400);
+  check_problem(
+      f.call(http::method::patch, "/v1/sessions/s1", "[1]", "application/merge-patch+json"), 422);
 }
 
 TEST_CASE("malformed or conflicting preconditions answer 400") {
@@ -117,20 +115,18 @@ TEST_CASE("malformed or conflicting preconditions answer 400") {
                 400);
   check_problem(f.call(http::method::put, "/v1/sessions/s1", body, "application/json", "1"), 400);
   check_problem(f.call(http::method::del, "/v1/sessions/s1", "", "", "garbage"), 400);
-  check_problem(f.call(http::method::put, "/v1/sessions/s1", body, "application/json", "\"1\"",
-                       "*"),
-                400);
-  check_problem(f.call(http::method::put, "/v1/sessions/s1", body, "application/json",
-                       std::nullopt, "\"3\""),
-                400);
+  check_problem(
+      f.call(http::method::put, "/v1/sessions/s1", body, "application/json", "\"1\"", "*"), 400);
+  check_problem(
+      f.call(http::method::put, "/v1/sessions/s1", body, "application/json", std::nullopt, "\"3\""),
+      400);
 }
 
 TEST_CASE("a valid request with no live shard answers 503 with Retry-After, never hangs") {
   fixture f;
   auto r = f.call(http::method::get, "/v1/sessions/s1");
   check_problem(r, 503);
-  CHECK(f.gate->in_flight(0) + f.gate->in_flight(1) + f.gate->in_flight(2) +
-          f.gate->in_flight(3) ==
+  CHECK(f.gate->in_flight(0) + f.gate->in_flight(1) + f.gate->in_flight(2) + f.gate->in_flight(3) ==
         0);
 }
 

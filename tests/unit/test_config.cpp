@@ -573,7 +573,8 @@ TEST_CASE("an out-of-range value from the environment names the variable that se
         "(allowed: postgres, shadow, redis-read, redis-primary; set by SESSIOND_SESSIONS_MODE)");
 }
 
-TEST_CASE("an unknown key in a known section's SESSIOND_ variable is refused, tooling ones are not") {
+TEST_CASE(
+    "an unknown key in a known section's SESSIOND_ variable is refused, tooling ones are not") {
   CHECK_THAT(error_of("", {{"SESSIOND_HTTP_IOTHREADS", "2"}}),
              StartsWith(R"(config: unknown environment variable "SESSIOND_HTTP_IOTHREADS")"));
   CHECK_THAT(error_of("", {{"SESSIOND_SESSIONS_TTL", "2"}}),
