@@ -1,6 +1,7 @@
 // HTTP API v1 routes for sessions, health and readiness (see docs/api.md).
 #include "api/routes.hpp"
 
+#include "adapters/metrics/text_serializer.hpp"
 #include "model/merge_patch.hpp"
 #include "model/shard_for.hpp"
 
@@ -234,6 +235,13 @@ routes::routes(api_options opts, std::shared_ptr<route_table> table,
     : opts_(std::move(opts)), table_(std::move(table)), gate_(std::move(gate)) {}
 
 void routes::operator()(http::request&& req, http::responder_ptr res) const {
+  if (opts_.metrics)
+    res = std::make_shared<metered_responder>(std::move(res), *opts_.metrics,
+                                              classify(req.target), req.verb);
+  route(std::move(req), std::move(res));
+}
+
+void routes::route(http::request&& req, http::responder_ptr res) const {
   std::string_view path = req.target;
   path = path.substr(0, path.find('?'));
   if (path.substr(0, sessions_prefix.size()) == sessions_prefix)
@@ -255,6 +263,14 @@ void routes::operator()(http::request&& req, http::responder_ptr res) const {
     if (req.verb != http::method::get)
       return method_not_allowed(res, "GET");
     return readyz(res);
+  }
+  if (path == "/metrics" && opts_.metrics_text) {
+    if (req.verb != http::method::get)
+      return method_not_allowed(res, "GET");
+    http::response out;
+    out.content_type = std::string(metrics::text_content_type);
+    out.body = opts_.metrics_text();
+    return res->send(std::move(out));
   }
   send_problem(res, 404, "urn:sessiond:problem:no-route", "Not found",
                "no route for " + std::string(path));
@@ -347,6 +363,8 @@ void routes::user_route(std::string_view uid, http::request&& req, http::respond
 void routes::dispatch(session_op&& op, std::string_view key, http::responder_ptr res) const {
   auto shard = model::shard_for(key, gate_->shards());
   if (!gate_->try_enter(shard)) {
+    if (opts_.metrics)
+      opts_.metrics->rejected();
     auto out = http::problem(503, "urn:sessiond:problem:overloaded", "Too many requests in flight",
                              "the shard owning this key has too many operations in flight");
     out.headers.emplace_back("Retry-After", std::to_string(opts_.retry_after_s));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "adapters/http/server.hpp"
+#include "api/metrics.hpp"
 #include "messages/session.hpp"
 #include "model/session.hpp"
 
@@ -62,6 +63,10 @@ struct api_options {
   std::int64_t retry_after_s = 1;
   /// Readiness of each dependency by name ("redis" → up?), for /readyz.
   std::function<std::vector<std::pair<std::string, bool>>()> readiness;
+  /// Request metrics; null when metrics.enabled = false (then /metrics answers 404).
+  std::shared_ptr<api_metrics> metrics;
+  /// The Prometheus text of GET /metrics.
+  std::function<std::string()> metrics_text;
 };
 
 /// The request handler given to the HTTP server.
@@ -71,6 +76,7 @@ public:
   void operator()(http::request&& req, http::responder_ptr res) const;
 
 private:
+  void route(http::request&& req, http::responder_ptr res) const;
   void session_route(std::string_view id, http::request&& req, http::responder_ptr res) const;
   void user_route(std::string_view uid, http::request&& req, http::responder_ptr res) const;
   void dispatch(messages::session_op&& op, std::string_view key, http::responder_ptr res) const;

@@ -7,6 +7,8 @@
 #include "adapters/redis/client.hpp"
 #include "api/routes.hpp"
 #include "app/log.hpp"
+#include "app/node_metrics.hpp"
+#include "adapters/metrics/text_serializer.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -76,6 +78,8 @@ struct node::impl {
   std::shared_ptr<api::route_table> routes;
   std::shared_ptr<api::shard_gate> gate;
   std::unique_ptr<http::server> http;
+  std::shared_ptr<metrics::Registry> registry = std::make_shared<metrics::Registry>();
+  std::unique_ptr<node_metrics> node_meters;
   messages::supervisor_actor supervisor;
   std::uint16_t port = 0;
   bool started = false;
@@ -138,7 +142,29 @@ struct node::impl {
     o.readiness = [r = redis.get()] {
       return std::vector<std::pair<std::string, bool>>{{"redis", r->connected()}};
     };
+    if (cfg.metrics.enabled) {
+      o.metrics = std::make_shared<api::api_metrics>(*registry);
+      node_meters = std::make_unique<node_metrics>(*registry, gate->shards());
+      o.metrics_text = [this] {
+        node_meters->update(sample());
+        return metrics::serialize(*registry);
+      };
+    }
     return o;
+  }
+
+  node_sample sample() const {
+    node_sample s;
+    s.redis = redis->stats();
+    s.redis_up = redis->connected();
+    s.redis_failures = env->counters.redis_failures.load();
+    s.shard_restarts = env->counters.shard_restarts.load();
+    s.router_restarts = env->counters.router_restarts.load();
+    s.cas_retries = env->counters.cas_retries.load();
+    s.touches = env->counters.touches.load();
+    for (std::size_t i = 0; i < gate->shards(); ++i)
+      s.in_flight.push_back(gate->in_flight(i));
+    return s;
   }
 };
 

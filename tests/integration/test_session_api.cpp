@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cstdlib>
+#include <unistd.h>
 #include <thread>
 #include <vector>
 
@@ -182,4 +184,63 @@ TEST_CASE("a body over the configured limit answers 413 and changes nothing") {
   auto big = c.put("/v1/sessions/big", body("u", "{\"v\":\"" + std::string(4096, 'x') + "\"}"));
   CHECK(big.status == 413);
   CHECK(client(n.port).get("/v1/sessions/big").status == 404);
+}
+
+namespace {
+
+/// The value of one sample line `name{labels} value` in a Prometheus text scrape, or -1.
+double sample_value(const std::string& text, const std::string& series) {
+  auto pos = text.find("\n" + series + " ");
+  if (pos == std::string::npos)
+    return -1;
+  return std::stod(text.substr(pos + series.size() + 2));
+}
+
+} // namespace
+
+TEST_CASE("/metrics counts requests exactly by route, method and status, and promtool accepts it") {
+  running_node n(test::test_config());
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/m1", body("u1")).status == 201);
+  REQUIRE(c.put("/v1/sessions/m1", body("u1")).status == 200);
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(c.get("/v1/sessions/m1").status == 200);
+  REQUIRE(c.get("/v1/sessions/none").status == 404);
+  REQUIRE(c.get("/v1/sessions/bad%20id").status == 400);
+  auto scrape = c.get("/metrics");
+  REQUIRE(scrape.status == 200);
+  CHECK(scrape.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8");
+  const auto& t = scrape.body;
+  auto series = [](const char* method, const char* status) {
+    return std::string("sessiond_http_requests_total{method=\"") + method +
+           "\",route=\"/v1/sessions/{id}\",status=\"" + status + "\"}";
+  };
+  CHECK(sample_value(t, series("PUT", "201")) == 1);
+  CHECK(sample_value(t, series("PUT", "200")) == 1);
+  CHECK(sample_value(t, series("GET", "200")) == 3);
+  CHECK(sample_value(t, series("GET", "404")) == 1);
+  CHECK(sample_value(t, series("GET", "400")) == 1);
+  CHECK(sample_value(t, "sessiond_redis_up") == 1);
+  CHECK(sample_value(t, "sessiond_backpressure_rejections_total") == 0);
+  CHECK(t.find("process_resident_memory_bytes ") != std::string::npos);
+  CHECK(sample_value(t, "sessiond_http_request_duration_seconds_bucket{method=\"GET\","
+                        "route=\"/v1/sessions/{id}\",le=\"+Inf\"}") == 5);
+
+  // promtool (Debian's prometheus package) checks the exposition on the live scrape.
+  char path[] = "/tmp/sessiond-metrics-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, t.data(), t.size()) == static_cast<ssize_t>(t.size()));
+  close(fd);
+  auto cmd = std::string("promtool check metrics < ") + path + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  unlink(path);
+  CHECK(rc == 0);
+}
+
+TEST_CASE("metrics.enabled = false turns /metrics off") {
+  auto cfg = test::test_config();
+  cfg.metrics.enabled = false;
+  running_node n(cfg);
+  CHECK(client(n.port).get("/metrics").status == 404);
 }

@@ -1,0 +1,50 @@
+// Node-level metrics refreshed at each scrape of /metrics: Redis connection state and counters,
+// session actor counters, per-shard operations in flight, and the process metrics.
+#pragma once
+
+#include "adapters/metrics/process_metrics.hpp"
+#include "adapters/metrics/registry.hpp"
+#include "adapters/redis/client.hpp"
+
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+namespace sessiond::app {
+
+/// What the node reads from its parts at scrape time.
+struct node_sample {
+  redis::client_stats redis;
+  bool redis_up = false;
+  std::uint64_t redis_failures = 0;
+  std::uint64_t shard_restarts = 0;
+  std::uint64_t router_restarts = 0;
+  std::uint64_t cas_retries = 0;
+  std::uint64_t touches = 0;
+  std::vector<std::int64_t> in_flight; ///< per shard
+};
+
+class node_metrics {
+public:
+  node_metrics(metrics::Registry& registry, std::size_t shards);
+  /// Sets the gauges and advances the counters by what changed since the last call.
+  void update(const node_sample& s);
+
+private:
+  /// A counter that follows a cumulative value kept elsewhere.
+  struct follower {
+    metrics::Counter* counter;
+    std::uint64_t last = 0;
+    void advance(std::uint64_t now);
+  };
+
+  std::mutex mtx_; ///< one update at a time (followers advance by difference)
+  metrics::process_metrics process_;
+  metrics::Gauge& redis_up_;
+  metrics::Gauge& redis_connections_;
+  follower redis_commands_, redis_errors_, redis_reconnects_, op_failures_, shard_restarts_,
+    router_restarts_, cas_retries_, touches_;
+  std::vector<metrics::Gauge*> in_flight_;
+};
+
+} // namespace sessiond::app
