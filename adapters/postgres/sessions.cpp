@@ -1,0 +1,150 @@
+// upsert_sessions() and load_session(): the batch goes out as ten text-format arrays that the
+// server unnests, so a batch of any size is one statement and one round trip.
+#include "adapters/postgres/sessions.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <numeric>
+
+namespace sessiond::postgres {
+
+namespace {
+
+// The version fence is the architecture's rule: only a higher version replaces a row.
+constexpr const char* upsert_sql = R"(
+insert into user_session (session_id, user_id, data, version, status, is_active, created_at,
+                          last_activity_at, expires_at, updated_at, revoked_at)
+select u.id, u.uid, u.data, u.version, u.status, u.active, to_timestamp(u.created_ms / 1000.0),
+       to_timestamp(u.activity_ms / 1000.0), to_timestamp(u.expires_ms / 1000.0), now(),
+       to_timestamp(u.revoked_ms / 1000.0)
+from unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::boolean[],
+            $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+  as u(id, uid, data, version, status, active, created_ms, activity_ms, expires_ms, revoked_ms)
+on conflict (session_id) do update set
+  user_id = excluded.user_id, data = excluded.data, version = excluded.version,
+  status = excluded.status, is_active = excluded.is_active, created_at = excluded.created_at,
+  last_activity_at = excluded.last_activity_at, expires_at = excluded.expires_at,
+  updated_at = excluded.updated_at, revoked_at = excluded.revoked_at
+where user_session.version < excluded.version)";
+
+constexpr const char* load_sql = R"(
+select session_id, user_id, data::text, version, status, is_active,
+       (extract(epoch from created_at) * 1000)::bigint,
+       (extract(epoch from last_activity_at) * 1000)::bigint,
+       (extract(epoch from expires_at) * 1000)::bigint,
+       (extract(epoch from revoked_at) * 1000)::bigint
+from user_session where session_id = $1)";
+
+void validate(const session_row& r) {
+  auto bad = [&](const std::string& why) {
+    throw pg_error(errc::invalid_argument, "session " + r.session_id + ": " + why);
+  };
+  if (r.session_id.empty())
+    bad("empty session_id");
+  if (r.status != "ACTIVE" && r.status != "REVOKED" && r.status != "EXPIRED")
+    bad("unknown status '" + r.status + "'");
+  for (const std::string* s : {&r.session_id, &r.user_id, &r.data})
+    if (s->find('\0') != std::string::npos)
+      bad("a NUL byte in session_id, user_id or data");
+}
+
+/// The batch as columns, each a list of text values for array_literal().
+struct columns {
+  std::vector<field> id, uid, data, version, status, active, created, activity, expires, revoked;
+
+  explicit columns(const std::vector<const session_row*>& rows) {
+    for (auto* list :
+         {&id, &uid, &data, &version, &status, &active, &created, &activity, &expires, &revoked})
+      list->reserve(rows.size());
+    for (const session_row* r : rows)
+      add(*r);
+  }
+
+  void add(const session_row& r) {
+    id.emplace_back(r.session_id);
+    uid.emplace_back(r.user_id);
+    data.emplace_back(r.data);
+    version.emplace_back(std::to_string(r.version));
+    status.emplace_back(r.status);
+    active.emplace_back(r.is_active ? "t" : "f");
+    created.emplace_back(std::to_string(r.created_at_ms));
+    activity.emplace_back(std::to_string(r.last_activity_at_ms));
+    expires.emplace_back(std::to_string(r.expires_at_ms));
+    revoked.emplace_back(r.revoked_at_ms == 0 ? field{} : field{std::to_string(r.revoked_at_ms)});
+  }
+
+  std::vector<field> params() const {
+    std::vector<field> out;
+    for (const auto* list :
+         {&id, &uid, &data, &version, &status, &active, &created, &activity, &expires, &revoked})
+      out.emplace_back(array_literal(*list));
+    return out;
+  }
+};
+
+std::int64_t to_int(const field& f, const char* column) {
+  if (!f)
+    return 0;
+  std::int64_t out = 0;
+  auto [end, ec] = std::from_chars(f->data(), f->data() + f->size(), out);
+  if (ec != std::errc{} || end != f->data() + f->size())
+    throw pg_error(errc::bad_reply, std::string("user_session.") + column + " is not an integer");
+  return out;
+}
+
+const std::string& required(const field& f, const char* column) {
+  if (!f)
+    throw pg_error(errc::bad_reply, std::string("user_session.") + column + " is NULL");
+  return *f;
+}
+
+} // namespace
+
+std::vector<const session_row*> dedupe_batch(const std::vector<session_row>& rows) {
+  std::vector<std::size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const auto &x = rows[a], &y = rows[b];
+    if (x.session_id != y.session_id)
+      return x.session_id < y.session_id;
+    return x.version != y.version ? x.version > y.version : a > b;
+  });
+  std::vector<const session_row*> out;
+  out.reserve(rows.size());
+  for (std::size_t i : order)
+    if (out.empty() || out.back()->session_id != rows[i].session_id)
+      out.push_back(&rows[i]);
+  return out;
+}
+
+std::size_t upsert_sessions(client& c, const std::vector<session_row>& rows) {
+  if (rows.empty())
+    return 0;
+  for (const auto& r : rows)
+    validate(r);
+  return c.exec_params(upsert_sql, columns(dedupe_batch(rows)).params()).affected;
+}
+
+std::optional<session_row> load_session(client& c, const std::string& session_id) {
+  result r = c.exec_params(load_sql, {session_id});
+  if (r.rows.empty())
+    return std::nullopt;
+  const auto& f = r.rows.front();
+  if (f.size() != 10)
+    throw pg_error(errc::bad_reply,
+                   "user_session row with " + std::to_string(f.size()) + " columns");
+  session_row out;
+  out.session_id = required(f[0], "session_id");
+  out.user_id = required(f[1], "user_id");
+  out.data = required(f[2], "data");
+  out.version = to_int(f[3], "version");
+  out.status = required(f[4], "status");
+  out.is_active = required(f[5], "is_active") == "t";
+  out.created_at_ms = to_int(f[6], "created_at");
+  out.last_activity_at_ms = to_int(f[7], "last_activity_at");
+  out.expires_at_ms = to_int(f[8], "expires_at");
+  out.revoked_at_ms = to_int(f[9], "revoked_at");
+  return out;
+}
+
+} // namespace sessiond::postgres

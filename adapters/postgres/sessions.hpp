@@ -1,0 +1,48 @@
+// The user_session table: batched, version-fenced upserts (one round trip per batch) and
+// single-row loads for read-through.
+#pragma once
+
+#include "adapters/postgres/client.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sessiond::postgres {
+
+/// One session as the table holds it. Times are epoch milliseconds.
+struct session_row {
+  std::string session_id;
+  std::string user_id;
+  std::string data; ///< a JSON value as text (stored as jsonb, so it loads back normalized)
+  std::int64_t version = 0;
+  std::string status = "ACTIVE"; ///< "ACTIVE", "REVOKED" or "EXPIRED"
+  bool is_active = true;
+  std::int64_t created_at_ms = 0;
+  std::int64_t last_activity_at_ms = 0;
+  std::int64_t expires_at_ms = 0;
+  std::int64_t revoked_at_ms = 0; ///< 0 = NULL (never revoked)
+};
+
+/// What upsert_sessions() sends for `rows`: one row per session_id, the one with the highest
+/// version (on a tie, the later one in `rows`), ordered by session_id so that concurrent batches
+/// lock rows in the same order and cannot deadlock each other.
+std::vector<const session_row*> dedupe_batch(const std::vector<session_row>& rows);
+
+/// Writes `rows` in ONE statement (INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE)
+/// where a stored row is replaced only by a higher version. Returns the rows written (inserted
+/// or replaced); rows fenced off by version and duplicates dropped by dedupe_batch() do not
+/// count, so a retried batch returns 0. updated_at is the server's now().
+///
+/// Throws pg_error: invalid_argument (empty session_id, unknown status, NUL byte: checked before
+/// anything is sent), server_error (e.g. data that is not JSON, 22P02, or holds \u0000, 22P05:
+/// the whole batch fails), connection_lost (outcome unknown: retrying is safe).
+std::size_t upsert_sessions(client& c, const std::vector<session_row>& rows);
+
+/// The stored row of `session_id`, whatever its status; nullopt when there is none. NULL
+/// timestamps load as 0.
+std::optional<session_row> load_session(client& c, const std::string& session_id);
+
+} // namespace sessiond::postgres
