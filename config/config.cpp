@@ -586,8 +586,25 @@ void apply_file(config& c, const toml::table& root, const std::string& where) {
   }
 }
 
+/// toml++ 3.3.0 (Debian 12) reaches __builtin_unreachable, undefined behaviour, on some non-ASCII
+/// characters outside strings (upstream issues 190 and 295). Every sessiond value is ASCII, so
+/// non-ASCII text is refused before parsing, with its position; a leading UTF-8 BOM is allowed.
+void require_ascii(std::string_view text, const std::string& where) {
+  const std::size_t start = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+  std::size_t line = 1;
+  std::size_t column = 1;
+  for (std::size_t i = start; i < text.size(); ++i) {
+    if (static_cast<unsigned char>(text[i]) >= 0x80)
+      fail("syntax error in " + where + " at line " + std::to_string(line) + ", column " +
+           std::to_string(column) + ": only ASCII characters are allowed");
+    column = text[i] == '\n' ? 1 : column + 1;
+    line += text[i] == '\n' ? 1 : 0;
+  }
+}
+
 toml::table parse_toml(const std::string& text, const std::string& source,
                        const std::string& where) {
+  require_ascii(text, where);
   try {
     return toml::parse(text, source);
   } catch (const toml::parse_error& e) {

@@ -12,6 +12,12 @@ input_error not_json() {
           "the merge patch is not valid JSON"};
 }
 
+input_error too_deep() {
+  return {400, "urn:sessiond:problem:invalid-json", "JSON nested too deeply",
+          "the merge patch nests arrays and objects deeper than " + std::to_string(max_json_depth) +
+              " levels"};
+}
+
 input_error not_object() {
   return {422, "urn:sessiond:problem:invalid-patch", "Patch does not keep data an object",
           "a merge patch of \"data\" must be a JSON object, so that data stays an object"};
@@ -20,6 +26,8 @@ input_error not_object() {
 } // namespace
 
 std::optional<input_error> check_merge_patch(std::string_view patch_text) {
+  if (!json_depth_within(patch_text))
+    return too_deep();
   auto patch = nlohmann::json::parse(patch_text.begin(), patch_text.end(), nullptr, false);
   if (patch.is_discarded())
     return not_json();
@@ -31,6 +39,8 @@ std::optional<input_error> check_merge_patch(std::string_view patch_text) {
 std::optional<input_error> apply_merge_patch(std::string_view data_text,
                                              std::string_view patch_text,
                                              std::size_t max_data_bytes, std::string& out) {
+  if (!json_depth_within(patch_text))
+    return too_deep();
   auto patch = nlohmann::json::parse(patch_text.begin(), patch_text.end(), nullptr, false);
   if (patch.is_discarded())
     return not_json();

@@ -117,8 +117,34 @@ std::string to_json(const session& s) {
   return out;
 }
 
+bool json_depth_within(std::string_view text, std::size_t max_depth) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth)
+        return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
 std::optional<input_error> parse_put_body(std::string_view text, const body_limits& lim,
                                           put_body& out) {
+  if (!json_depth_within(text))
+    return input_error{400, "urn:sessiond:problem:invalid-json", "JSON nested too deeply",
+                       "the request body nests arrays and objects deeper than " +
+                           std::to_string(max_json_depth) + " levels"};
   auto doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
   if (doc.is_discarded())
     return input_error{400, "urn:sessiond:problem:invalid-json", "Invalid JSON",

@@ -57,6 +57,14 @@ struct body_limits {
   std::int64_t max_ttl_s = 31536000;
 };
 
+/// Deepest nesting of arrays and objects accepted in a request body. Serializing, copying and
+/// merge-patching JSON recurse once per level, so deeper input could overflow the thread's stack.
+constexpr std::size_t max_json_depth = 128;
+
+/// False when arrays and objects in `text` nest deeper than `max_depth` (string contents are
+/// skipped). A cheap scan to run before parsing; it does not validate the JSON.
+bool json_depth_within(std::string_view text, std::size_t max_depth = max_json_depth);
+
 /// Parses and checks a PUT body. Returns the error instead of throwing.
 std::optional<input_error> parse_put_body(std::string_view text, const body_limits& lim,
                                           put_body& out);

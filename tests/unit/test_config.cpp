@@ -645,3 +645,10 @@ TEST_CASE("a masked to_toml output still loads, with the password as ****") {
   again.redis.url = c.redis.url;
   CHECK(again == c);
 }
+
+TEST_CASE("non-ASCII configuration text is refused with its position, a UTF-8 BOM is allowed") {
+  CHECK_THAT(error_of("[http]\n\xC3\xA9 = 1\n", {}),
+             Catch::Matchers::Contains("line 2, column 1") &&
+                 Catch::Matchers::Contains("only ASCII"));
+  CHECK(error_of("\xEF\xBB\xBF[http]\nio_threads = 2\n", {}) == "");
+}

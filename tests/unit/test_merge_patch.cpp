@@ -68,3 +68,15 @@ TEST_CASE("a patch that makes data larger than the limit is a 413") {
   REQUIRE(err);
   CHECK(err->status == 413);
 }
+
+TEST_CASE("a merge patch nested deeper than 128 levels is a 400, not a stack overflow") {
+  std::string deep;
+  for (int i = 0; i < 100000; ++i)
+    deep += "{\"a\":";
+  deep += "1";
+  for (int i = 0; i < 100000; ++i)
+    deep += "}";
+  std::string out;
+  CHECK(check_merge_patch(deep)->status == 400);
+  CHECK(apply_merge_patch("{}", deep, 1 << 30, out)->status == 400);
+}

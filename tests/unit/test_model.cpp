@@ -157,3 +157,20 @@ TEST_CASE("RFC 3339 times render in UTC with milliseconds across dates") {
   CHECK(rfc3339_ms(4102444800000) == "2100-01-01T00:00:00.000Z");
   CHECK(rfc3339_ms(-1) == "1969-12-31T23:59:59.999Z");
 }
+
+TEST_CASE("a PUT body nested deeper than 128 levels is a 400, not a stack overflow") {
+  put_body b;
+  std::string deep = R"({"user_id":"u","data":)";
+  for (int i = 0; i < 100000; ++i)
+    deep += "{\"a\":";
+  deep += "1";
+  for (int i = 0; i < 100000; ++i)
+    deep += "}";
+  deep += "}";
+  auto err = parse_put_body(deep, {}, b);
+  REQUIRE(err);
+  CHECK(err->status == 400);
+  CHECK(json_depth_within(R"({"a":"[[[[[[[[[[[[[[[[[[[[["})", 2));
+  CHECK_FALSE(json_depth_within("[[[", 2));
+  CHECK(json_depth_within("[[]]", 2));
+}
