@@ -11,27 +11,27 @@ namespace {
 
 const char* method_name(http::method m) {
   switch (m) {
-    case http::method::get:
-      return "GET";
-    case http::method::head:
-      return "HEAD";
-    case http::method::put:
-      return "PUT";
-    case http::method::post:
-      return "POST";
-    case http::method::patch:
-      return "PATCH";
-    case http::method::del:
-      return "DELETE";
-    case http::method::options:
-      return "OPTIONS";
-    default:
-      return "OTHER";
+  case http::method::get:
+    return "GET";
+  case http::method::head:
+    return "HEAD";
+  case http::method::put:
+    return "PUT";
+  case http::method::post:
+    return "POST";
+  case http::method::patch:
+    return "PATCH";
+  case http::method::del:
+    return "DELETE";
+  case http::method::options:
+    return "OPTIONS";
+  default:
+    return "OTHER";
   }
 }
 
 const metrics::Histogram::BucketBoundaries latency_buckets = {
-  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
 } // namespace
 
@@ -51,40 +51,39 @@ route_id classify(std::string_view path) {
 }
 
 const char* to_string(route_id r) {
-  static const char* names[] = {"/v1/sessions/{id}", "/v1/users/{uid}/sessions", "/healthz",
-                                "/readyz", "/metrics", "other"};
+  static const char* names[] = {
+      "/v1/sessions/{id}", "/v1/users/{uid}/sessions", "/healthz", "/readyz", "/metrics", "other"};
   return names[static_cast<std::size_t>(r)];
 }
 
 api_metrics::api_metrics(metrics::Registry& registry)
-  : requests_(metrics::BuildCounter()
-                .Name("sessiond_http_requests_total")
-                .Help("HTTP requests answered, by route template, method and status.")
-                .Register(registry)),
-    latency_(metrics::BuildHistogram()
-               .Name("sessiond_http_request_duration_seconds")
-               .Help("Time from a parsed request to its answer, by route template and method.")
-               .Register(registry)),
-    rejections_(metrics::BuildCounter()
-                  .Name("sessiond_backpressure_rejections_total")
-                  .Help("Requests answered 503 at once because their shard was at "
-                        "sessions.max_in_flight.")
-                  .Register(registry)
-                  .Add({})) {
-}
+    : requests_(metrics::BuildCounter()
+                    .Name("sessiond_http_requests_total")
+                    .Help("HTTP requests answered, by route template, method and status.")
+                    .Register(registry)),
+      latency_(metrics::BuildHistogram()
+                   .Name("sessiond_http_request_duration_seconds")
+                   .Help("Time from a parsed request to its answer, by route template and method.")
+                   .Register(registry)),
+      rejections_(metrics::BuildCounter()
+                      .Name("sessiond_backpressure_rejections_total")
+                      .Help("Requests answered 503 at once because their shard was at "
+                            "sessions.max_in_flight.")
+                      .Register(registry)
+                      .Add({})) {}
 
 metrics::Counter& api_metrics::counter(route_id r, http::method m, unsigned status) {
   auto it = std::find(known_statuses.begin(), known_statuses.end(), status);
   if (it == known_statuses.end())
-    return requests_.Add({{"route", to_string(r)}, {"method", method_name(m)},
-                          {"status", std::to_string(status)}});
+    return requests_.Add(
+        {{"route", to_string(r)}, {"method", method_name(m)}, {"status", std::to_string(status)}});
   auto i = (static_cast<std::size_t>(r) * method_count + static_cast<std::size_t>(m)) *
-             known_statuses.size() +
+               known_statuses.size() +
            static_cast<std::size_t>(it - known_statuses.begin());
   auto* c = counters_[i].load(std::memory_order_acquire);
   if (c == nullptr) {
-    c = &requests_.Add({{"route", to_string(r)}, {"method", method_name(m)},
-                        {"status", std::to_string(status)}});
+    c = &requests_.Add(
+        {{"route", to_string(r)}, {"method", method_name(m)}, {"status", std::to_string(status)}});
     counters_[i].store(c, std::memory_order_release);
   }
   return *c;
@@ -107,24 +106,27 @@ void api_metrics::observe(route_id route, http::method verb, unsigned status, do
 
 metered_responder::metered_responder(http::responder_ptr inner, api_metrics& m, route_id r,
                                      http::method verb)
-  : inner_(std::move(inner)), metrics_(m), route_(r), verb_(verb),
-    start_(std::chrono::steady_clock::now()) {
-}
+    : inner_(std::move(inner)),
+      metrics_(m),
+      route_(r),
+      verb_(verb),
+      start_(std::chrono::steady_clock::now()) {}
 
 metered_responder::~metered_responder() {
   // Dropped without an answer: the inner responder answers 503; count it as such.
   if (!sent_)
-    metrics_.observe(route_, verb_, 503,
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
-                       .count());
+    metrics_.observe(
+        route_, verb_, 503,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
 }
 
 void metered_responder::send(http::response&& r) {
   if (sent_)
     return;
   sent_ = true;
-  metrics_.observe(route_, verb_, r.status,
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+  metrics_.observe(
+      route_, verb_, r.status,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
   inner_->send(std::move(r));
 }
 

@@ -28,7 +28,7 @@ public:
 private:
   static constexpr std::size_t method_count = 8;
   static constexpr std::array<unsigned, 18> known_statuses = {
-    200, 201, 204, 304, 400, 404, 405, 408, 410, 412, 413, 415, 422, 429, 431, 500, 501, 503};
+      200, 201, 204, 304, 400, 404, 405, 408, 410, 412, 413, 415, 422, 429, 431, 500, 501, 503};
   metrics::Counter& counter(route_id r, http::method m, unsigned status);
   metrics::Histogram& histogram(route_id r, http::method m);
 
@@ -36,7 +36,7 @@ private:
   metrics::Family<metrics::Histogram>& latency_;
   metrics::Counter& rejections_;
   std::array<std::atomic<metrics::Counter*>, route_count * method_count * known_statuses.size()>
-    counters_{};
+      counters_{};
   std::array<std::atomic<metrics::Histogram*>, route_count * method_count> histograms_{};
 };
 

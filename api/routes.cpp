@@ -236,8 +236,8 @@ routes::routes(api_options opts, std::shared_ptr<route_table> table,
 
 void routes::operator()(http::request&& req, http::responder_ptr res) const {
   if (opts_.metrics)
-    res = std::make_shared<metered_responder>(std::move(res), *opts_.metrics,
-                                              classify(req.target), req.verb);
+    res = std::make_shared<metered_responder>(std::move(res), *opts_.metrics, classify(req.target),
+                                              req.verb);
   route(std::move(req), std::move(res));
 }
 

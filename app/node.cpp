@@ -4,11 +4,11 @@
 
 #include "actors/supervisor.hpp"
 #include "adapters/http/server.hpp"
+#include "adapters/metrics/text_serializer.hpp"
 #include "adapters/redis/client.hpp"
 #include "api/routes.hpp"
 #include "app/log.hpp"
 #include "app/node_metrics.hpp"
-#include "adapters/metrics/text_serializer.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>

@@ -26,26 +26,26 @@ void node_metrics::follower::advance(std::uint64_t now) {
 }
 
 node_metrics::node_metrics(metrics::Registry& r, std::size_t shards)
-  : process_(r),
-    redis_up_(gauge(r, "sessiond_redis_up", "1 when at least one Redis connection is up.")),
-    redis_connections_(gauge(r, "sessiond_redis_connections", "Redis connections up.")),
-    redis_commands_{counter(r, "sessiond_redis_commands_total", "Redis commands sent.")},
-    redis_errors_{counter(r, "sessiond_redis_command_errors_total",
-                          "Redis commands failed by the transport (down, timeout, protocol).")},
-    redis_reconnects_{counter(r, "sessiond_redis_reconnects_total", "Redis reconnections.")},
-    op_failures_{counter(r, "sessiond_session_redis_failures_total",
-                         "Session operations answered 503 because Redis failed.")},
-    shard_restarts_{counter(r, "sessiond_shard_restarts_total",
-                            "session_shard actors restarted by the supervisor.")},
-    router_restarts_{counter(r, "sessiond_router_restarts_total",
-                             "session_router actors restarted by the supervisor.")},
-    cas_retries_{counter(r, "sessiond_session_cas_retries_total",
-                         "PATCHes merged again because another node wrote first.")},
-    touches_{counter(r, "sessiond_session_touches_total", "Idle-TTL slides sent by reads.")} {
+    : process_(r),
+      redis_up_(gauge(r, "sessiond_redis_up", "1 when at least one Redis connection is up.")),
+      redis_connections_(gauge(r, "sessiond_redis_connections", "Redis connections up.")),
+      redis_commands_{counter(r, "sessiond_redis_commands_total", "Redis commands sent.")},
+      redis_errors_{counter(r, "sessiond_redis_command_errors_total",
+                            "Redis commands failed by the transport (down, timeout, protocol).")},
+      redis_reconnects_{counter(r, "sessiond_redis_reconnects_total", "Redis reconnections.")},
+      op_failures_{counter(r, "sessiond_session_redis_failures_total",
+                           "Session operations answered 503 because Redis failed.")},
+      shard_restarts_{counter(r, "sessiond_shard_restarts_total",
+                              "session_shard actors restarted by the supervisor.")},
+      router_restarts_{counter(r, "sessiond_router_restarts_total",
+                               "session_router actors restarted by the supervisor.")},
+      cas_retries_{counter(r, "sessiond_session_cas_retries_total",
+                           "PATCHes merged again because another node wrote first.")},
+      touches_{counter(r, "sessiond_session_touches_total", "Idle-TTL slides sent by reads.")} {
   auto& fam = metrics::BuildGauge()
-                .Name("sessiond_shard_in_flight")
-                .Help("Session operations in flight per shard (limit: sessions.max_in_flight).")
-                .Register(r);
+                  .Name("sessiond_shard_in_flight")
+                  .Help("Session operations in flight per shard (limit: sessions.max_in_flight).")
+                  .Register(r);
   for (std::size_t i = 0; i < shards; ++i)
     in_flight_.push_back(&fam.Add({{"shard", std::to_string(i)}}));
 }

@@ -43,7 +43,7 @@ private:
   metrics::Gauge& redis_up_;
   metrics::Gauge& redis_connections_;
   follower redis_commands_, redis_errors_, redis_reconnects_, op_failures_, shard_restarts_,
-    router_restarts_, cas_retries_, touches_;
+      router_restarts_, cas_retries_, touches_;
   std::vector<metrics::Gauge*> in_flight_;
 };
 

@@ -23,12 +23,11 @@ input_error not_object() {
           "a merge patch of \"data\" must be a JSON object, so that data stays an object"};
 }
 
-} // namespace
-
-std::optional<input_error> check_merge_patch(std::string_view patch_text) {
+/// Parses a merge patch of `data` into `patch`: bounded depth, valid JSON, an object.
+std::optional<input_error> parse_patch(std::string_view patch_text, nlohmann::json& patch) {
   if (!json_depth_within(patch_text))
     return too_deep();
-  auto patch = nlohmann::json::parse(patch_text.begin(), patch_text.end(), nullptr, false);
+  patch = nlohmann::json::parse(patch_text.begin(), patch_text.end(), nullptr, false);
   if (patch.is_discarded())
     return not_json();
   if (!patch.is_object())
@@ -36,16 +35,19 @@ std::optional<input_error> check_merge_patch(std::string_view patch_text) {
   return std::nullopt;
 }
 
+} // namespace
+
+std::optional<input_error> check_merge_patch(std::string_view patch_text) {
+  nlohmann::json patch;
+  return parse_patch(patch_text, patch);
+}
+
 std::optional<input_error> apply_merge_patch(std::string_view data_text,
                                              std::string_view patch_text,
                                              std::size_t max_data_bytes, std::string& out) {
-  if (!json_depth_within(patch_text))
-    return too_deep();
-  auto patch = nlohmann::json::parse(patch_text.begin(), patch_text.end(), nullptr, false);
-  if (patch.is_discarded())
-    return not_json();
-  if (!patch.is_object())
-    return not_object();
+  nlohmann::json patch;
+  if (auto err = parse_patch(patch_text, patch))
+    return err;
   auto target = nlohmann::json::parse(data_text.begin(), data_text.end(), nullptr, false);
   if (target.is_discarded() || !target.is_object())
     target = nlohmann::json::object();

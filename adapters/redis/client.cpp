@@ -419,6 +419,9 @@ private:
 
   void enqueue(request&& r);
   void enqueue_eval(pending&& p);
+  /// Encodes argv_ into the output buffer and queues `p` for its reply; an argument list that
+  /// cannot be encoded answers an error reply instead.
+  void send_encoded(pending&& p);
   void push(pending&& p);
   void push_arg(std::string_view a) {
     argv_.push_back(a.data());
@@ -610,6 +613,10 @@ void connection::enqueue(request&& r) {
   argvlen_.clear();
   for (const auto& a : r.args)
     push_arg(a);
+  send_encoded(std::move(p));
+}
+
+void connection::send_encoded(pending&& p) {
   if (!append_command()) {
     reply err{reply::kind::error, "ERR command could not be encoded", 0, {}};
     return deliver(p.cb, errc::ok, std::move(err));
@@ -640,12 +647,7 @@ void connection::enqueue_eval(pending&& p) {
     push_arg(k);
   for (const auto& a : p.args)
     push_arg(a);
-  if (!append_command()) {
-    reply err{reply::kind::error, "ERR command could not be encoded", 0, {}};
-    return deliver(p.cb, errc::ok, std::move(err));
-  }
-  push(std::move(p));
-  flush();
+  send_encoded(std::move(p));
 }
 
 /// Formats argv_ into the pending output. An empty command is refused: Redis would not

@@ -3,10 +3,10 @@
 #include "support.hpp"
 
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
-#include <unistd.h>
 #include <thread>
 #include <vector>
 
