@@ -86,6 +86,13 @@ int main(int argc, char** argv) {
     std::cout << sessiond::config::to_toml(cfg);
     return 0;
   }
+  // Modes that need the PostgreSQL write-behind are refused until it is built, rather than
+  // silently run as redis-primary.
+  if (cfg.sessions.mode != "redis-primary") {
+    std::cerr << "config: sessions.mode = \"" << cfg.sessions.mode
+              << "\" is not supported by this build yet (supported: redis-primary)\n";
+    return 2;
+  }
   if (f.check) {
     std::cout << "config ok" << (f.config_path.empty() ? "" : ": " + f.config_path) << '\n';
     return 0;
@@ -109,6 +116,9 @@ int main(int argc, char** argv) {
   std::cout << "sessiond listening on http://" << host << ':' << port << std::endl;
   sessiond::app::log_info("node " + cfg.node.id + " started, mode " + cfg.sessions.mode + ", " +
                           std::to_string(cfg.sessions.shards) + " shards");
+  if (cfg.sessions.on_redis_down == "postgres")
+    sessiond::app::log_warn("sessions.on_redis_down = postgres needs the PostgreSQL write-behind, "
+                            "not built yet: requests answer 503 while Redis is down");
   auto waiter = signal_thread(node, set);
   int code = node.wait_for_stop();
   node.stop();

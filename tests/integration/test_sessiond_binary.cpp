@@ -62,6 +62,14 @@ TEST_CASE("an invalid key stops start-up with exit 2 and one line naming it") {
   CHECK(env.out.find("shards") != std::string::npos);
 }
 
+TEST_CASE("a mode this build does not support yet stops start-up with exit 2") {
+  auto r = run("--check-config", "SESSIOND_SESSIONS_MODE=postgres");
+  CHECK(r.code == 2);
+  CHECK(r.out.find("sessions.mode") != std::string::npos);
+  CHECK(run("--check-config", "USE_REDIS_ONLY_SESSIONS=false").code == 2);
+  CHECK(run("--check-config", "USE_REDIS_ONLY_SESSIONS=true").code == 0);
+}
+
 TEST_CASE("--print-config shows the effective config with secrets masked") {
   auto r =
       run("--print-config", "SESSIOND_REDIS_URL=redis://:hunter2@127.0.0.1:6379/0 SESSION_TTL=77");
