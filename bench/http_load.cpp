@@ -15,12 +15,6 @@ namespace sessiond::bench {
 
 namespace {
 
-void append_uint(std::string& out, std::uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
 /// Case-insensitive "is the header line at [p, end) named `name`"; moves p past the colon.
 bool header_is(const char*& p, const char* end, const char* name) {
   std::size_t n = std::strlen(name);

@@ -3,11 +3,19 @@
 
 #include "bench/options.hpp"
 
+#include <charconv>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 namespace sessiond::bench {
+
+/// Appends the decimal digits of `v` (request and RESP encoders share it).
+inline void append_uint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
 
 enum class parse_result { need_more, done, error };
 

@@ -12,12 +12,6 @@ namespace sessiond::bench {
 
 namespace {
 
-void append_uint(std::string& out, std::uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
 void append_bulk(std::string& out, std::string_view s) {
   out += '$';
   append_uint(out, s.size());
