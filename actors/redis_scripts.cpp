@@ -67,10 +67,12 @@ redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
 return {204, nv}
 )lua";
 
-// KEYS: session. ARGV: version, now_ms, new expires_ms, user index prefix, id.
-// Slides the TTL only if nobody wrote since the read. Returns 1 or 0.
+// KEYS: session, dirty. ARGV: version, now_ms, new expires_ms, user index prefix, id,
+// activity_interval_ms. Slides the TTL only if nobody wrote since the read. A pure touch marks
+// the session dirty only when its activity crosses an activity interval boundary, so
+// last_activity_at reaches PostgreSQL at most once per interval per session. Returns 1 or 0.
 constexpr const char* touch_body = R"lua(
-local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'u')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'u', 'la')
 if cur[1] ~= ARGV[1] or cur[2] ~= 'A' then return 0 end
 redis.call('HSET', KEYS[1], 'la', ARGV[2], 'ex', ARGV[3], 't', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
@@ -78,6 +80,10 @@ local idx = ARGV[4] .. cur[3]
 redis.call('ZADD', idx, 'XX', ARGV[3], ARGV[5])
 if redis.call('PTTL', idx) < tonumber(ARGV[3]) - tonumber(ARGV[2]) then
   redis.call('PEXPIREAT', idx, ARGV[3])
+end
+local every = tonumber(ARGV[6])
+if math.floor(tonumber(ARGV[2]) / every) ~= math.floor(tonumber(cur[4] or '0') / every) then
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[5])
 end
 return 1
 )lua";
@@ -100,12 +106,68 @@ end
 return out
 )lua";
 
+// KEYS: dirty. ARGV: session key prefix, count. The oldest `count` dirty ids with their fields:
+// {id1, {v u st ca la ex ttl d t rv}, …}; a session whose key is gone has all fields nil.
+constexpr const char* sync_read_body = R"lua(
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local out = {}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HMGET', ARGV[1] .. id, 'v', 'u', 'st', 'ca', 'la', 'ex', 'ttl', 'd',
+                             't', 'rv')
+end
+return out
+)lua";
+
+// KEYS: dirty. ARGV: session key prefix, then (id, version, last activity) triples as read by
+// sync_read ('' for a key that was gone). Clears a dirty mark only when the session is still
+// exactly what was synced, so a write that landed meanwhile is synced next time. Returns the
+// number of marks cleared.
+constexpr const char* sync_ack_body = R"lua(
+local n = 0
+for i = 2, #ARGV, 3 do
+  local f = redis.call('HMGET', ARGV[1] .. ARGV[i], 'v', 'la')
+  if (f[1] or '') == ARGV[i + 1] and (f[2] or '') == ARGV[i + 2] then
+    n = n + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return n
+)lua";
+
+// KEYS: dirty. ARGV: session key prefix, now_ms, tombstone ttl ms, then (id, version read,
+// PostgreSQL version, PostgreSQL status) quads for sessions whose PostgreSQL row is at a higher
+// version than Redis (Redis lost the key and the id was written again from version 1). An id
+// revoked in PostgreSQL becomes a tombstone again; any other moves past PostgreSQL's version and
+// stays dirty, so the next sync writes it. Untouched when the session changed since the read.
+constexpr const char* sync_repair_body = R"lua(
+local n = 0
+for i = 4, #ARGV, 4 do
+  local key = ARGV[1] .. ARGV[i]
+  local v = redis.call('HGET', key, 'v')
+  if v and v == ARGV[i + 1] then
+    if ARGV[i + 3] == 'REVOKED' then
+      redis.call('HSET', key, 'v', ARGV[i + 2], 'st', 'R', 'rv', ARGV[2])
+      redis.call('PEXPIRE', key, ARGV[3])
+      redis.call('ZREM', KEYS[1], ARGV[i])
+    else
+      redis.call('HSET', key, 'v', string.format('%d', tonumber(ARGV[i + 2]) + 1))
+      redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[i])
+    end
+    n = n + 1
+  end
+end
+return n
+)lua";
+
 } // namespace
 
 redis_scripts::redis_scripts()
     : write(std::string(check_condition) + write_body),
       revoke(std::string(check_condition) + revoke_body),
       touch(touch_body),
-      list_user(list_user_body) {}
+      list_user(list_user_body),
+      sync_read(sync_read_body),
+      sync_ack(sync_ack_body),
+      sync_repair(sync_repair_body) {}
 
 } // namespace sessiond::actors

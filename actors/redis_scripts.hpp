@@ -3,6 +3,7 @@
 //   P s:<id>      hash  v u st ca la ex ttl d t [rv]   one session (st: A active, R revoked)
 //   P u:<uid>     zset  member session id, score expires_ms    the user's sessions
 //   P dirty:<n>   zset  member session id, score first-dirty ms  shard n's unsynced writes
+//   P sync:lease:<n>  string  node id, PX                   which node syncs dirty set n now
 #pragma once
 
 #include "adapters/redis/client.hpp"
@@ -11,10 +12,13 @@ namespace sessiond::actors {
 
 /// The scripts, loaded once per node (EVALSHA, reloaded on NOSCRIPT by the client).
 struct redis_scripts {
-  redis::script write;     ///< PUT and PATCH: conditional replace
-  redis::script revoke;    ///< DELETE: versioned tombstone
-  redis::script touch;     ///< slide the idle TTL when the version is unchanged
-  redis::script list_user; ///< a user's live sessions, trimming dead ids from the index
+  redis::script write;       ///< PUT and PATCH: conditional replace
+  redis::script revoke;      ///< DELETE: versioned tombstone
+  redis::script touch;       ///< slide the idle TTL when the version is unchanged
+  redis::script list_user;   ///< a user's live sessions, trimming dead ids from the index
+  redis::script sync_read;   ///< the oldest dirty ids of one dirty set with their fields
+  redis::script sync_ack;    ///< clear dirty marks of sessions unchanged since sync_read
+  redis::script sync_repair; ///< move a session past PostgreSQL's version after Redis lost it
   redis_scripts();
 };
 

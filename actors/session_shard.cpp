@@ -129,10 +129,10 @@ void maybe_touch(const shard_env& env, std::size_t index, model::session& s) {
     return;
   auto ex = model::expires_at(s.created_ms, now, s.ttl_s, env.policy);
   env.counters.touches.fetch_add(1, std::memory_order_relaxed);
-  env.redis->eval(
-      index, env.scripts.touch, {env.session_key(s.id)},
-      {std::to_string(s.version), std::to_string(now), std::to_string(ex), env.prefix + "u:", s.id},
-      [](redis::errc, redis::reply&&) {});
+  env.redis->eval(index, env.scripts.touch, {env.session_key(s.id), env.dirty_key(index)},
+                  {std::to_string(s.version), std::to_string(now), std::to_string(ex),
+                   env.prefix + "u:", s.id, std::to_string(env.activity_interval_ms)},
+                  [](redis::errc, redis::reply&&) {});
   s.last_activity_ms = now;
   s.touch_ms = now;
   s.expires_ms = ex;

@@ -32,6 +32,7 @@ struct shard_env {
   std::size_t max_data_bytes = 65536;
   std::int64_t retry_after_s = 1;
   std::int64_t max_user_sessions = 1000;
+  std::int64_t activity_interval_ms = 300000; ///< a pure touch marks dirty once per interval
   std::string prefix = "sessiond:";
   mutable session_counters counters;
 

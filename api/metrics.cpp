@@ -47,12 +47,28 @@ route_id classify(std::string_view path) {
     return route_id::readyz;
   if (path == "/metrics")
     return route_id::metrics;
+  if (path == "/v1/status")
+    return route_id::status;
+  if (path == "/v1/admin/sync")
+    return route_id::admin_sync;
+  if (path == "/v1/admin/retention")
+    return route_id::admin_retention;
+  if (path == "/")
+    return route_id::status_page;
   return route_id::other;
 }
 
 const char* to_string(route_id r) {
-  static const char* names[] = {
-      "/v1/sessions/{id}", "/v1/users/{uid}/sessions", "/healthz", "/readyz", "/metrics", "other"};
+  static const char* names[] = {"/v1/sessions/{id}",
+                                "/v1/users/{uid}/sessions",
+                                "/healthz",
+                                "/readyz",
+                                "/metrics",
+                                "/v1/status",
+                                "/v1/admin/sync",
+                                "/v1/admin/retention",
+                                "/",
+                                "other"};
   return names[static_cast<std::size_t>(r)];
 }
 

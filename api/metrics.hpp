@@ -14,8 +14,19 @@
 namespace sessiond::api {
 
 /// The route templates that label request metrics (never raw paths: ids would explode them).
-enum class route_id : std::uint8_t { session, user_sessions, healthz, readyz, metrics, other };
-constexpr std::size_t route_count = 6;
+enum class route_id : std::uint8_t {
+  session,
+  user_sessions,
+  healthz,
+  readyz,
+  metrics,
+  status,
+  admin_sync,
+  admin_retention,
+  status_page,
+  other
+};
+constexpr std::size_t route_count = 10;
 route_id classify(std::string_view path);
 const char* to_string(route_id r);
 

@@ -6,8 +6,10 @@
 #include "model/shard_for.hpp"
 
 #include <caf/send.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cctype>
+#include <chrono>
 
 namespace sessiond::api {
 
@@ -73,19 +75,31 @@ bool parse_conditions(const http::request& req, session_op& op, const http::resp
 class http_completion : public messages::session_completion {
 public:
   http_completion(http::responder_ptr res, session_op_kind kind, std::string id,
-                  std::shared_ptr<shard_gate> gate, std::size_t shard)
+                  std::shared_ptr<shard_gate> gate, std::size_t shard, op_stats* stats)
       : res_(std::move(res)),
         kind_(kind),
         id_(std::move(id)),
         gate_(std::move(gate)),
-        shard_(shard) {}
+        shard_(shard),
+        stats_(stats),
+        start_(std::chrono::steady_clock::now()) {}
   ~http_completion() override {
     complete_if_pending();
     gate_->leave(shard_);
   }
 
 protected:
-  void on_complete(session_result&& r) override { res_->send(render(kind_, id_, std::move(r))); }
+  void on_complete(session_result&& r) override {
+    if (stats_) {
+      bool write = kind_ != session_op_kind::get && kind_ != session_op_kind::list_user &&
+                   r.status >= 200 && r.status < 300;
+      auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - start_)
+                        .count();
+      stats_->record(write, static_cast<std::uint64_t>(micros));
+    }
+    res_->send(render(kind_, id_, std::move(r)));
+  }
 
 private:
   http::responder_ptr res_;
@@ -93,6 +107,8 @@ private:
   std::string id_;
   std::shared_ptr<shard_gate> gate_;
   std::size_t shard_;
+  op_stats* stats_;
+  std::chrono::steady_clock::time_point start_;
 };
 
 http::response session_body(unsigned status, const model::session& s) {
@@ -264,6 +280,8 @@ void routes::route(http::request&& req, http::responder_ptr res) const {
       return method_not_allowed(res, "GET");
     return readyz(res);
   }
+  if (operator_route(path, req, res))
+    return;
   if (path == "/metrics" && opts_.metrics_text) {
     if (req.verb != http::method::get)
       return method_not_allowed(res, "GET");
@@ -277,19 +295,20 @@ void routes::route(http::request&& req, http::responder_ptr res) const {
 }
 
 void routes::readyz(const http::responder_ptr& res) const {
-  auto checks = opts_.readiness ? opts_.readiness() : std::vector<std::pair<std::string, bool>>{};
+  auto checks = opts_.readiness ? opts_.readiness() : std::vector<dependency_check>{};
   bool ready = true;
-  std::string body = "{\"checks\":{";
-  for (std::size_t i = 0; i < checks.size(); ++i) {
-    ready = ready && checks[i].second;
-    body +=
-        (i ? ",\"" : "\"") + checks[i].first + "\":\"" + (checks[i].second ? "up" : "down") + "\"";
+  nlohmann::json body;
+  body["checks"] = nlohmann::json::object();
+  for (const auto& c : checks) {
+    ready = ready && (c.up || !c.required);
+    body["checks"][c.name] = c.up ? "up" : "down";
+    if (!c.detail.empty())
+      body["details"][c.name] = c.detail;
   }
-  body += "},\"status\":\"";
-  body += ready ? "ready\"}" : "not ready\"}";
+  body["status"] = ready ? "ready" : "not ready";
   http::response out;
   out.status = ready ? 200 : 503;
-  out.body = std::move(body);
+  out.body = body.dump();
   if (!ready)
     out.headers.emplace_back("Retry-After", std::to_string(opts_.retry_after_s));
   res->send(std::move(out));
@@ -370,7 +389,8 @@ void routes::dispatch(session_op&& op, std::string_view key, http::responder_ptr
     out.headers.emplace_back("Retry-After", std::to_string(opts_.retry_after_s));
     return res->send(std::move(out));
   }
-  op.done = std::make_shared<http_completion>(std::move(res), op.kind, op.id, gate_, shard);
+  op.done = std::make_shared<http_completion>(std::move(res), op.kind, op.id, gate_, shard,
+                                              opts_.stats.get());
   if (op.kind == session_op_kind::list_user || op.kind == session_op_kind::revoke_user)
     caf::anon_send(table_->router(), std::move(op));
   else

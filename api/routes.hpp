@@ -4,6 +4,7 @@
 
 #include "adapters/http/server.hpp"
 #include "api/metrics.hpp"
+#include "api/op_stats.hpp"
 #include "messages/session.hpp"
 #include "model/session.hpp"
 
@@ -58,13 +59,34 @@ private:
   std::vector<shard_slot> shards_;
 };
 
+/// One dependency as /readyz shows it. The node is ready when every required one is up.
+struct dependency_check {
+  std::string name;
+  bool up = false;
+  bool required = true;
+  std::string detail; ///< shown under "details" when not empty
+};
+
+/// How an operator endpoint answers: any thread, exactly once.
+using answer_fn = std::function<void(unsigned status, std::string json)>;
+
 struct api_options {
   model::body_limits limits;
   std::int64_t retry_after_s = 1;
-  /// Readiness of each dependency by name ("redis" → up?), for /readyz.
-  std::function<std::vector<std::pair<std::string, bool>>()> readiness;
+  /// Readiness of each dependency, for /readyz.
+  std::function<std::vector<dependency_check>()> readiness;
+  /// GET /v1/status: the operator's dashboard as JSON (absent: 404).
+  std::function<std::string()> status_json;
+  /// POST /v1/admin/sync: run a sync now and answer when it finished (absent: 404).
+  std::function<void(answer_fn)> sync_now;
+  /// POST /v1/admin/retention: run retention now, `dry_run` counts only (absent: 404).
+  std::function<void(bool dry_run, answer_fn)> retention_now;
+  /// GET /: the HTML status page (absent: 404).
+  std::function<const std::string&()> status_page;
   /// Request metrics; null when metrics.enabled = false (then /metrics answers 404).
   std::shared_ptr<api_metrics> metrics;
+  /// Session operation counts and latencies for /v1/status; null: not counted.
+  std::shared_ptr<op_stats> stats;
   /// The Prometheus text of GET /metrics.
   std::function<std::string()> metrics_text;
 };
@@ -81,6 +103,9 @@ private:
   void user_route(std::string_view uid, http::request&& req, http::responder_ptr res) const;
   void dispatch(messages::session_op&& op, std::string_view key, http::responder_ptr res) const;
   void readyz(const http::responder_ptr& res) const;
+  /// The operator routes (/, /v1/status, /v1/admin/…); false when `path` is none of them.
+  bool operator_route(std::string_view path, http::request& req,
+                      const http::responder_ptr& res) const;
 
   api_options opts_;
   std::shared_ptr<route_table> table_;

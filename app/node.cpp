@@ -3,8 +3,10 @@
 #include "app/node.hpp"
 
 #include "actors/supervisor.hpp"
+#include "actors/sync.hpp"
 #include "adapters/http/server.hpp"
 #include "adapters/metrics/text_serializer.hpp"
+#include "adapters/postgres/migrate.hpp"
 #include "adapters/redis/client.hpp"
 #include "api/routes.hpp"
 #include "app/log.hpp"
@@ -12,15 +14,21 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
+#include <nlohmann/json.hpp>
 
 #include <condition_variable>
+#include <deque>
+#include <future>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -63,6 +71,32 @@ redis::client_options redis_options(const config::config& c) {
   return o;
 }
 
+postgres::client_options postgres_options(const config::config& c) {
+  postgres::client_options o;
+  o.url = c.postgres.url;
+  o.connect_timeout = std::chrono::milliseconds(c.postgres.connect_timeout_ms);
+  o.statement_timeout = std::chrono::milliseconds(c.postgres.statement_timeout_ms);
+  o.application_name = "sessiond:" + c.node.id;
+  return o;
+}
+
+void log_line(const std::string& level, const std::string& line) {
+  if (level == "error")
+    log_error(line);
+  else if (level == "warn")
+    log_warn(line);
+  else
+    log_info(line);
+}
+
+nlohmann::json sync_report_json(const messages::sync_report& r) {
+  return {{"synced", r.synced},
+          {"read", r.read},
+          {"repaired", r.repaired},
+          {"skipped_sets", r.skipped_sets},
+          {"duration_ms", r.duration_ms}};
+}
+
 } // namespace
 
 struct node::impl {
@@ -81,6 +115,12 @@ struct node::impl {
   std::shared_ptr<metrics::Registry> registry = std::make_shared<metrics::Registry>();
   std::unique_ptr<node_metrics> node_meters;
   messages::supervisor_actor supervisor;
+  std::shared_ptr<messages::sync_status> sync_status = std::make_shared<messages::sync_status>();
+  messages::sync_actor sync;
+  std::shared_ptr<api::op_stats> stats = std::make_shared<api::op_stats>();
+  std::unique_ptr<boost::asio::steady_timer> sample_timer;
+  std::mutex samples_mtx;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, api::op_stats::totals>> samples;
   std::uint16_t port = 0;
   bool started = false;
   bool stopped = false;
@@ -116,6 +156,7 @@ struct node::impl {
     env->max_data_bytes = static_cast<std::size_t>(cfg.sessions.max_data_bytes);
     env->retry_after_s = cfg.sessions.retry_after_s;
     env->prefix = cfg.redis.key_prefix;
+    env->activity_interval_ms = cfg.sync.activity_interval_s * 1000;
   }
 
   void spawn_supervisor() {
@@ -134,13 +175,142 @@ struct node::impl {
                               std::shared_ptr<const actors::supervisor_options>(opts));
   }
 
+  /// Applies the embedded migrations when postgres.migrate_on_start. A schema problem stops
+  /// start-up; an unreachable PostgreSQL does not (Redis takes the writes; the sync actor
+  /// applies the migrations when it first connects).
+  void migrate() {
+    if (!cfg.postgres.migrate_on_start)
+      return;
+    try {
+      postgres::client c(postgres_options(cfg));
+      for (const auto& name : postgres::apply_migrations(c, postgres::embedded_migrations()))
+        log_info("postgres: applied migration " + name);
+    } catch (const postgres::pg_error& e) {
+      if (e.code() == postgres::errc::connect_failed ||
+          e.code() == postgres::errc::connect_timeout ||
+          e.code() == postgres::errc::connection_lost) {
+        log_warn(std::string("postgres: unreachable at start (") + e.what() +
+                 "); sessions land in Redis and sync retries in the background");
+        return;
+      }
+      throw std::runtime_error(std::string("postgres migrations: ") + e.what());
+    }
+  }
+
+  void spawn_sync() {
+    actors::sync_settings st;
+    st.prefix = cfg.redis.key_prefix;
+    st.dirty_sets = static_cast<std::size_t>(cfg.sessions.shards);
+    st.batch_size = static_cast<std::size_t>(cfg.sync.batch_size);
+    st.node_id = cfg.node.id;
+    st.lease_ttl = std::chrono::milliseconds(cfg.postgres.statement_timeout_ms + 5000);
+    st.redis_wait = std::chrono::milliseconds(cfg.redis.command_timeout_ms * 2 + 1000);
+    st.tombstone_ttl_ms = cfg.sessions.tombstone_ttl_s * 1000;
+    st.migrate = cfg.postgres.migrate_on_start;
+    auto engine = std::make_shared<actors::sync_engine>(*redis, env->scripts, postgres_options(cfg),
+                                                        st, clock);
+    auto opts = std::make_shared<actors::sync_options>();
+    opts->interval = std::chrono::milliseconds(cfg.sync.interval_ms);
+    opts->tick = std::min(opts->interval, std::chrono::milliseconds(1000));
+    opts->max_dirty = cfg.sync.max_dirty;
+    opts->backoff = {std::min<std::int64_t>(500, cfg.sync.max_backoff_ms), cfg.sync.max_backoff_ms};
+    opts->log = log_line;
+    sync = actors::spawn_sync(system, std::move(engine), std::move(opts), sync_status, clock);
+  }
+
+  /// Runs a sync now and calls `done` with its report (from a CAF thread).
+  void request_sync(std::function<void(messages::sync_report)> done) {
+    auto timeout = std::chrono::milliseconds(cfg.postgres.statement_timeout_ms * 4 +
+                                             cfg.postgres.connect_timeout_ms);
+    system.spawn([s = sync, done, timeout](caf::event_based_actor* self) {
+      self->request(s, timeout, messages::sync_now_atom::value)
+          .then([done](messages::sync_report& r) { done(std::move(r)); },
+                [done](caf::error& e) {
+                  messages::sync_report r;
+                  r.error = "sync did not answer: " + caf::to_string(e);
+                  done(std::move(r));
+                });
+    });
+  }
+
+  /// Samples op_stats once a second, keeping ~10 s for the /v1/status window.
+  void sample_ops() {
+    {
+      std::lock_guard<std::mutex> guard{samples_mtx};
+      samples.emplace_back(std::chrono::steady_clock::now(), stats->read());
+      while (samples.size() > 11)
+        samples.pop_front();
+    }
+    sample_timer->expires_after(std::chrono::seconds(1));
+    sample_timer->async_wait([this](const boost::system::error_code& ec) {
+      if (!ec)
+        sample_ops();
+    });
+  }
+
+  api::op_window op_window() {
+    std::lock_guard<std::mutex> guard{samples_mtx};
+    if (samples.size() < 2)
+      return {};
+    auto& a = samples.front();
+    auto& b = samples.back();
+    return api::between(a.second, b.second,
+                        std::chrono::duration<double>(b.first - a.first).count());
+  }
+
+  std::string status_json() {
+    auto w = op_window();
+    auto sy = sync_status->get();
+    auto now = clock.now_ms();
+    nlohmann::json j;
+    j["node"] = cfg.node.id;
+    j["mode"] = cfg.sessions.mode;
+    j["degraded"] = false;
+    j["redis"] = {{"up", redis->connected()},
+                  {"writes_per_s", w.writes_per_s},
+                  {"ops_per_s", w.ops_per_s},
+                  {"latency_avg_ms", w.latency_avg_ms},
+                  {"latency_p99_ms", w.latency_p99_ms}};
+    j["postgres"] = {{"up", sy.postgres_up}};
+    j["sync"] = {{"backlog", sy.backlog},
+                 {"last_success_age_s", sy.last_success_ms
+                                            ? nlohmann::json((now - sy.last_success_ms) / 1000.0)
+                                            : nlohmann::json()},
+                 {"last_duration_ms", sy.last_duration_ms},
+                 {"failed", sy.failures},
+                 {"runs", sy.runs},
+                 {"rows_written", sy.rows_written},
+                 {"repaired", sy.repaired},
+                 {"circuit", sy.circuit},
+                 {"interval_ms", cfg.sync.interval_ms},
+                 {"last_error", sy.last_error}};
+    j["retention"] = {{"last_run", nullptr}};
+    return j.dump();
+  }
+
   api::api_options api_opts() {
     api::api_options o;
     o.limits.max_data_bytes = static_cast<std::size_t>(cfg.sessions.max_data_bytes);
     o.limits.max_ttl_s = cfg.sessions.max_lifetime_s;
     o.retry_after_s = cfg.sessions.retry_after_s;
-    o.readiness = [r = redis.get()] {
-      return std::vector<std::pair<std::string, bool>>{{"redis", r->connected()}};
+    o.readiness = [this] {
+      auto sy = sync_status->get();
+      std::string detail = "not required (sessions land in Redis); sync backlog " +
+                           std::to_string(sy.backlog) + ", circuit " + sy.circuit;
+      if (!sy.last_error.empty() && !sy.postgres_up)
+        detail += ", last error: " + sy.last_error;
+      return std::vector<api::dependency_check>{{"redis", redis->connected(), true, ""},
+                                                {"postgres", sy.postgres_up, false, detail}};
+    };
+    o.stats = stats;
+    o.status_json = [this] { return status_json(); };
+    o.sync_now = [this](api::answer_fn answer) {
+      request_sync([answer](messages::sync_report r) {
+        if (r.ok)
+          answer(200, sync_report_json(r).dump());
+        else
+          answer(503, "sync failed: " + r.error);
+      });
     };
     if (cfg.metrics.enabled) {
       o.metrics = std::make_shared<api::api_metrics>(*registry);
@@ -151,6 +321,19 @@ struct node::impl {
       };
     }
     return o;
+  }
+
+  /// SIGTERM's last step before the actors stop: write what is dirty to PostgreSQL.
+  void final_sync() {
+    std::promise<messages::sync_report> p;
+    auto f = p.get_future();
+    request_sync([&p](messages::sync_report r) { p.set_value(std::move(r)); });
+    auto r = f.get();
+    if (r.ok)
+      log_info("final sync: " + std::to_string(r.synced) + " rows written in " +
+               std::to_string(r.duration_ms) + " ms");
+    else
+      log_warn("final sync failed (the backlog stays in Redis for the next node): " + r.error);
   }
 
   node_sample sample() const {
@@ -184,6 +367,7 @@ std::uint16_t node::start() {
        : log_warn("redis: unreachable, answering 503 until it is back");
   });
   d.make_env();
+  d.migrate();
   d.routes = std::make_shared<api::route_table>(static_cast<std::size_t>(d.cfg.sessions.shards));
   d.gate = std::make_shared<api::shard_gate>(static_cast<std::size_t>(d.cfg.sessions.shards),
                                              d.cfg.sessions.max_in_flight);
@@ -194,6 +378,9 @@ std::uint16_t node::start() {
       std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
           d.io.get_executor());
   d.redis->start();
+  d.spawn_sync();
+  d.sample_timer = std::make_unique<boost::asio::steady_timer>(d.io);
+  d.sample_ops();
   d.port = d.http->start();
   for (std::int64_t i = 0; i < d.cfg.http.io_threads; ++i)
     d.threads.emplace_back([&io = d.io] { io.run(); });
@@ -211,7 +398,10 @@ void node::stop() {
       std::chrono::steady_clock::now() + std::chrono::milliseconds(d.cfg.http.drain_timeout_ms);
   while (d.http->in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  d.final_sync();
+  caf::anon_send_exit(d.sync, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
+  boost::asio::post(d.io, [&d] { d.sample_timer->cancel(); });
   d.redis->stop();
   d.work.reset();
   d.io.stop();

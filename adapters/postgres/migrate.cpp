@@ -75,6 +75,14 @@ migration read_one(const fs::directory_entry& e) {
   return migration{name.substr(0, 4), name, sql, sha256_hex(sql)};
 }
 
+void check_order(std::vector<migration>& out) {
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  for (std::size_t i = 1; i < out.size(); ++i)
+    if (out[i].version == out[i - 1].version)
+      throw pg_error(errc::migration_name,
+                     out[i - 1].name + " and " + out[i].name + " share version " + out[i].version);
+}
+
 std::vector<migration> read_dir(const fs::path& dir) {
   std::error_code ec;
   fs::directory_iterator it(dir, ec);
@@ -86,11 +94,7 @@ std::vector<migration> read_dir(const fs::path& dir) {
       throw pg_error(errc::migration_io, dir.string() + ": " + ec.message());
     out.push_back(read_one(*it));
   }
-  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.name < b.name; });
-  for (std::size_t i = 1; i < out.size(); ++i)
-    if (out[i].version == out[i - 1].version)
-      throw pg_error(errc::migration_name,
-                     out[i - 1].name + " and " + out[i].name + " share version " + out[i].version);
+  check_order(out);
   return out;
 }
 
@@ -144,10 +148,7 @@ bool apply_one(client& c, const migration& m) {
   });
 }
 
-} // namespace
-
-std::vector<std::string> apply_migrations(client& c, const std::filesystem::path& dir) {
-  std::vector<migration> files = read_dir(dir);
+std::vector<std::string> apply_all(client& c, const std::vector<migration>& files) {
   std::map<std::string, std::string> done = recorded(c);
   for (const auto& m : files)
     if (auto it = done.find(m.version); it != done.end())
@@ -157,6 +158,23 @@ std::vector<std::string> apply_migrations(client& c, const std::filesystem::path
     if (done.count(m.version) == 0 && apply_one(c, m))
       applied.push_back(m.name);
   return applied;
+}
+
+} // namespace
+
+std::vector<std::string> apply_migrations(client& c, const std::filesystem::path& dir) {
+  return apply_all(c, read_dir(dir));
+}
+
+std::vector<std::string> apply_migrations(client& c, const std::vector<migration_source>& files) {
+  std::vector<migration> list;
+  for (const auto& f : files) {
+    if (!valid_name(f.name))
+      throw pg_error(errc::migration_name, f.name + ": a migration must be named NNNN_name.sql");
+    list.push_back(migration{f.name.substr(0, 4), f.name, f.sql, sha256_hex(f.sql)});
+  }
+  check_order(list);
+  return apply_all(c, list);
 }
 
 } // namespace sessiond::postgres

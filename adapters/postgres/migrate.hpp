@@ -30,4 +30,17 @@ inline constexpr std::int64_t migration_lock_key = 0x73657373696f6e64;
 /// file); a failing file rolls back and throws server_error naming the file.
 std::vector<std::string> apply_migrations(client& c, const std::filesystem::path& dir);
 
+/// One migration as text: `name` is its file name (NNNN_name.sql), `sql` its bytes.
+struct migration_source {
+  std::string name;
+  std::string sql;
+};
+
+/// The same with the files given as text (the node applies the migrations embedded in its
+/// binary at build time, so a deployed sessiond needs no migrations directory).
+std::vector<std::string> apply_migrations(client& c, const std::vector<migration_source>& files);
+
+/// The migrations of this build's migrations/ directory, embedded in order.
+const std::vector<migration_source>& embedded_migrations();
+
 } // namespace sessiond::postgres

@@ -25,7 +25,13 @@ on conflict (session_id) do update set
   status = excluded.status, is_active = excluded.is_active, created_at = excluded.created_at,
   last_activity_at = excluded.last_activity_at, expires_at = excluded.expires_at,
   updated_at = excluded.updated_at, revoked_at = excluded.revoked_at
-where user_session.version < excluded.version)";
+where user_session.version < excluded.version
+   or (user_session.version = excluded.version
+       and user_session.last_activity_at < excluded.last_activity_at)
+returning session_id)";
+
+constexpr const char* versions_sql =
+    "select session_id, version, status from user_session where session_id = any($1::text[])";
 
 constexpr const char* load_sql = R"(
 select session_id, user_id, data::text, version, status, is_active,
@@ -117,12 +123,34 @@ std::vector<const session_row*> dedupe_batch(const std::vector<session_row>& row
   return out;
 }
 
-std::size_t upsert_sessions(client& c, const std::vector<session_row>& rows) {
+std::size_t upsert_sessions(client& c, const std::vector<session_row>& rows,
+                            std::vector<std::string>* written_ids) {
   if (rows.empty())
     return 0;
   for (const auto& r : rows)
     validate(r);
-  return c.exec_params(upsert_sql, columns(dedupe_batch(rows)).params()).affected;
+  result res = c.exec_params(upsert_sql, columns(dedupe_batch(rows)).params());
+  if (written_ids)
+    for (const auto& row : res.rows)
+      if (!row.empty() && row[0])
+        written_ids->push_back(*row[0]);
+  return res.rows.size();
+}
+
+std::vector<stored_version> load_versions(client& c, const std::vector<std::string>& ids) {
+  std::vector<stored_version> out;
+  if (ids.empty())
+    return out;
+  std::vector<field> items(ids.begin(), ids.end());
+  result r = c.exec_params(versions_sql, {array_literal(items)});
+  out.reserve(r.rows.size());
+  for (const auto& f : r.rows) {
+    if (f.size() != 3)
+      throw pg_error(errc::bad_reply, "user_session version row of the wrong shape");
+    out.push_back(
+        {required(f[0], "session_id"), to_int(f[1], "version"), required(f[2], "status")});
+  }
+  return out;
 }
 
 std::optional<session_row> load_session(client& c, const std::string& session_id) {

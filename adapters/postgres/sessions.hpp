@@ -32,14 +32,27 @@ struct session_row {
 std::vector<const session_row*> dedupe_batch(const std::vector<session_row>& rows);
 
 /// Writes `rows` in ONE statement (INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE)
-/// where a stored row is replaced only by a higher version. Returns the rows written (inserted
-/// or replaced); rows fenced off by version and duplicates dropped by dedupe_batch() do not
-/// count, so a retried batch returns 0. updated_at is the server's now().
+/// where a stored row is replaced only by a higher version, or by the same version with a later
+/// last_activity_at (a pure TTL slide carries no new version). Returns the rows written
+/// (inserted or replaced) and appends their ids to `written_ids` when given; rows fenced off by
+/// version and duplicates dropped by dedupe_batch() do not count, so a retried batch returns 0.
+/// updated_at is the server's now().
 ///
 /// Throws pg_error: invalid_argument (empty session_id, unknown status, NUL byte: checked before
 /// anything is sent), server_error (e.g. data that is not JSON, 22P02, or holds \u0000, 22P05:
 /// the whole batch fails), connection_lost (outcome unknown: retrying is safe).
-std::size_t upsert_sessions(client& c, const std::vector<session_row>& rows);
+std::size_t upsert_sessions(client& c, const std::vector<session_row>& rows,
+                            std::vector<std::string>* written_ids = nullptr);
+
+/// The stored version and status of a session.
+struct stored_version {
+  std::string session_id;
+  std::int64_t version = 0;
+  std::string status;
+};
+
+/// The stored versions of those of `ids` that have a row (one statement).
+std::vector<stored_version> load_versions(client& c, const std::vector<std::string>& ids);
 
 /// The stored row of `session_id`, whatever its status; nullopt when there is none. NULL
 /// timestamps load as 0.

@@ -145,7 +145,7 @@ TEST_CASE("the shard gate refuses past its limit and counts the refusals") {
 TEST_CASE("readyz reports each dependency and answers 503 when one is down") {
   bool redis_up = false;
   api::api_options o;
-  o.readiness = [&] { return std::vector<std::pair<std::string, bool>>{{"redis", redis_up}}; };
+  o.readiness = [&] { return std::vector<api::dependency_check>{{"redis", redis_up, true, ""}}; };
   api::routes routes{o, std::make_shared<api::route_table>(1),
                      std::make_shared<api::shard_gate>(1, 1)};
   auto call = [&] {

@@ -1,0 +1,98 @@
+// The blocking work of one sync run, without CAF: read dirty sessions from Redis, upsert them
+// into PostgreSQL version-fenced, and clear the marks of what was written. The sync actor runs
+// it on its own thread.
+#pragma once
+
+#include "actors/redis_scripts.hpp"
+#include "adapters/postgres/client.hpp"
+#include "adapters/postgres/sessions.hpp"
+#include "adapters/redis/client.hpp"
+#include "model/ttl.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace sessiond::actors {
+
+struct sync_settings {
+  std::string prefix = "sessiond:";
+  std::size_t dirty_sets = 16;  ///< dirty:0 … dirty:<n-1> (sessions.shards)
+  std::size_t batch_size = 500; ///< sessions per Redis read and PostgreSQL statement
+  std::string node_id;          ///< the lease holder's name
+  std::chrono::milliseconds lease_ttl{60000};
+  std::chrono::milliseconds redis_wait{5000}; ///< bound on one blocking Redis call
+  std::int64_t tombstone_ttl_ms = 604800000;
+  bool migrate = true; ///< apply the embedded migrations on the first PostgreSQL connect
+};
+
+/// A sync step failed; the dirty marks of what was not written are still in Redis.
+class sync_error : public std::runtime_error {
+public:
+  sync_error(bool postgres, const std::string& what)
+      : std::runtime_error(what), postgres_(postgres) {}
+  /// True when PostgreSQL failed (false: Redis).
+  bool postgres() const { return postgres_; }
+
+private:
+  bool postgres_;
+};
+
+struct sync_counts {
+  std::uint64_t read = 0;     ///< dirty ids read
+  std::uint64_t written = 0;  ///< rows inserted or replaced in PostgreSQL
+  std::uint64_t acked = 0;    ///< dirty marks cleared
+  std::uint64_t repaired = 0; ///< sessions moved past PostgreSQL's version
+  std::uint64_t skipped_sets = 0;
+};
+
+/// One dirty session as sync_read returned it; `present` is false when its key was gone.
+struct dirty_entry {
+  std::string id;
+  bool present = false;
+  std::string version; ///< as stored ('' when gone), for the ack's comparison
+  std::string last_activity;
+  postgres::session_row row;
+};
+
+/// Parses sync_read's reply; `now_ms` decides ACTIVE vs EXPIRED. Throws sync_error on a reply
+/// of the wrong shape.
+std::vector<dirty_entry> parse_dirty(const redis::reply& r, std::int64_t now_ms);
+
+class sync_engine {
+public:
+  /// `redis`, `scripts` and `clock` must outlive the engine. PostgreSQL connects lazily.
+  sync_engine(redis::client& redis, const redis_scripts& scripts, postgres::client_options pg,
+              sync_settings settings, const model::clock& clock);
+  ~sync_engine();
+
+  /// One complete pass over every dirty set: each set's ids present at the start are written
+  /// (later writes may be included). Throws sync_error; what was written before stays written.
+  sync_counts run();
+  /// Dirty ids over all sets (ZCARD each). Throws sync_error when Redis fails.
+  std::int64_t backlog();
+  /// Connects to PostgreSQL now if not connected (throws sync_error).
+  void ping_postgres();
+
+private:
+  redis::reply call(std::vector<std::string> args);
+  redis::reply eval(const redis::script& s, std::vector<std::string> keys,
+                    std::vector<std::string> args);
+  postgres::client& pg();
+  bool acquire(std::size_t set);
+  void release(std::size_t set);
+  std::size_t sync_batch(std::size_t set, sync_counts& counts);
+
+  redis::client& redis_;
+  const redis_scripts& scripts_;
+  postgres::client_options pg_options_;
+  sync_settings settings_;
+  const model::clock& clock_;
+  std::unique_ptr<postgres::client> pg_;
+  bool migrated_ = false;
+};
+
+} // namespace sessiond::actors
