@@ -51,6 +51,8 @@ sync_report run_once(self_ptr self) {
     st.next_run_ms = st.circuit.on_failure(now, unit(st.random));
   }
   auto is = st.circuit.current();
+  if (st.opts->on_run)
+    st.opts->on_run(rep);
   st.status->update([&](messages::sync_status::snapshot& s) {
     ++s.runs;
     s.last_duration_ms = rep.duration_ms;

@@ -23,6 +23,8 @@ struct sync_options {
   model::backoff_policy backoff{500, 60000};
   std::int64_t circuit_threshold = 3; ///< failures in a row that open the circuit
   std::function<void(std::string level, std::string line)> log;
+  /// Called after every run (on the sync actor's thread).
+  std::function<void(const messages::sync_report&)> on_run;
 };
 
 struct sync_state {

@@ -139,6 +139,8 @@ postgres::client& sync_engine::pg() {
     if (!pg_)
       pg_ = std::make_unique<postgres::client>(pg_options_);
     if (settings_.migrate && !migrated_) {
+      postgres::create_schema(*pg_,
+                              pg_options_.search_path.empty() ? "public" : pg_options_.search_path);
       postgres::apply_migrations(*pg_, postgres::embedded_migrations());
       migrated_ = true;
     }

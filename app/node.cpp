@@ -77,6 +77,7 @@ postgres::client_options postgres_options(const config::config& c) {
   o.connect_timeout = std::chrono::milliseconds(c.postgres.connect_timeout_ms);
   o.statement_timeout = std::chrono::milliseconds(c.postgres.statement_timeout_ms);
   o.application_name = "sessiond:" + c.node.id;
+  o.search_path = c.postgres.schema;
   return o;
 }
 
@@ -183,6 +184,7 @@ struct node::impl {
       return;
     try {
       postgres::client c(postgres_options(cfg));
+      postgres::create_schema(c, cfg.postgres.schema);
       for (const auto& name : postgres::apply_migrations(c, postgres::embedded_migrations()))
         log_info("postgres: applied migration " + name);
     } catch (const postgres::pg_error& e) {
@@ -215,6 +217,10 @@ struct node::impl {
     opts->max_dirty = cfg.sync.max_dirty;
     opts->backoff = {std::min<std::int64_t>(500, cfg.sync.max_backoff_ms), cfg.sync.max_backoff_ms};
     opts->log = log_line;
+    opts->on_run = [this](const messages::sync_report& r) {
+      if (node_meters)
+        node_meters->observe_sync(r);
+    };
     sync = actors::spawn_sync(system, std::move(engine), std::move(opts), sync_status, clock);
   }
 
@@ -314,7 +320,7 @@ struct node::impl {
     };
     if (cfg.metrics.enabled) {
       o.metrics = std::make_shared<api::api_metrics>(*registry);
-      node_meters = std::make_unique<node_metrics>(*registry, gate->shards());
+      node_meters = std::make_unique<node_metrics>(*registry, gate->shards(), cfg.sessions.mode);
       o.metrics_text = [this] {
         node_meters->update(sample());
         return metrics::serialize(*registry);
@@ -345,6 +351,7 @@ struct node::impl {
     s.router_restarts = env->counters.router_restarts.load();
     s.cas_retries = env->counters.cas_retries.load();
     s.touches = env->counters.touches.load();
+    s.sync = sync_status->get();
     for (std::size_t i = 0; i < gate->shards(); ++i)
       s.in_flight.push_back(gate->in_flight(i));
     return s;

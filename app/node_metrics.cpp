@@ -25,7 +25,7 @@ void node_metrics::follower::advance(std::uint64_t now) {
   last = now;
 }
 
-node_metrics::node_metrics(metrics::Registry& r, std::size_t shards)
+node_metrics::node_metrics(metrics::Registry& r, std::size_t shards, const std::string& mode)
     : process_(r),
       redis_up_(gauge(r, "sessiond_redis_up", "1 when at least one Redis connection is up.")),
       redis_connections_(gauge(r, "sessiond_redis_connections", "Redis connections up.")),
@@ -41,7 +41,33 @@ node_metrics::node_metrics(metrics::Registry& r, std::size_t shards)
                                "session_router actors restarted by the supervisor.")},
       cas_retries_{counter(r, "sessiond_session_cas_retries_total",
                            "PATCHes merged again because another node wrote first.")},
-      touches_{counter(r, "sessiond_session_touches_total", "Idle-TTL slides sent by reads.")} {
+      touches_{counter(r, "sessiond_session_touches_total", "Idle-TTL slides sent by reads.")},
+      sync_backlog_(gauge(r, "sessiond_sync_backlog",
+                          "Sessions marked dirty in Redis, waiting for a sync (-1: unknown).")),
+      sync_last_success_(gauge(r, "sessiond_sync_last_success_timestamp_seconds",
+                               "Unix time of the last successful sync run (0: none yet).")),
+      sync_circuit_open_(gauge(r, "sessiond_sync_circuit_open",
+                               "1 while the sync circuit breaker holds attempts back.")),
+      postgres_up_(gauge(r, "sessiond_postgres_up", "1 when the last PostgreSQL contact worked.")),
+      degraded_(gauge(r, "sessiond_degraded",
+                      "1 while sessions are served from PostgreSQL because Redis is down.")),
+      sync_runs_{counter(r, "sessiond_sync_runs_total", "Sync runs finished.")},
+      sync_failures_{counter(r, "sessiond_sync_failures_total", "Sync runs that failed.")},
+      sync_rows_{counter(r, "sessiond_sync_rows_written_total",
+                         "Session rows inserted or replaced in PostgreSQL by sync.")},
+      sync_duration_(
+          metrics::BuildHistogram()
+              .Name("sessiond_sync_duration_seconds")
+              .Help("Duration of one sync run.")
+              .Register(r)
+              .Add({}, metrics::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                            0.5, 1, 2.5, 5, 10, 30, 60})) {
+  metrics::BuildGauge()
+      .Name("sessiond_mode_info")
+      .Help("The node's sessions.mode, as a label (value 1).")
+      .Register(r)
+      .Add({{"mode", mode}})
+      .Set(1);
   auto& fam = metrics::BuildGauge()
                   .Name("sessiond_shard_in_flight")
                   .Help("Session operations in flight per shard (limit: sessions.max_in_flight).")
@@ -65,6 +91,18 @@ void node_metrics::update(const node_sample& s) {
   touches_.advance(s.touches);
   for (std::size_t i = 0; i < in_flight_.size() && i < s.in_flight.size(); ++i)
     in_flight_[i]->Set(static_cast<double>(s.in_flight[i]));
+  sync_backlog_.Set(static_cast<double>(s.sync.backlog));
+  sync_last_success_.Set(static_cast<double>(s.sync.last_success_ms) / 1000.0);
+  sync_circuit_open_.Set(s.sync.circuit == "closed" ? 0 : 1);
+  postgres_up_.Set(s.sync.postgres_up ? 1 : 0);
+  degraded_.Set(s.degraded ? 1 : 0);
+  sync_runs_.advance(s.sync.runs);
+  sync_failures_.advance(s.sync.failures);
+  sync_rows_.advance(s.sync.rows_written);
+}
+
+void node_metrics::observe_sync(const messages::sync_report& r) {
+  sync_duration_.Observe(static_cast<double>(r.duration_ms) / 1000.0);
 }
 
 } // namespace sessiond::app

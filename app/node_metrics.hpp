@@ -5,6 +5,7 @@
 #include "adapters/metrics/process_metrics.hpp"
 #include "adapters/metrics/registry.hpp"
 #include "adapters/redis/client.hpp"
+#include "messages/sync.hpp"
 
 #include <cstdint>
 #include <mutex>
@@ -22,13 +23,17 @@ struct node_sample {
   std::uint64_t cas_retries = 0;
   std::uint64_t touches = 0;
   std::vector<std::int64_t> in_flight; ///< per shard
+  messages::sync_status::snapshot sync;
+  bool degraded = false;
 };
 
 class node_metrics {
 public:
-  node_metrics(metrics::Registry& registry, std::size_t shards);
+  node_metrics(metrics::Registry& registry, std::size_t shards, const std::string& mode);
   /// Sets the gauges and advances the counters by what changed since the last call.
   void update(const node_sample& s);
+  /// One finished sync run (from the sync actor's thread).
+  void observe_sync(const messages::sync_report& r);
 
 private:
   /// A counter that follows a cumulative value kept elsewhere.
@@ -45,6 +50,10 @@ private:
   follower redis_commands_, redis_errors_, redis_reconnects_, op_failures_, shard_restarts_,
       router_restarts_, cas_retries_, touches_;
   std::vector<metrics::Gauge*> in_flight_;
+  metrics::Gauge &sync_backlog_, &sync_last_success_, &sync_circuit_open_, &postgres_up_,
+      &degraded_;
+  follower sync_runs_, sync_failures_, sync_rows_;
+  metrics::Histogram& sync_duration_;
 };
 
 } // namespace sessiond::app

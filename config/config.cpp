@@ -97,6 +97,13 @@ bool valid_node_id(std::string_view v) { // empty is allowed: filled with <hostn
   return v.size() <= 64 && all_of_set(v, "._-");
 }
 
+bool valid_schema(std::string_view v) {
+  return !v.empty() && v.size() <= 63 && !is_digit(v.front()) &&
+         std::all_of(v.begin(), v.end(), [](char ch) {
+           return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+         });
+}
+
 bool valid_key_prefix(std::string_view v) {
   return !v.empty() && v.size() <= 64 && all_of_set(v, ":_.-");
 }
@@ -204,6 +211,9 @@ const std::vector<key_spec>& key_table() {
       text("postgres.url", &at<&C::postgres, &pg_s::url>, valid_postgres_url,
            "a postgresql:// or postgres:// URL without spaces",
            "PostgreSQL database; the password is masked when printed", true),
+      text("postgres.schema", &at<&C::postgres, &pg_s::schema>, valid_schema,
+           "1-63 characters of [a-z0-9_], not starting with a digit",
+           "schema holding sessiond's tables (created when missing)"),
       boolean("postgres.migrate_on_start", &at<&C::postgres, &pg_s::migrate_on_start>,
               "apply the schema migrations at start-up"),
       integer("postgres.connect_timeout_ms", &at<&C::postgres, &pg_s::connect_timeout_ms>, 100,

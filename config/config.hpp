@@ -40,6 +40,7 @@ struct redis_section {
 
 struct postgres_section {
   std::string url = "postgresql://postgres@127.0.0.1:5432/sessiond"; ///< secret: masked
+  std::string schema = "public"; ///< [a-z_][a-z0-9_]{0,62}; created when missing
   bool migrate_on_start = true;
   std::int64_t connect_timeout_ms = 5000;    ///< [100, 600000]
   std::int64_t statement_timeout_ms = 30000; ///< [100, 3600000]

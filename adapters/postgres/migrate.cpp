@@ -162,6 +162,18 @@ std::vector<std::string> apply_all(client& c, const std::vector<migration>& file
 
 } // namespace
 
+void create_schema(client& c, const std::string& name) {
+  auto plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+  });
+  if (!plain)
+    throw pg_error(errc::invalid_argument, "schema name '" + name + "' is not a plain identifier");
+  c.transaction([&] {
+    c.exec(lock_sql());
+    c.exec("create schema if not exists \"" + name + "\"");
+  });
+}
+
 std::vector<std::string> apply_migrations(client& c, const std::filesystem::path& dir) {
   return apply_all(c, read_dir(dir));
 }

@@ -30,6 +30,10 @@ inline constexpr std::int64_t migration_lock_key = 0x73657373696f6e64;
 /// file); a failing file rolls back and throws server_error naming the file.
 std::vector<std::string> apply_migrations(client& c, const std::filesystem::path& dir);
 
+/// CREATE SCHEMA IF NOT EXISTS `name` (a plain identifier: [a-z_][a-z0-9_]*), so
+/// postgres.schema may name a schema nobody created yet. Under the migration lock.
+void create_schema(client& c, const std::string& name);
+
 /// One migration as text: `name` is its file name (NNNN_name.sql), `sql` its bytes.
 struct migration_source {
   std::string name;

@@ -173,6 +173,7 @@ reconnect_max_ms = 50
 key_prefix = "app:sess."
 [postgres]
 url = "postgres://app@db.internal/s?application_name=a\"b\\c"
+schema = "tenant_a"
 migrate_on_start = false
 connect_timeout_ms = 600
 statement_timeout_ms = 700
@@ -651,4 +652,13 @@ TEST_CASE("non-ASCII configuration text is refused with its position, a UTF-8 BO
              Catch::Matchers::Contains("line 2, column 1") &&
                  Catch::Matchers::Contains("only ASCII"));
   CHECK(error_of("\xEF\xBB\xBF[http]\nio_threads = 2\n", {}) == "");
+}
+
+TEST_CASE("postgres.schema must be a plain lower-case identifier") {
+  CHECK(cfg::load_string("[postgres]\nschema = \"tenant_7\"\n", {}).postgres.schema == "tenant_7");
+  for (const char* bad : {"", "7up", "Public", "a-b", "a;drop", "x\\\"y"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(cfg::load_string(std::string("[postgres]\nschema = \"") + bad + "\"\n", {}),
+                    cfg::config_error);
+  }
 }
