@@ -159,6 +159,27 @@ end
 return n
 )lua";
 
+// KEYS: session, user index. ARGV: id, v, u, st (A|R), ca, la, ex, ttl, d, rv, tombstone ttl
+// ms. Read-through: puts a session loaded from PostgreSQL back into Redis, only if the key is
+// still absent (a write that landed meanwhile wins). No dirty mark: PostgreSQL has it already.
+// Returns 1 when restored, 0 when the key existed.
+constexpr const char* restore_body = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'u', ARGV[3], 'st', ARGV[4], 'ca', ARGV[5],
+           'la', ARGV[6], 'ex', ARGV[7], 'ttl', ARGV[8], 'd', ARGV[9], 't', ARGV[6])
+if ARGV[4] == 'R' then
+  redis.call('HSET', KEYS[1], 'rv', ARGV[10])
+  redis.call('PEXPIRE', KEYS[1], ARGV[11])
+  return 1
+end
+redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
+if redis.call('PEXPIREAT', KEYS[2], ARGV[7], 'GT') == 0 and redis.call('PTTL', KEYS[2]) == -1 then
+  redis.call('PEXPIREAT', KEYS[2], ARGV[7])
+end
+return 1
+)lua";
+
 } // namespace
 
 redis_scripts::redis_scripts()
@@ -168,6 +189,7 @@ redis_scripts::redis_scripts()
       list_user(list_user_body),
       sync_read(sync_read_body),
       sync_ack(sync_ack_body),
-      sync_repair(sync_repair_body) {}
+      sync_repair(sync_repair_body),
+      restore(restore_body) {}
 
 } // namespace sessiond::actors

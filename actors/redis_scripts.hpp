@@ -19,6 +19,7 @@ struct redis_scripts {
   redis::script sync_read;   ///< the oldest dirty ids of one dirty set with their fields
   redis::script sync_ack;    ///< clear dirty marks of sessions unchanged since sync_read
   redis::script sync_repair; ///< move a session past PostgreSQL's version after Redis lost it
+  redis::script restore;     ///< read-through: put a PostgreSQL row back if the key is absent
   redis_scripts();
 };
 

@@ -12,7 +12,9 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
 #include <charconv>
+#include <functional>
 
 namespace sessiond::actors {
 
@@ -100,6 +102,55 @@ std::vector<std::string> read_args(const shard_env& env, const std::string& id) 
   return args;
 }
 
+bool key_missing(const redis::reply& r) {
+  return r.type == redis::reply::kind::array && !r.elements.empty() &&
+         r.elements[0].type == redis::reply::kind::nil;
+}
+
+/// The restore script's arguments for a row loaded from PostgreSQL.
+std::vector<std::string> restore_args(const shard_env& env, const postgres::session_row& row) {
+  auto ttl_s = std::clamp<std::int64_t>((row.expires_at_ms - row.last_activity_at_ms + 999) / 1000,
+                                        1, env.policy.max_lifetime_s);
+  return {row.session_id,
+          std::to_string(row.version),
+          row.user_id,
+          row.status == "REVOKED" ? "R" : "A",
+          std::to_string(row.created_at_ms),
+          std::to_string(row.last_activity_at_ms),
+          std::to_string(row.expires_at_ms),
+          std::to_string(ttl_s),
+          row.data,
+          std::to_string(row.revoked_at_ms),
+          std::to_string(env.tombstone_ttl_s * 1000)};
+}
+
+/// After a Redis miss: asks PostgreSQL for the session (once per op). A live or revoked row goes
+/// back into Redis (only if the key is still absent), then `again` runs on an I/O thread to
+/// redo the op. False when there is no read-through or it cannot be taken now: the caller
+/// answers the miss itself.
+bool read_through(const shard_env& env, std::size_t index, const op_ptr& op,
+                  std::function<void()> again) {
+  if (!env.load_row || op->read_through)
+    return false;
+  op->read_through = true;
+  env.counters.read_through.fetch_add(1, std::memory_order_relaxed);
+  const shard_env* e = &env; // the node keeps the env alive until its PostgreSQL pool stopped
+  return env.load_row(op->id, [e, index, op,
+                               again = std::move(again)](std::optional<postgres::session_row> row) {
+    bool live = row && row->status == "ACTIVE" && row->expires_at_ms > e->clock->now_ms();
+    bool revoked = row && row->status == "REVOKED";
+    if (!live && !revoked)
+      return again();
+    e->redis->eval(index, e->scripts.restore, {e->session_key(op->id), e->user_key(row->user_id)},
+                   restore_args(*e, *row), [e, again](redis::errc err, redis::reply&& r) {
+                     if (err == redis::errc::ok && r.type == redis::reply::kind::integer &&
+                         r.integer == 1)
+                       e->counters.restored.fetch_add(1, std::memory_order_relaxed);
+                     again();
+                   });
+  });
+}
+
 std::vector<std::string> write_keys(const shard_env& env, std::size_t index, const std::string& id,
                                     const std::string& user_id) {
   return {env.session_key(id), env.user_key(user_id), env.dirty_key(index)};
@@ -154,6 +205,14 @@ std::optional<session_result> check_read(const shard_env& env, const session_op&
 void on_get(const shard_env& env, std::size_t index, session_op& op, redis_done& d) {
   if (d.error != redis::errc::ok || d.value.is_error())
     return op.done->complete(unavailable(env, d));
+  if (key_missing(d.value) && read_through(env, index, d.op, [e = &env, index, p = d.op] {
+        e->redis->command(index, read_args(*e, p->id),
+                          [e, index, p](redis::errc er, redis::reply&& r) {
+                            redis_done again{p, 0, er, std::move(r)};
+                            on_get(*e, index, *p, again);
+                          });
+      }))
+    return;
   session_result res;
   if (auto err = check_read(env, op, d.value, res.session))
     return op.done->complete(std::move(*err));
@@ -201,14 +260,33 @@ void on_put(const shard_env& env, std::size_t, session_op& op, redis_done& d) {
   op.done->complete(written(env, op, d.value));
 }
 
+std::vector<std::string> revoke_keys(const shard_env& env, std::size_t index,
+                                     const session_op& op) {
+  return {env.session_key(op.id), env.dirty_key(index)};
+}
+
+std::vector<std::string> revoke_args(const shard_env& env, const session_op& op) {
+  return {op.id, std::to_string(env.clock->now_ms()), std::to_string(env.tombstone_ttl_s * 1000),
+          condition_arg(op.if_match, std::nullopt), env.prefix + "u:"};
+}
+
 /// DELETE, on the I/O thread.
-void on_revoke(const shard_env& env, std::size_t, session_op& op, redis_done& d) {
+void on_revoke(const shard_env& env, std::size_t index, session_op& op, redis_done& d) {
   if (d.error != redis::errc::ok || d.value.is_error())
     return op.done->complete(unavailable(env, d));
   const auto& r = d.value;
   if (r.type != redis::reply::kind::array || r.elements.size() < 2)
     return op.done->complete(status_only(503, "unexpected reply from Redis"));
   auto code = reply_int(r.elements[0]);
+  bool missing = code == code_not_found && reply_int(r.elements[1]) == 0;
+  if (missing && read_through(env, index, d.op, [e = &env, index, p = d.op] {
+        e->redis->eval(index, e->scripts.revoke, revoke_keys(*e, index, *p), revoke_args(*e, *p),
+                       [e, index, p](redis::errc er, redis::reply&& r) {
+                         redis_done again{p, 0, er, std::move(r)};
+                         on_revoke(*e, index, *p, again);
+                       });
+      }))
+    return;
   if (code == code_precondition_failed)
     return op.done->complete(
         status_only(412, "the session is at version " + std::to_string(reply_int(r.elements[1]))));
@@ -245,6 +323,17 @@ void finish_patch(self_ptr self, const op_ptr& op, session_result&& r) {
 /// The read of a PATCH answered: merge and write with the version read as the condition.
 void patch_read(self_ptr self, const op_ptr& op, const redis::reply& r) {
   const auto& env = *self->state.env;
+  auto index = self->state.index;
+  if (key_missing(r) &&
+      read_through(env, index, op,
+                   [e = &env, index, op, handle = caf::actor_cast<messages::shard_actor>(self)] {
+                     e->redis->command(
+                         index, read_args(*e, op->id),
+                         [handle, op](redis::errc er, redis::reply&& r) {
+                           caf::anon_send(handle, redis_done{op, 0, er, std::move(r)});
+                         });
+                   }))
+    return;
   model::session s;
   if (auto err = check_read(env, *op, r, s))
     return finish_patch(self, op, std::move(*err));
@@ -299,10 +388,8 @@ void start(self_ptr self, session_op&& op) {
                        std::move(keys), std::move(args), on_put);
   }
   case session_op_kind::del: {
-    std::vector<std::string> keys{env.session_key(op.id), env.dirty_key(index)};
-    std::vector<std::string> args{op.id, std::to_string(env.clock->now_ms()),
-                                  std::to_string(env.tombstone_ttl_s * 1000),
-                                  condition_arg(op.if_match, std::nullopt), env.prefix + "u:"};
+    auto keys = revoke_keys(env, index, op);
+    auto args = revoke_args(env, op);
     return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.revoke,
                        std::move(keys), std::move(args), on_revoke);
   }

@@ -3,12 +3,15 @@
 #pragma once
 
 #include "actors/redis_scripts.hpp"
+#include "adapters/postgres/sessions.hpp"
 #include "adapters/redis/client.hpp"
 #include "model/session.hpp"
 #include "model/ttl.hpp"
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 namespace sessiond::actors {
@@ -18,6 +21,8 @@ struct session_counters {
   std::atomic<std::uint64_t> redis_failures{0}; ///< ops answered 503 because Redis failed
   std::atomic<std::uint64_t> cas_retries{0};    ///< writes retried after another node won
   std::atomic<std::uint64_t> touches{0};        ///< idle-TTL slides sent
+  std::atomic<std::uint64_t> read_through{0};   ///< Redis misses looked up in PostgreSQL
+  std::atomic<std::uint64_t> restored{0};       ///< sessions put back into Redis from PostgreSQL
   std::atomic<std::uint64_t> shard_restarts{0};
   std::atomic<std::uint64_t> router_restarts{0};
 };
@@ -35,6 +40,12 @@ struct shard_env {
   std::int64_t activity_interval_ms = 300000; ///< a pure touch marks dirty once per interval
   std::string prefix = "sessiond:";
   mutable session_counters counters;
+  /// Read-through on a Redis miss: looks `id` up in PostgreSQL off the I/O threads and calls
+  /// back (on a PostgreSQL worker thread) with the row, or nullopt when there is none or
+  /// PostgreSQL cannot answer. Returns false when it cannot take the lookup now (queue full).
+  /// Empty: no read-through.
+  using row_callback = std::function<void(std::optional<postgres::session_row>)>;
+  std::function<bool(const std::string& id, row_callback)> load_row;
 
   std::string session_key(const std::string& id) const { return prefix + "s:" + id; }
   std::string user_key(const std::string& uid) const { return prefix + "u:" + uid; }

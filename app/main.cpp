@@ -12,8 +12,10 @@
 namespace {
 
 constexpr const char* usage = R"(usage: sessiond [--config FILE] [--check-config | --print-config]
+       sessiond migrate [--config FILE]
 
 Runs a sessiond node: the session API on Redis, written behind to PostgreSQL.
+`migrate` applies the pending PostgreSQL schema migrations (embedded in this binary) and exits.
 
   --config FILE    TOML configuration (default: $SESSIOND_CONFIG, else built-in defaults)
   --check-config   validate the configuration (file and environment) and exit 0, or 2
@@ -26,6 +28,7 @@ Every key can be overridden by SESSIOND_<SECTION>_<KEY>; see docs/configuration.
 
 struct flags {
   std::string config_path;
+  bool migrate = false;
   bool check = false;
   bool print = false;
 };
@@ -34,7 +37,9 @@ struct flags {
 int parse_flags(int argc, char** argv, flags& f) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) {
+    if (a == "migrate" && i == 1) {
+      f.migrate = true;
+    } else if (a == "--config" && i + 1 < argc) {
       f.config_path = argv[++i];
     } else if (a.rfind("--config=", 0) == 0) {
       f.config_path = a.substr(9);
@@ -93,6 +98,19 @@ int main(int argc, char** argv) {
               << "\" is not supported by this build yet (supported: redis-primary)\n";
     return 2;
   }
+  if (f.migrate) {
+    try {
+      auto applied = sessiond::app::migrate(cfg);
+      for (const auto& name : applied)
+        std::cout << "applied " << name << '\n';
+      std::cout << (applied.empty() ? "schema up to date" : "migrations applied") << " (schema "
+                << cfg.postgres.schema << ")\n";
+      return 0;
+    } catch (const std::exception& e) {
+      std::cerr << "sessiond migrate: " << e.what() << '\n';
+      return 1;
+    }
+  }
   if (f.check) {
     std::cout << "config ok" << (f.config_path.empty() ? "" : ": " + f.config_path) << '\n';
     return 0;
@@ -117,8 +135,8 @@ int main(int argc, char** argv) {
   sessiond::app::log_info("node " + cfg.node.id + " started, mode " + cfg.sessions.mode + ", " +
                           std::to_string(cfg.sessions.shards) + " shards");
   if (cfg.sessions.on_redis_down == "postgres")
-    sessiond::app::log_warn("sessions.on_redis_down = postgres needs the PostgreSQL write-behind, "
-                            "not built yet: requests answer 503 while Redis is down");
+    sessiond::app::log_warn("sessions.on_redis_down = postgres: serving sessions from PostgreSQL "
+                            "while Redis is down is not built yet; requests answer 503 then");
   auto waiter = signal_thread(node, set);
   int code = node.wait_for_stop();
   node.stop();

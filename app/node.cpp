@@ -7,6 +7,7 @@
 #include "adapters/http/server.hpp"
 #include "adapters/metrics/text_serializer.hpp"
 #include "adapters/postgres/migrate.hpp"
+#include "adapters/postgres/pool.hpp"
 #include "adapters/redis/client.hpp"
 #include "api/routes.hpp"
 #include "app/log.hpp"
@@ -110,6 +111,7 @@ struct node::impl {
   std::vector<std::thread> threads;
   std::unique_ptr<redis::client> redis;
   std::shared_ptr<actors::shard_env> env;
+  std::unique_ptr<postgres::pool> pg_pool; ///< read-through on Redis misses
   std::shared_ptr<api::route_table> routes;
   std::shared_ptr<api::shard_gate> gate;
   std::unique_ptr<http::server> http;
@@ -158,6 +160,22 @@ struct node::impl {
     env->retry_after_s = cfg.sessions.retry_after_s;
     env->prefix = cfg.redis.key_prefix;
     env->activity_interval_ms = cfg.sync.activity_interval_s * 1000;
+    pg_pool = std::make_unique<postgres::pool>(postgres_options(cfg), 2, 1024);
+    env->load_row = [p = pg_pool.get()](const std::string& id,
+                                        actors::shard_env::row_callback done) {
+      return p->submit([id, done](postgres::client* c) {
+        if (!c)
+          return done(std::nullopt);
+        std::optional<postgres::session_row> row;
+        try {
+          row = postgres::load_session(*c, id);
+        } catch (const postgres::pg_error&) {
+          done(std::nullopt);
+          throw; // drops the connection; the next lookup connects again
+        }
+        done(std::move(row));
+      });
+    };
   }
 
   void spawn_supervisor() {
@@ -358,6 +376,16 @@ struct node::impl {
   }
 };
 
+std::vector<std::string> migrate(const config::config& cfg) {
+  try {
+    postgres::client c(postgres_options(cfg));
+    postgres::create_schema(c, cfg.postgres.schema);
+    return postgres::apply_migrations(c, postgres::embedded_migrations());
+  } catch (const postgres::pg_error& e) {
+    throw std::runtime_error(e.what());
+  }
+}
+
 node::node(config::config cfg, const model::clock& clock)
     : impl_(std::make_unique<impl>(std::move(cfg), clock)) {}
 
@@ -409,6 +437,7 @@ void node::stop() {
   caf::anon_send_exit(d.sync, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
   boost::asio::post(d.io, [&d] { d.sample_timer->cancel(); });
+  d.pg_pool->stop();
   d.redis->stop();
   d.work.reset();
   d.io.stop();

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace sessiond::app {
 
@@ -20,6 +22,10 @@ struct node_stats {
   std::uint64_t router_restarts = 0;
   bool redis_up = false;
 };
+
+/// Creates postgres.schema if missing and applies the embedded migrations (`sessiond migrate`).
+/// Returns the files applied; throws std::runtime_error with the reason.
+std::vector<std::string> migrate(const config::config& cfg);
 
 class node {
 public:

@@ -372,3 +372,68 @@ TEST_CASE("sessiond killed with SIGKILL mid-load loses no acknowledged write") {
   CHECK(differs == 0);
 }
 #endif
+
+TEST_CASE("Redis flushed: sessions are served from PostgreSQL and cached in Redis again") {
+  auto cfg = pg_config();
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/rt1", body("ru", R"({"cart":[1,2]})")).status == 201);
+  REQUIRE(c.put("/v1/sessions/rt2", body("ru", "{}")).status == 201);
+  REQUIRE(c.put("/v1/sessions/rt3", body("ru", "{}")).status == 201);
+  REQUIRE(c.del("/v1/sessions/rt3").status == 204);
+  admin_sync(c);
+  // Redis loses everything under the prefix.
+  redis::client_options ro;
+  std::string err;
+  REQUIRE(redis::parse_url(cfg.redis.url, ro, err));
+  boost::asio::io_context io;
+  redis::client rc(io, ro);
+  rc.start();
+  std::thread t([&] { io.run_for(std::chrono::seconds(3)); });
+  REQUIRE(test::eventually([&] { return rc.connected(); }));
+  auto command = [&](std::vector<std::string> args) {
+    std::promise<redis::reply> p;
+    rc.command(0, std::move(args), [&](redis::errc, redis::reply&& r) { p.set_value(r); });
+    return p.get_future().get();
+  };
+  for (auto id : {"rt1", "rt2", "rt3"})
+    command({"DEL", cfg.redis.key_prefix + "s:" + id});
+  auto got = c.get("/v1/sessions/rt1");
+  REQUIRE(got.status == 200);
+  CHECK(json::parse(got.body)["data"] == json::parse(R"({"cart":[1,2]})"));
+  CHECK(got.header("ETag") == "\"1\"");
+  CHECK(command({"EXISTS", cfg.redis.key_prefix + "s:rt1"}).integer == 1); // cached again
+  CHECK(c.patch("/v1/sessions/rt2", R"({"x":1})").status == 200);
+  CHECK(c.get("/v1/sessions/rt3").status == 404); // revoked stays revoked
+  CHECK(c.put("/v1/sessions/rt3", body("ru", "{}")).status == 410);
+  CHECK(c.get("/v1/sessions/never-existed").status == 404);
+  rc.stop();
+  t.join();
+}
+
+TEST_CASE("sessiond migrate applies the schema once and reports it up to date after") {
+  auto cfg = pg_config();
+  std::string env = "SESSIOND_POSTGRES_URL='" + cfg.postgres.url +
+                    "' SESSIOND_POSTGRES_SCHEMA=" + cfg.postgres.schema + " ";
+  auto run = [&](const std::string& cmd) {
+    std::string out;
+    FILE* p = popen((env + cmd + " 2>&1").c_str(), "r");
+    REQUIRE(p);
+    char buf[4096];
+    while (auto n = fread(buf, 1, sizeof buf, p))
+      out.append(buf, n);
+    int status = pclose(p);
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  };
+  auto first = run(SESSIOND_BIN " migrate");
+  CHECK(first.first == 0);
+  CHECK(first.second.find("applied 0001_user_session.sql") != std::string::npos);
+  CHECK(one(cfg, "select count(*) from schema_migrations") != "0");
+  auto second = run(SESSIOND_BIN " migrate");
+  CHECK(second.first == 0);
+  CHECK(second.second.find("schema up to date") != std::string::npos);
+  auto unreachable = run("SESSIOND_POSTGRES_URL=postgresql://postgres@127.0.0.1:1/x "
+                         "SESSIOND_POSTGRES_CONNECT_TIMEOUT_MS=500 " SESSIOND_BIN " migrate");
+  CHECK(unreachable.first == 1);
+  CHECK(unreachable.second.find("sessiond migrate:") != std::string::npos);
+}
