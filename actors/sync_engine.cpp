@@ -6,8 +6,11 @@
 
 #include "adapters/postgres/migrate.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <future>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -110,7 +113,8 @@ sync_engine::sync_engine(redis::client& redis, const redis_scripts& scripts,
       scripts_(scripts),
       pg_options_(std::move(pg)),
       settings_(std::move(settings)),
-      clock_(clock) {}
+      clock_(clock),
+      pg_(std::max<std::size_t>(1, settings_.connections)) {}
 
 sync_engine::~sync_engine() = default;
 
@@ -134,18 +138,21 @@ redis::reply sync_engine::eval(const redis::script& s, std::vector<std::string> 
   return wait_reply(f, settings_.redis_wait);
 }
 
-postgres::client& sync_engine::pg() {
+postgres::client& sync_engine::pg(std::size_t worker) {
+  auto& c = pg_[worker];
   try {
-    if (!pg_)
-      pg_ = std::make_unique<postgres::client>(pg_options_);
+    if (!c)
+      c = std::make_unique<postgres::client>(pg_options_);
+    std::lock_guard<std::mutex> guard{migrate_mtx_};
     if (settings_.migrate && !migrated_) {
-      postgres::create_schema(*pg_,
+      postgres::create_schema(*c,
                               pg_options_.search_path.empty() ? "public" : pg_options_.search_path);
-      postgres::apply_migrations(*pg_, postgres::embedded_migrations());
+      postgres::apply_migrations(*c, postgres::embedded_migrations());
       migrated_ = true;
     }
-    return *pg_;
+    return *c;
   } catch (const postgres::pg_error& e) {
+    c.reset();
     throw sync_error(true, std::string("PostgreSQL: ") + e.what());
   }
 }
@@ -188,7 +195,7 @@ std::int64_t sync_engine::backlog() {
 }
 
 /// Writes one batch of set `set`; returns how many dirty ids it read.
-std::size_t sync_engine::sync_batch(std::size_t set, sync_counts& counts) {
+std::size_t sync_engine::sync_batch(std::size_t set, std::size_t worker, sync_counts& counts) {
   auto dirty_key = settings_.prefix + "dirty:" + std::to_string(set);
   auto now = clock_.now_ms();
   auto entries = parse_dirty(eval(scripts_.sync_read, {dirty_key},
@@ -205,14 +212,14 @@ std::size_t sync_engine::sync_batch(std::size_t set, sync_counts& counts) {
   std::vector<std::string> written;
   std::unordered_map<std::string, postgres::stored_version> ahead; // PostgreSQL is newer
   try {
-    counts.written += postgres::upsert_sessions(pg(), rows, &written);
+    counts.written += postgres::upsert_sessions(pg(worker), rows, &written);
     if (written.size() < rows.size()) {
       std::unordered_set<std::string> done(written.begin(), written.end());
       std::vector<std::string> fenced;
       for (const auto& r : rows)
         if (!done.count(r.session_id))
           fenced.push_back(r.session_id);
-      for (auto& v : postgres::load_versions(pg(), fenced))
+      for (auto& v : postgres::load_versions(pg(worker), fenced))
         ahead.emplace(v.session_id, std::move(v));
     }
   } catch (const postgres::pg_error& e) {
@@ -237,33 +244,65 @@ std::size_t sync_engine::sync_batch(std::size_t set, sync_counts& counts) {
   return entries.size();
 }
 
-sync_counts sync_engine::run() {
-  sync_counts counts;
-  for (std::size_t set = 0; set < settings_.dirty_sets; ++set) {
-    auto dirty_key = settings_.prefix + "dirty:" + std::to_string(set);
-    auto pending = call({"ZCARD", dirty_key}).integer;
-    if (pending == 0)
-      continue;
-    if (!acquire(set)) {
-      ++counts.skipped_sets;
-      continue;
-    }
-    // Bounded: the ids present at the start, plus one batch for writes landing meanwhile.
-    auto batches = pending / static_cast<long long>(settings_.batch_size) + 2;
-    try {
-      while (batches-- > 0 && sync_batch(set, counts) == settings_.batch_size)
-        call({"PEXPIRE", settings_.prefix + "sync:lease:" + std::to_string(set),
-              std::to_string(settings_.lease_ttl.count())});
-    } catch (const sync_error&) {
-      try {
-        release(set);
-      } catch (const sync_error&) {
-      }
-      throw;
-    }
-    release(set);
+void sync_engine::sync_set(std::size_t set, std::size_t worker, sync_counts& counts) {
+  auto dirty_key = settings_.prefix + "dirty:" + std::to_string(set);
+  auto pending = call({"ZCARD", dirty_key}).integer;
+  if (pending == 0)
+    return;
+  if (!acquire(set)) {
+    ++counts.skipped_sets;
+    return;
   }
-  return counts;
+  // Bounded: the ids present at the start, plus one batch for writes landing meanwhile.
+  auto batches = pending / static_cast<long long>(settings_.batch_size) + 2;
+  try {
+    while (batches-- > 0 && sync_batch(set, worker, counts) == settings_.batch_size)
+      call({"PEXPIRE", settings_.prefix + "sync:lease:" + std::to_string(set),
+            std::to_string(settings_.lease_ttl.count())});
+  } catch (const sync_error&) {
+    try {
+      release(set);
+    } catch (const sync_error&) {
+    }
+    throw;
+  }
+  release(set);
+}
+
+sync_counts sync_engine::run() {
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mtx;
+  sync_counts total;
+  std::exception_ptr first_error;
+  auto work = [&](std::size_t worker) {
+    sync_counts mine;
+    try {
+      for (std::size_t set; !failed && (set = next++) < settings_.dirty_sets;)
+        sync_set(set, worker, mine);
+    } catch (...) {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (!first_error)
+        first_error = std::current_exception();
+      failed = true;
+    }
+    std::lock_guard<std::mutex> guard{mtx};
+    total.read += mine.read;
+    total.written += mine.written;
+    total.acked += mine.acked;
+    total.repaired += mine.repaired;
+    total.skipped_sets += mine.skipped_sets;
+  };
+  std::vector<std::thread> helpers;
+  auto workers = std::min(pg_.size(), settings_.dirty_sets);
+  for (std::size_t w = 1; w < workers; ++w)
+    helpers.emplace_back(work, w);
+  work(0);
+  for (auto& t : helpers)
+    t.join();
+  if (first_error)
+    std::rethrow_exception(first_error);
+  return total;
 }
 
 } // namespace sessiond::actors

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -26,7 +27,8 @@ struct sync_settings {
   std::chrono::milliseconds lease_ttl{60000};
   std::chrono::milliseconds redis_wait{5000}; ///< bound on one blocking Redis call
   std::int64_t tombstone_ttl_ms = 604800000;
-  bool migrate = true; ///< apply the embedded migrations on the first PostgreSQL connect
+  bool migrate = true;         ///< apply the embedded migrations on the first PostgreSQL connect
+  std::size_t connections = 2; ///< dirty sets written in parallel, one PostgreSQL connection each
 };
 
 /// A sync step failed; the dirty marks of what was not written are still in Redis.
@@ -70,7 +72,9 @@ public:
   ~sync_engine();
 
   /// One complete pass over every dirty set: each set's ids present at the start are written
-  /// (later writes may be included). Throws sync_error; what was written before stays written.
+  /// (later writes may be included). Sets are shared out to `connections` workers (the calling
+  /// thread and connections - 1 more). Throws sync_error (the first failure; the other workers
+  /// stop after their current batch); what was written before stays written.
   sync_counts run();
   /// Dirty ids over all sets (ZCARD each). Throws sync_error when Redis fails.
   std::int64_t backlog();
@@ -81,17 +85,19 @@ private:
   redis::reply call(std::vector<std::string> args);
   redis::reply eval(const redis::script& s, std::vector<std::string> keys,
                     std::vector<std::string> args);
-  postgres::client& pg();
+  postgres::client& pg(std::size_t worker = 0);
   bool acquire(std::size_t set);
   void release(std::size_t set);
-  std::size_t sync_batch(std::size_t set, sync_counts& counts);
+  void sync_set(std::size_t set, std::size_t worker, sync_counts& counts);
+  std::size_t sync_batch(std::size_t set, std::size_t worker, sync_counts& counts);
 
   redis::client& redis_;
   const redis_scripts& scripts_;
   postgres::client_options pg_options_;
   sync_settings settings_;
   const model::clock& clock_;
-  std::unique_ptr<postgres::client> pg_;
+  std::vector<std::unique_ptr<postgres::client>> pg_; ///< one per worker, connected lazily
+  std::mutex migrate_mtx_;
   bool migrated_ = false;
 };
 

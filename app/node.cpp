@@ -227,6 +227,7 @@ struct node::impl {
     st.redis_wait = std::chrono::milliseconds(cfg.redis.command_timeout_ms * 2 + 1000);
     st.tombstone_ttl_ms = cfg.sessions.tombstone_ttl_s * 1000;
     st.migrate = cfg.postgres.migrate_on_start;
+    st.connections = static_cast<std::size_t>(cfg.sync.connections);
     auto engine = std::make_shared<actors::sync_engine>(*redis, env->scripts, postgres_options(cfg),
                                                         st, clock);
     auto opts = std::make_shared<actors::sync_options>();

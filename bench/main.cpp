@@ -4,6 +4,7 @@
 #include "bench/protocol.hpp"
 #include "bench/report.hpp"
 #include "bench/rss.hpp"
+#include "bench/sync_bench.hpp"
 
 #include <iostream>
 #include <string>
@@ -65,6 +66,9 @@ int run(const bench::options& o) {
 } // namespace
 
 int main(int argc, char** argv) {
+  // Subcommands measure one part of the engine alone; without one, the HTTP load generator.
+  if (argc > 1 && std::string(argv[1]) == "sync")
+    return bench::run_sync_bench(std::vector<std::string>(argv + 2, argv + argc));
   bench::options o;
   bool help = false;
   try {

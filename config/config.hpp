@@ -65,6 +65,7 @@ struct sync_section {
   std::int64_t max_dirty = 100000;        ///< [1, 100000000]
   std::int64_t max_backoff_ms = 60000;    ///< [100, 3600000]
   std::int64_t activity_interval_s = 300; ///< [1, 86400]
+  std::int64_t connections = 2;           ///< [1, 64] parallel PostgreSQL writers per run
 };
 
 struct cache_section {

@@ -116,6 +116,7 @@ const std::vector<integer_bounds> header_bounds = {
     {"sync.max_dirty", 1, 100000000, {}},
     {"sync.max_backoff_ms", 100, 3600000, {}},
     {"sync.activity_interval_s", 1, 86400, {}},
+    {"sync.connections", 1, 64, {}},
     {"cache.tenant_ttl_s", 1, 31536000, {}},
     {"metrics.redis_poll_ms", 100, 3600000, {}},
     {"retention.days", 1, 36500, {}},
@@ -194,6 +195,7 @@ batch_size = 13
 max_dirty = 17
 max_backoff_ms = 1900
 activity_interval_s = 23
+connections = 5
 [cache]
 tenant_ttl_s = 29
 [metrics]

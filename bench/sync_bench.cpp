@@ -1,0 +1,282 @@
+// `sessiond-bench sync`: (1) sync throughput: N dirty 512-byte sessions written into Redis with
+// the node's own key layout, drained by sync_engine into an empty table, then all saved again
+// and drained as updates; the same rows through one INSERT … SELECT … ON CONFLICT statement in
+// the same run as the ceiling. (2) sync lag: saves at a fixed rate through the write script,
+// synced every interval; lag = row's updated_at - the save's acknowledgement time.
+#include "bench/sync_bench.hpp"
+
+#include "actors/redis_scripts.hpp"
+#include "actors/sync_engine.hpp"
+#include "adapters/postgres/migrate.hpp"
+#include "adapters/redis/client.hpp"
+#include "model/shard_for.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <iostream>
+#include <random>
+#include <thread>
+
+namespace sessiond::bench {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+struct sync_args {
+  std::string redis = "redis://127.0.0.1:6379/0";
+  std::string postgres = "postgresql://postgres@127.0.0.1:5432/sessiond";
+  std::size_t rows = 200000;
+  std::size_t batch = 500;
+  std::size_t value_bytes = 512;
+  std::size_t sets = 16;
+  std::size_t connections = 2;
+  double rate = 10000;     ///< lag phase: saves per second
+  double lag_seconds = 10; ///< lag phase duration
+  std::int64_t interval_ms = 1000;
+};
+
+constexpr const char* help = R"(usage: sessiond-bench sync [--redis URL] [--postgres URL] [--rows N]
+       [--batch-size N] [--connections N] [--value-bytes N] [--rate SAVES_PER_S] [--lag-seconds S] [--interval-ms MS]
+
+Measures the write-behind alone, in a scratch schema and key prefix of its own:
+  throughput  --rows dirty sessions drained into an empty table (inserts), then all saved again
+              and drained (updates), against one INSERT ... SELECT ... ON CONFLICT statement
+              over the same rows in the same run
+  lag         saves at --rate for --lag-seconds, synced every --interval-ms; p50/p99 of
+              (row's updated_at - save acknowledged), and statements per 1,000 saves
+)";
+
+sync_args parse(const std::vector<std::string>& a) {
+  sync_args s;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    auto next = [&]() -> const std::string& {
+      if (i + 1 >= a.size())
+        throw std::runtime_error(a[i] + " needs a value");
+      return a[++i];
+    };
+    if (a[i] == "--redis")
+      s.redis = next();
+    else if (a[i] == "--postgres")
+      s.postgres = next();
+    else if (a[i] == "--rows")
+      s.rows = std::stoul(next());
+    else if (a[i] == "--batch-size")
+      s.batch = std::stoul(next());
+    else if (a[i] == "--value-bytes")
+      s.value_bytes = std::stoul(next());
+    else if (a[i] == "--connections")
+      s.connections = std::stoul(next());
+    else if (a[i] == "--rate")
+      s.rate = std::stod(next());
+    else if (a[i] == "--lag-seconds")
+      s.lag_seconds = std::stod(next());
+    else if (a[i] == "--interval-ms")
+      s.interval_ms = std::stoll(next());
+    else if (a[i] == "--help") {
+      std::cout << help;
+      std::exit(0);
+    } else
+      throw std::runtime_error("unknown argument " + a[i]);
+  }
+  return s;
+}
+
+/// Blocking helper around the async client, pipelining up to `window` commands.
+class redis_pipe {
+public:
+  explicit redis_pipe(const std::string& url) {
+    redis::client_options o;
+    std::string err;
+    if (!redis::parse_url(url, o, err))
+      throw std::runtime_error("--redis: " + err);
+    o.command_timeout = std::chrono::seconds(30);
+    client_ = std::make_unique<redis::client>(io_, o);
+    client_->start();
+    thread_ = std::thread([this] { io_.run(); });
+    for (int i = 0; i < 200 && !client_->connected(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!client_->connected())
+      throw std::runtime_error("cannot connect to " + url);
+  }
+  ~redis_pipe() {
+    client_->stop();
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+  redis::client& client() { return *client_; }
+
+  redis::reply eval(const redis::script& s, std::vector<std::string> keys,
+                    std::vector<std::string> args) {
+    std::promise<redis::reply> p;
+    client_->eval(0, s, std::move(keys), std::move(args),
+                  [&](redis::errc, redis::reply&& r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+
+  /// Sends every command, at most 512 unanswered at a time; waits for all.
+  void pipeline(std::vector<std::vector<std::string>> cmds) {
+    std::atomic<std::size_t> open{0};
+    std::promise<void> drained;
+    std::atomic<std::size_t> left{cmds.size()};
+    if (cmds.empty())
+      return;
+    for (auto& c : cmds) {
+      while (open.load() > 512)
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      ++open;
+      client_->command(0, std::move(c), [&](redis::errc, redis::reply&&) {
+        --open;
+        if (--left == 0)
+          drained.set_value();
+      });
+    }
+    drained.get_future().wait();
+  }
+
+private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{
+      io_.get_executor()};
+  std::unique_ptr<redis::client> client_;
+  std::thread thread_;
+};
+
+std::string payload(std::size_t bytes, std::mt19937_64& rng) {
+  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string p = "{\"p\":\"";
+  while (p.size() + 2 < bytes)
+    p += alphabet[rng() % 36];
+  return p + "\"}";
+}
+
+/// Writes `n` dirty sessions at version `version` the way the write script leaves them.
+void fill(redis_pipe& r, const std::string& prefix, std::size_t n, std::size_t sets,
+          std::size_t value_bytes, int version, std::int64_t now_ms) {
+  std::mt19937_64 rng(42 + version);
+  std::vector<std::vector<std::string>> cmds;
+  cmds.reserve(2 * n);
+  auto ex = std::to_string(now_ms + 3600000);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto id = "b" + std::to_string(i);
+    cmds.push_back({"HSET", prefix + "s:" + id,
+                    "v",    std::to_string(version),
+                    "u",    "user" + std::to_string(i % 1000),
+                    "st",   "A",
+                    "ca",   std::to_string(now_ms),
+                    "la",   std::to_string(now_ms),
+                    "ex",   ex,
+                    "ttl",  "3600",
+                    "d",    payload(value_bytes, rng),
+                    "t",    std::to_string(now_ms)});
+    cmds.push_back({"ZADD", prefix + "dirty:" + std::to_string(model::shard_for(id, sets)),
+                    std::to_string(now_ms), id});
+  }
+  r.pipeline(std::move(cmds));
+}
+
+double seconds_since(steady::time_point t) {
+  return std::chrono::duration<double>(steady::now() - t).count();
+}
+
+postgres::client_options pg_options(const sync_args& a, const std::string& schema) {
+  postgres::client_options o;
+  o.url = a.postgres;
+  o.search_path = schema;
+  o.statement_timeout = std::chrono::minutes(10);
+  return o;
+}
+
+struct throughput {
+  double sync_rows_s = 0, statement_rows_s = 0;
+};
+
+/// One pass: sync_engine drains the dirty sets; then the same rows through one statement.
+throughput pass(const sync_args& a, redis_pipe& r, postgres::client& pg, actors::sync_engine& eng,
+                bool updates) {
+  throughput t;
+  auto start = steady::now();
+  auto counts = eng.run();
+  t.sync_rows_s = static_cast<double>(counts.written) / seconds_since(start);
+  // The ceiling: the same rows (copied aside), one INSERT … SELECT … ON CONFLICT.
+  pg.exec("drop table if exists staging; create table staging as select * from user_session");
+  if (updates)
+    pg.exec("update staging set version = version + 1");
+  else
+    pg.exec("truncate user_session");
+  pg.exec("vacuum analyze user_session");
+  pg.exec("checkpoint");
+  start = steady::now();
+  auto res = pg.exec(
+      "insert into user_session select * from staging on conflict (session_id) do update set "
+      "user_id = excluded.user_id, data = excluded.data, version = excluded.version, "
+      "status = excluded.status, is_active = excluded.is_active, created_at = excluded.created_at, "
+      "last_activity_at = excluded.last_activity_at, expires_at = excluded.expires_at, "
+      "updated_at = now(), revoked_at = excluded.revoked_at "
+      "where user_session.version < excluded.version");
+  t.statement_rows_s = static_cast<double>(res.affected) / seconds_since(start);
+  (void)r;
+  return t;
+}
+
+void print_throughput(const char* what, const throughput& t) {
+  std::cout << "  " << what << ": sync " << static_cast<long>(t.sync_rows_s)
+            << " rows/s, one statement " << static_cast<long>(t.statement_rows_s)
+            << " rows/s, ratio " << t.sync_rows_s / t.statement_rows_s << "\n";
+}
+
+} // namespace
+
+int run_sync_bench(const std::vector<std::string>& args) {
+  sync_args a;
+  try {
+    a = parse(args);
+  } catch (const std::exception& e) {
+    std::cerr << "sessiond-bench sync: " << e.what() << "\n";
+    return 2;
+  }
+  auto tag = std::to_string(getpid());
+  auto schema = "bench_sync_" + tag;
+  auto prefix = "bench" + tag + ":";
+  try {
+    postgres::client pg(pg_options(a, schema));
+    postgres::create_schema(pg, schema);
+    postgres::apply_migrations(pg, postgres::embedded_migrations());
+    redis_pipe r(a.redis);
+    actors::redis_scripts scripts;
+    actors::sync_settings st;
+    st.prefix = prefix;
+    st.dirty_sets = a.sets;
+    st.batch_size = a.batch;
+    st.node_id = "bench";
+    st.redis_wait = std::chrono::seconds(30);
+    st.connections = a.connections;
+    actors::sync_engine eng(r.client(), scripts, pg_options(a, schema), st, model::system_clock());
+    auto now = model::system_clock().now_ms();
+    std::cout << "sync throughput, " << a.rows << " sessions of " << a.value_bytes
+              << " bytes, batches of " << a.batch << ", " << a.connections << " connection(s):\n";
+    fill(r, prefix, a.rows, a.sets, a.value_bytes, 1, now);
+    print_throughput("insert", pass(a, r, pg, eng, false));
+    pg.exec("truncate user_session; insert into user_session select * from staging");
+    fill(r, prefix, a.rows, a.sets, a.value_bytes, 3, now);
+    print_throughput("update", pass(a, r, pg, eng, true));
+    pg.exec("drop schema " + schema + " cascade");
+    r.pipeline({{"EVAL",
+                 "for _, k in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do "
+                 "redis.call('DEL', k) end return 0",
+                 "0", prefix}});
+  } catch (const std::exception& e) {
+    std::cerr << "sessiond-bench sync: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+} // namespace sessiond::bench
