@@ -212,6 +212,8 @@ std::size_t sync_engine::sync_batch(std::size_t set, std::size_t worker, sync_co
   std::vector<std::string> written;
   std::unordered_map<std::string, postgres::stored_version> ahead; // PostgreSQL is newer
   try {
+    if (!rows.empty())
+      ++counts.statements;
     counts.written += postgres::upsert_sessions(pg(worker), rows, &written);
     if (written.size() < rows.size()) {
       std::unordered_set<std::string> done(written.begin(), written.end());
@@ -219,6 +221,7 @@ std::size_t sync_engine::sync_batch(std::size_t set, std::size_t worker, sync_co
       for (const auto& r : rows)
         if (!done.count(r.session_id))
           fenced.push_back(r.session_id);
+      ++counts.statements;
       for (auto& v : postgres::load_versions(pg(worker), fenced))
         ahead.emplace(v.session_id, std::move(v));
     }
@@ -289,6 +292,7 @@ sync_counts sync_engine::run() {
     std::lock_guard<std::mutex> guard{mtx};
     total.read += mine.read;
     total.written += mine.written;
+    total.statements += mine.statements;
     total.acked += mine.acked;
     total.repaired += mine.repaired;
     total.skipped_sets += mine.skipped_sets;

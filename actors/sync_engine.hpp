@@ -44,10 +44,11 @@ private:
 };
 
 struct sync_counts {
-  std::uint64_t read = 0;     ///< dirty ids read
-  std::uint64_t written = 0;  ///< rows inserted or replaced in PostgreSQL
-  std::uint64_t acked = 0;    ///< dirty marks cleared
-  std::uint64_t repaired = 0; ///< sessions moved past PostgreSQL's version
+  std::uint64_t read = 0;       ///< dirty ids read
+  std::uint64_t written = 0;    ///< rows inserted or replaced in PostgreSQL
+  std::uint64_t statements = 0; ///< SQL statements sent (upserts and version lookups)
+  std::uint64_t acked = 0;      ///< dirty marks cleared
+  std::uint64_t repaired = 0;   ///< sessions moved past PostgreSQL's version
   std::uint64_t skipped_sets = 0;
 };
 

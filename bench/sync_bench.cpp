@@ -20,6 +20,8 @@
 #include <chrono>
 #include <future>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -40,17 +42,22 @@ struct sync_args {
   double rate = 10000;     ///< lag phase: saves per second
   double lag_seconds = 10; ///< lag phase duration
   std::int64_t interval_ms = 1000;
+  std::size_t sessions = 0; ///< lag phase: saves cycle over this many sessions; 0: each new
+  bool lag_only = false;
 };
 
 constexpr const char* help = R"(usage: sessiond-bench sync [--redis URL] [--postgres URL] [--rows N]
-       [--batch-size N] [--connections N] [--value-bytes N] [--rate SAVES_PER_S] [--lag-seconds S] [--interval-ms MS]
+       [--batch-size N] [--connections N] [--value-bytes N] [--rate SAVES_PER_S] [--lag-seconds S]
+       [--interval-ms MS] [--sessions N] [--lag-only]
 
 Measures the write-behind alone, in a scratch schema and key prefix of its own:
   throughput  --rows dirty sessions drained into an empty table (inserts), then all saved again
               and drained (updates), against one INSERT ... SELECT ... ON CONFLICT statement
               over the same rows in the same run
-  lag         saves at --rate for --lag-seconds, synced every --interval-ms; p50/p99 of
-              (row's updated_at - save acknowledged), and statements per 1,000 saves
+  lag         saves (the node's write script) at --rate for --lag-seconds, cycling over
+              --sessions ids (0: every save a new session), synced every --interval-ms as the
+              sync actor does; p50/p99 of (row's updated_at - save acknowledged), and SQL
+              statements per 1,000 saves (the per-save upsert it replaces: 1,000)
 )";
 
 sync_args parse(const std::vector<std::string>& a) {
@@ -79,6 +86,10 @@ sync_args parse(const std::vector<std::string>& a) {
       s.lag_seconds = std::stod(next());
     else if (a[i] == "--interval-ms")
       s.interval_ms = std::stoll(next());
+    else if (a[i] == "--sessions")
+      s.sessions = std::stoul(next());
+    else if (a[i] == "--lag-only")
+      s.lag_only = true;
     else if (a[i] == "--help") {
       std::cout << help;
       std::exit(0);
@@ -226,6 +237,95 @@ throughput pass(const sync_args& a, redis_pipe& r, postgres::client& pg, actors:
   return t;
 }
 
+/// The lag phase: a writer at a fixed rate, a sync loop, then the lag of every save's row.
+void lag_phase(const sync_args& a, redis_pipe& r, const actors::redis_scripts& scripts,
+               actors::sync_engine& eng, postgres::client& pg, const std::string& prefix) {
+  std::mutex mtx;
+  std::map<std::string, std::pair<int, std::int64_t>> acked; // id → (version, ack ms)
+  std::atomic<bool> writing{true};
+  std::atomic<std::uint64_t> saves{0}, statements{0}, rows{0};
+  std::string data =
+      "{\"p\":\"" + std::string(a.value_bytes > 10 ? a.value_bytes - 10 : 1, 'x') + "\"}";
+  std::thread sync_loop([&] {
+    auto next = steady::now() + std::chrono::milliseconds(a.interval_ms);
+    while (writing) {
+      std::this_thread::sleep_until(next);
+      auto c = eng.run();
+      statements += c.statements;
+      rows += c.written;
+      next = steady::now() + std::chrono::milliseconds(a.interval_ms);
+    }
+  });
+  auto start = steady::now();
+  auto total = static_cast<std::uint64_t>(a.rate * a.lag_seconds);
+  std::atomic<std::size_t> open{0};
+  for (std::uint64_t i = 0; i < total; ++i) {
+    std::this_thread::sleep_until(
+        start + std::chrono::microseconds(static_cast<std::int64_t>(i * 1e6 / a.rate)));
+    while (open > 2000)
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    auto id = "lag" + std::to_string(a.sessions ? i % a.sessions : i);
+    auto now = model::system_clock().now_ms();
+    auto set = model::shard_for(id, a.sets);
+    ++open;
+    r.client().eval(
+        set, scripts.write,
+        {prefix + "s:" + id, prefix + "u:lagger", prefix + "dirty:" + std::to_string(set)},
+        {id, "lagger", data, std::to_string(now), "3600", "604800", "",
+         prefix + "u:", std::to_string(now + 3600000)},
+        [&, id](redis::errc e, redis::reply&& rep) {
+          if (e == redis::errc::ok && rep.type == redis::reply::kind::array &&
+              rep.elements.size() > 1) {
+            auto ack = model::system_clock().now_ms();
+            std::lock_guard<std::mutex> guard{mtx};
+            acked[id] = {static_cast<int>(rep.elements[1].integer), ack};
+            ++saves;
+          }
+          --open;
+        });
+  }
+  while (open > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto achieved = static_cast<double>(saves) / seconds_since(start);
+  // Let the loop write the rest, then stop it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * a.interval_ms + 500));
+  writing = false;
+  sync_loop.join();
+  auto c = eng.run();
+  statements += c.statements;
+  rows += c.written;
+  std::vector<double> lags;
+  std::size_t missing = 0;
+  auto res = pg.exec("select session_id, version, (extract(epoch from updated_at) * 1000)::bigint "
+                     "from user_session where session_id like 'lag%'");
+  std::map<std::string, std::pair<int, std::int64_t>> stored;
+  for (auto& row : res.rows)
+    stored[*row[0]] = {std::stoi(*row[1]), std::stoll(*row[2])};
+  for (auto& [id, v] : acked) {
+    auto it = stored.find(id);
+    if (it == stored.end() || it->second.first < v.first) {
+      ++missing;
+      continue;
+    }
+    lags.push_back(static_cast<double>(it->second.second - v.second));
+  }
+  std::sort(lags.begin(), lags.end());
+  auto pct = [&](double p) {
+    return lags.empty()
+               ? 0.0
+               : lags[std::min(lags.size() - 1, static_cast<std::size_t>(p * lags.size()))];
+  };
+  std::cout << "sync lag, " << saves << " saves at " << static_cast<long>(achieved) << "/s over "
+            << (a.sessions ? std::to_string(a.sessions) : std::string("new"))
+            << " sessions, interval " << a.interval_ms << " ms:\n"
+            << "  lag p50 " << pct(0.5) << " ms, p99 " << pct(0.99) << " ms, max "
+            << (lags.empty() ? 0.0 : lags.back()) << " ms; " << missing
+            << " saves not in PostgreSQL at their version\n"
+            << "  " << rows << " rows written with " << statements << " statements: "
+            << static_cast<double>(statements) * 1000.0 / static_cast<double>(saves)
+            << " statements per 1,000 saves (per-save upsert: 1,000)\n";
+}
+
 void print_throughput(const char* what, const throughput& t) {
   std::cout << "  " << what << ": sync " << static_cast<long>(t.sync_rows_s)
             << " rows/s, one statement " << static_cast<long>(t.statement_rows_s)
@@ -262,11 +362,14 @@ int run_sync_bench(const std::vector<std::string>& args) {
     auto now = model::system_clock().now_ms();
     std::cout << "sync throughput, " << a.rows << " sessions of " << a.value_bytes
               << " bytes, batches of " << a.batch << ", " << a.connections << " connection(s):\n";
-    fill(r, prefix, a.rows, a.sets, a.value_bytes, 1, now);
-    print_throughput("insert", pass(a, r, pg, eng, false));
-    pg.exec("truncate user_session; insert into user_session select * from staging");
-    fill(r, prefix, a.rows, a.sets, a.value_bytes, 3, now);
-    print_throughput("update", pass(a, r, pg, eng, true));
+    if (!a.lag_only) {
+      fill(r, prefix, a.rows, a.sets, a.value_bytes, 1, now);
+      print_throughput("insert", pass(a, r, pg, eng, false));
+      pg.exec("truncate user_session; insert into user_session select * from staging");
+      fill(r, prefix, a.rows, a.sets, a.value_bytes, 3, now);
+      print_throughput("update", pass(a, r, pg, eng, true));
+    }
+    lag_phase(a, r, scripts, eng, pg, prefix);
     pg.exec("drop schema " + schema + " cascade");
     r.pipeline({{"EVAL",
                  "for _, k in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do "
