@@ -1,7 +1,9 @@
 // Write-behind to PostgreSQL against the real Redis and PostgreSQL: what a sync writes, version
 // fencing, coalescing, touches, a PostgreSQL outage under load, two nodes, a node killed with
 // SIGKILL, and the repair after Redis lost a session.
+#include "actors/sync_engine.hpp"
 #include "adapters/postgres/client.hpp"
+#include "model/shard_for.hpp"
 #include "support.hpp"
 #include "tcp_proxy.hpp"
 
@@ -436,4 +438,47 @@ TEST_CASE("sessiond migrate applies the schema once and reports it up to date af
                          "SESSIOND_POSTGRES_CONNECT_TIMEOUT_MS=500 " SESSIOND_BIN " migrate");
   CHECK(unreachable.first == 1);
   CHECK(unreachable.second.find("sessiond migrate:") != std::string::npos);
+}
+
+TEST_CASE("a save landing between a sync's read and its ack keeps its mark and is synced next") {
+  auto cfg = pg_config();
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/race", body("u", R"({"n":1})")).status == 201);
+  redis::client_options ro;
+  std::string err;
+  REQUIRE(redis::parse_url(cfg.redis.url, ro, err));
+  boost::asio::io_context io;
+  redis::client rc(io, ro);
+  rc.start();
+  std::thread t([&] { io.run_for(std::chrono::seconds(3)); });
+  REQUIRE(test::eventually([&] { return rc.connected(); }));
+  actors::redis_scripts scripts;
+  auto eval = [&](const redis::script& s, std::vector<std::string> keys,
+                  std::vector<std::string> args) {
+    std::promise<redis::reply> p;
+    rc.eval(0, s, std::move(keys), std::move(args),
+            [&](redis::errc, redis::reply&& r) { p.set_value(r); });
+    return p.get_future().get();
+  };
+  auto set =
+      std::to_string(model::shard_for("race", static_cast<std::size_t>(cfg.sessions.shards)));
+  auto dirty = cfg.redis.key_prefix + "dirty:" + set;
+  auto read =
+      actors::parse_dirty(eval(scripts.sync_read, {dirty}, {cfg.redis.key_prefix + "s:", "10"}),
+                          model::system_clock().now_ms());
+  REQUIRE(read.size() == 1);
+  CHECK(read[0].version == "1");
+  REQUIRE(c.put("/v1/sessions/race", body("u", R"({"n":2})")).status == 200); // lands meanwhile
+  auto cleared =
+      eval(scripts.sync_ack, {dirty},
+           {cfg.redis.key_prefix + "s:", read[0].id, read[0].version, read[0].last_activity});
+  CHECK(cleared.integer == 0); // version 2 is not what was read: the mark stays
+  auto report = admin_sync(c);
+  CHECK(report["synced"] == 1);
+  CHECK(one(cfg, "select version from user_session where session_id = 'race'") == "2");
+  CHECK(one(cfg, "select data->>'n' from user_session where session_id = 'race'") == "2");
+  CHECK(admin_sync(c)["synced"] == 0);
+  rc.stop();
+  t.join();
 }
