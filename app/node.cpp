@@ -10,8 +10,10 @@
 #include "adapters/postgres/pool.hpp"
 #include "adapters/redis/client.hpp"
 #include "api/routes.hpp"
+#include "api/status_page.hpp"
 #include "app/log.hpp"
 #include "app/node_metrics.hpp"
+#include "app/redis_poller.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -117,6 +119,8 @@ struct node::impl {
   std::unique_ptr<http::server> http;
   std::shared_ptr<metrics::Registry> registry = std::make_shared<metrics::Registry>();
   std::unique_ptr<node_metrics> node_meters;
+  metrics::redis_info_metrics redis_info{*registry}; ///< INFO polled whatever metrics.enabled
+  std::unique_ptr<redis_poller> redis_poll;
   messages::supervisor_actor supervisor;
   std::shared_ptr<messages::sync_status> sync_status = std::make_shared<messages::sync_status>();
   messages::sync_actor sync;
@@ -296,6 +300,16 @@ struct node::impl {
                   {"ops_per_s", w.ops_per_s},
                   {"latency_avg_ms", w.latency_avg_ms},
                   {"latency_p99_ms", w.latency_p99_ms}};
+    auto ri = redis_info.latest(); // Redis INFO: null until the first poll
+    auto polled = [&ri](nlohmann::json v) { return ri.valid ? v : nlohmann::json(); };
+    auto& jr = j["redis"];
+    jr["used_memory_bytes"] = polled(ri.used_memory_bytes);
+    jr["maxmemory_bytes"] = polled(ri.maxmemory_bytes);
+    jr["memory_ratio"] = polled(ri.memory_ratio);
+    jr["maxmemory_policy"] =
+        ri.maxmemory_policy.empty() ? nlohmann::json() : polled(ri.maxmemory_policy);
+    jr["eviction_unsafe"] = polled(ri.eviction_unsafe);
+    jr["evicted_keys"] = polled(ri.evicted_keys);
     j["postgres"] = {{"up", sy.postgres_up}};
     j["sync"] = {{"backlog", sy.backlog},
                  {"last_success_age_s", sy.last_success_ms
@@ -329,6 +343,7 @@ struct node::impl {
     };
     o.stats = stats;
     o.status_json = [this] { return status_json(); };
+    o.status_page = api::status_page_html;
     o.sync_now = [this](api::answer_fn answer) {
       request_sync([answer](messages::sync_report r) {
         if (r.ok)
@@ -414,6 +429,9 @@ std::uint16_t node::start() {
       std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
           d.io.get_executor());
   d.redis->start();
+  d.redis_poll = std::make_unique<redis_poller>(
+      d.io, *d.redis, d.redis_info, std::chrono::milliseconds(d.cfg.metrics.redis_poll_ms));
+  d.redis_poll->start();
   d.spawn_sync();
   d.sample_timer = std::make_unique<boost::asio::steady_timer>(d.io);
   d.sample_ops();
@@ -439,6 +457,7 @@ void node::stop() {
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
   boost::asio::post(d.io, [&d] { d.sample_timer->cancel(); });
   d.pg_pool->stop();
+  d.redis_poll->stop();
   d.redis->stop();
   d.work.reset();
   d.io.stop();

@@ -1,0 +1,166 @@
+// The operator's status page served at GET /: one HTML document with its CSS and JS inline.
+#include "api/status_page.hpp"
+
+namespace sessiond::api {
+
+namespace {
+
+// Figures live in elements with stable ids (tests/integration/test_status_page.cpp reads them);
+// units are in the labels, so each element holds a bare number or word. textContent only, never
+// innerHTML: the node id and policy come from the server.
+const char* const page = R"html(<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sessiond status</title>
+<style>
+  :root { --bg: #f6f7f9; --card: #fff; --ink: #1d2330; --muted: #687085; --ok: #1a7f37;
+          --warn: #9a6700; --bad: #cf222e; --line: #d8dce3; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif;
+         background: var(--bg); color: var(--ink); }
+  header { display: flex; flex-wrap: wrap; gap: 1em; align-items: baseline;
+           padding: 12px 20px; background: var(--ink); color: #fff; }
+  header h1 { font-size: 18px; margin: 0; }
+  header .meta { color: #c5cad6; }
+  #error { margin: 12px 20px 0; padding: 10px 14px; border-radius: 6px; background: #ffebe9;
+           border: 1px solid var(--bad); color: var(--bad); font-weight: 600; }
+  main { display: grid; gap: 14px; padding: 14px 20px;
+         grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); }
+  section { background: var(--card); border: 1px solid var(--line); border-radius: 8px;
+            padding: 12px 16px; }
+  h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .06em; color: var(--muted);
+       margin: 0 0 8px; }
+  dl { display: grid; grid-template-columns: 1fr auto; gap: 4px 12px; margin: 0; }
+  dt { color: var(--muted); }
+  dd { margin: 0; text-align: right; font-variant-numeric: tabular-nums; }
+  .v { font-weight: 600; }
+  .ok { color: var(--ok); } .warn { color: var(--warn); } .bad { color: var(--bad); }
+  footer { padding: 0 20px 16px; color: var(--muted); font-size: 12px; }
+</style>
+</head>
+<body>
+<header>
+  <h1>sessiond</h1>
+  <span class="meta">node <span id="node-id" class="v">…</span></span>
+  <span class="meta">mode <span id="mode" class="v">…</span></span>
+  <span class="meta">degraded <span id="degraded" class="v">…</span></span>
+</header>
+<div id="error" role="alert" hidden></div>
+<main>
+  <section>
+    <h2>Redis</h2>
+    <dl>
+      <dt>connection</dt><dd><span id="redis-up" class="v">…</span></dd>
+      <dt>writes per second</dt><dd><span id="redis-writes" class="v">…</span></dd>
+      <dt>Redis commands per second</dt><dd><span id="redis-ops" class="v">…</span></dd>
+      <dt>latency, average (ms)</dt><dd><span id="redis-latency-avg" class="v">…</span></dd>
+      <dt>latency, p99 (ms)</dt><dd><span id="redis-latency-p99" class="v">…</span></dd>
+    </dl>
+  </section>
+  <section>
+    <h2>Redis memory</h2>
+    <dl>
+      <dt>used (MiB)</dt><dd><span id="redis-memory-used" class="v">…</span></dd>
+      <dt>maxmemory</dt><dd><span id="redis-memory-max" class="v">…</span></dd>
+      <dt>used of max</dt><dd><span id="redis-memory-ratio" class="v">…</span></dd>
+      <dt>maxmemory-policy</dt><dd><span id="redis-policy" class="v">…</span></dd>
+    </dl>
+  </section>
+  <section>
+    <h2>Sync to PostgreSQL</h2>
+    <dl>
+      <dt>PostgreSQL</dt><dd><span id="postgres-up" class="v">…</span></dd>
+      <dt>backlog (sessions)</dt><dd><span id="sync-backlog" class="v">…</span></dd>
+      <dt>since last sync (s)</dt><dd><span id="sync-age" class="v">…</span></dd>
+      <dt>last sync took (ms)</dt><dd><span id="sync-duration" class="v">…</span></dd>
+      <dt>failed syncs</dt><dd><span id="sync-failed" class="v">…</span></dd>
+      <dt>circuit</dt><dd><span id="sync-circuit" class="v">…</span></dd>
+    </dl>
+  </section>
+</main>
+<footer>Refreshes every 2 s from <code>/v1/status</code>. Last update:
+  <span id="updated">never</span>.</footer>
+<script>
+"use strict";
+const none = "\u2014"; // a dash where the server has no figure (null)
+const $ = (id) => document.getElementById(id);
+const isNum = (v) => typeof v === "number" && isFinite(v);
+function pick(obj, path) {
+  return path.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj);
+}
+function set(id, text, cls) {
+  const el = $(id);
+  el.textContent = text;
+  el.className = "v" + (cls ? " " + cls : "");
+}
+function num(v, digits) { return isNum(v) ? v.toFixed(digits) : none; }
+function int(v) { return isNum(v) ? String(Math.round(v)) : none; }
+function yesNo(v, good, bad) {
+  return v === true ? [good, "ok"] : v === false ? [bad, "bad"] : [none, ""];
+}
+function render(s) {
+  set("node-id", s.node == null ? none : String(s.node));
+  set("mode", s.mode == null ? none : String(s.mode));
+  const degraded = s.degraded === true;
+  set("degraded", s.degraded == null ? none : degraded ? "yes" : "no", degraded ? "bad" : "ok");
+  set("redis-up", ...yesNo(pick(s, "redis.up"), "up", "down"));
+  set("redis-writes", num(pick(s, "redis.writes_per_s"), 1));
+  set("redis-ops", num(pick(s, "redis.ops_per_s"), 1));
+  set("redis-latency-avg", num(pick(s, "redis.latency_avg_ms"), 2));
+  set("redis-latency-p99", num(pick(s, "redis.latency_p99_ms"), 2));
+  const used = pick(s, "redis.used_memory_bytes");
+  const max = pick(s, "redis.maxmemory_bytes");
+  const ratio = pick(s, "redis.memory_ratio");
+  set("redis-memory-used", isNum(used) ? (used / 1048576).toFixed(1) : none);
+  set("redis-memory-max", isNum(max) ? (max > 0 ? (max / 1048576).toFixed(1) + " MiB" : "no limit")
+                                     : none);
+  const ratioCls = isNum(ratio) && max > 0 ? (ratio >= 0.85 ? "bad" : ratio >= 0.7 ? "warn" : "ok")
+                                           : "";
+  set("redis-memory-ratio", isNum(max) && max > 0 && isNum(ratio) ? (ratio * 100).toFixed(1) + "%"
+                                                                  : isNum(max) ? "no limit" : none,
+      ratioCls);
+  const policy = pick(s, "redis.maxmemory_policy");
+  const unsafe = pick(s, "redis.eviction_unsafe") === true;
+  set("redis-policy", policy == null ? none : String(policy) + (unsafe ? " (evicts sessions!)" : ""),
+      policy == null ? "" : unsafe ? "bad" : "ok");
+  set("postgres-up", ...yesNo(pick(s, "postgres.up"), "up", "down"));
+  const backlog = pick(s, "sync.backlog");
+  set("sync-backlog", int(backlog), isNum(backlog) && backlog > 0 ? "warn" : "");
+  const age = pick(s, "sync.last_success_age_s");
+  set("sync-age", isNum(age) ? age.toFixed(1) : "never", isNum(age) && age > 300 ? "bad" : "");
+  set("sync-duration", num(pick(s, "sync.last_duration_ms"), 1));
+  const failed = pick(s, "sync.failed");
+  set("sync-failed", int(failed), isNum(failed) && failed > 0 ? "warn" : "");
+  const circuit = pick(s, "sync.circuit");
+  set("sync-circuit", circuit == null ? none : String(circuit), circuit === "open" ? "bad" : "");
+}
+async function refresh() {
+  try {
+    const res = await fetch("/v1/status", { cache: "no-store" });
+    if (!res.ok) throw new Error("/v1/status answered HTTP " + res.status);
+    render(await res.json());
+    $("error").hidden = true;
+    $("updated").textContent = new Date().toLocaleTimeString();
+  } catch (e) {
+    $("error").textContent = "Cannot load /v1/status: " + e.message +
+                             ". The figures below are from the last successful refresh.";
+    $("error").hidden = false;
+  }
+}
+refresh();
+setInterval(refresh, 2000);
+</script>
+</body>
+</html>
+)html";
+
+} // namespace
+
+const std::string& status_page_html() {
+  static const std::string html(page);
+  return html;
+}
+
+} // namespace sessiond::api

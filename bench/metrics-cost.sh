@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The cost of metrics on the session hot path: two sessiond nodes on the same Redis (and
+# PostgreSQL), one with metrics.enabled = true and one with SESSIOND_METRICS_ENABLED=false, loaded
+# by sessiond-bench alternately in interleaved rounds (A B, B A, A B, …) so that drift on the
+# machine falls on both alike. Prints each round, the median of each node and the ratio, and the
+# CPU time each sessiond spent per request (utime + stime from /proc), which other load on the
+# machine disturbs far less than throughput.
+#
+#   eval "$(scripts/services env)"     # REDIS_URL (and POSTGRES_URL) of running services
+#   bench/metrics-cost.sh              # defaults below; override with the variables
+#
+# BUILD_DIR (build), ROUNDS (6, even), DURATION (10s), CONNECTIONS (64),
+# MIX (get=80,put=20), VALUE_BYTES (512), SESSIONS (10000), SCRAPE_S (15: GET /metrics on the
+# metrics node at the start of its rounds and every SCRAPE_S seconds, as Prometheus would; 0 for
+# none). The nodes leave their sessions under the Redis key prefixes metrics-cost-on: and
+# metrics-cost-off: and in the PostgreSQL schemas metrics_cost_on and metrics_cost_off.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+[[ "$build" = /* ]] || build="$root/$build"
+rounds="${ROUNDS:-6}"
+duration="${DURATION:-10s}"
+connections="${CONNECTIONS:-64}"
+mix="${MIX:-get=80,put=20}"
+value_bytes="${VALUE_BYTES:-512}"
+sessions="${SESSIONS:-10000}"
+scrape_s="${SCRAPE_S:-15}"
+sessiond="$build/app/sessiond"
+bench="$build/bench/sessiond-bench"
+
+die() { echo "metrics-cost: $*" >&2; exit 1; }
+[[ -n "${REDIS_URL:-}" ]] || die "REDIS_URL is not set (eval \"\$(scripts/services env)\")"
+[[ -x "$sessiond" && -x "$bench" ]] || die "build sessiond and sessiond-bench in $build first"
+command -v python3 >/dev/null || die "python3 is needed to read the bench's JSON"
+
+work="$(mktemp -d /tmp/sessiond-metrics-cost.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# start NAME METRICS_ENABLED: a node on a free port; sets $port_<NAME>.
+start() {
+  local name="$1" enabled="$2" log="$work/$1.log"
+  SESSIOND_REDIS_URL="$REDIS_URL" \
+    SESSIOND_POSTGRES_URL="${POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/sessiond}" \
+    SESSIOND_POSTGRES_SCHEMA="metrics_cost_$name" \
+    SESSIOND_REDIS_KEY_PREFIX="metrics-cost-$name:" \
+    SESSIOND_NODE_ID="metrics-cost-$name" \
+    SESSIOND_METRICS_ENABLED="$enabled" \
+    SESSIOND_HTTP_LISTEN=127.0.0.1:0 \
+    "$sessiond" >"$log" 2>&1 &
+  pids+=("$!")
+  local line=""
+  for _ in $(seq 100); do
+    line="$(grep -m1 -o 'listening on http://127.0.0.1:[0-9]*' "$log" || true)"
+    [[ -n "$line" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$line" ]] || die "sessiond $name did not start: $(tail -n 5 "$log")"
+  printf -v "port_$name" '%s' "${line##*:}"
+}
+
+port_on=""
+port_off=""
+start on true
+start off false
+# shellcheck disable=SC2034 # read through ${!pid_var} in run()
+pid_on="${pids[0]}" pid_off="${pids[1]}"
+curl -fsS "http://127.0.0.1:$port_on/metrics" >/dev/null || die "the metrics node serves no /metrics"
+[[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port_off/metrics")" == 404 ]] ||
+  die "the node with SESSIOND_METRICS_ENABLED=false still serves /metrics"
+
+common=(--connections "$connections" --mix "$mix" --value-bytes "$value_bytes" --sessions "$sessions")
+# Prefill and warm each node once; the rounds then run without prefill or warmup, so the CPU a
+# node spends during a round is the CPU of that round's requests.
+for name in on off; do
+  port_var="port_$name"
+  "$bench" --url "http://127.0.0.1:${!port_var}" "${common[@]}" --duration 3s --warmup 0s \
+    --json >/dev/null || die "warm-up run against $name failed"
+done
+
+# cpu_ticks PID: utime + stime of PID (fields 14 and 15 of /proc/PID/stat, counted after the ')').
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+
+# run NAME: one bench round against node NAME; prints its throughput (req/s), the count of
+# errors and unexpected statuses, and the node's CPU microseconds per request.
+run() {
+  local name="$1" port_var="port_$1" pid_var="pid_$1" scraper="" t0 t1
+  if [[ "$name" == on && "$scrape_s" != 0 ]]; then
+    (while curl -fsS "http://127.0.0.1:${!port_var}/metrics" >/dev/null; do sleep "$scrape_s"; done) &
+    scraper="$!"
+  fi
+  t0="$(cpu_ticks "${!pid_var}")"
+  "$bench" --url "http://127.0.0.1:${!port_var}" "${common[@]}" --duration "$duration" \
+    --warmup 0s --no-prefill --json >"$work/round.json"
+  t1="$(cpu_ticks "${!pid_var}")"
+  [[ -z "$scraper" ]] || { kill "$scraper"; wait "$scraper" 2>/dev/null || true; }
+  python3 -c 'import json,sys
+p = json.load(open(sys.argv[1]))["phases"]["sessiond"]
+bad = p["errors"]["total"] + sum(n for s, n in p["status"].items() if s not in ("200", "201"))
+cpu_us = (int(sys.argv[3]) - int(sys.argv[2])) * int(sys.argv[4]) / max(p["requests"], 1)
+print("%.1f %d %.2f" % (p["throughput_rps"], bad, cpu_us))' "$work/round.json" "$t0" "$t1" "$tick_us"
+}
+
+echo "metrics-cost: $rounds rounds of $duration, $connections connections," \
+  "mix $mix, $value_bytes-byte data; metrics node :$port_on, no-metrics node :$port_off"
+on=()
+off=()
+cpu_on=()
+cpu_off=()
+for ((r = 1; r <= rounds; r++)); do
+  order=(on off)
+  ((r % 2 == 0)) && order=(off on)
+  for name in "${order[@]}"; do
+    read -r rps bad cpu < <(run "$name")
+    ((bad == 0)) || echo "metrics-cost: round $r $name: $bad errors or unexpected statuses" >&2
+    if [[ "$name" == on ]]; then
+      on+=("$rps")
+      cpu_on+=("$cpu")
+    else
+      off+=("$rps")
+      cpu_off+=("$cpu")
+    fi
+    printf 'round %2d  %-12s %10.1f req/s  %6.2f us CPU/request\n' "$r" \
+      "$([[ $name == on ]] && echo metrics-on || echo metrics-off)" "$rps" "$cpu"
+  done
+done
+
+python3 - "${on[*]}" "${off[*]}" "${cpu_on[*]}" "${cpu_off[*]}" <<'EOF'
+import statistics, sys
+on, off, cpu_on, cpu_off = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+m_on, m_off = statistics.median(on), statistics.median(off)
+pairs = [a / b for a, b in zip(on, off)]
+print(f"median       metrics-on {m_on:10.1f} req/s   metrics-off {m_off:10.1f} req/s")
+print(f"mean         metrics-on {statistics.mean(on):10.1f} req/s   "
+      f"metrics-off {statistics.mean(off):10.1f} req/s")
+print(f"ratio on/off {m_on / m_off:.3f} (of the medians); per round: " +
+      " ".join(f"{p:.3f}" for p in pairs) + f"; median of rounds {statistics.median(pairs):.3f}")
+print(f"cost         {100 * (1 - m_on / m_off):+.1f}% of throughput (target: within 3%)")
+c_on, c_off = statistics.median(cpu_on), statistics.median(cpu_off)
+print(f"sessiond CPU metrics-on {c_on:.2f} us/request, metrics-off {c_off:.2f} us/request "
+      f"(medians): metrics cost {c_on - c_off:+.2f} us = {100 * (c_on / c_off - 1):+.1f}% "
+      "of sessiond's CPU")
+EOF

@@ -1,0 +1,185 @@
+// The status page (GET /) as an operator's browser shows it: the real sessiond binary after a few
+// writes and a sync, the page loaded in headless Chromium, and the figures read from its DOM.
+#include "support.hpp"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <regex>
+#include <string>
+
+using namespace sessiond;
+
+namespace {
+
+/// A sessiond child process with its own key prefix and PostgreSQL schema; SIGTERM on scope exit.
+struct sessiond_child {
+  pid_t pid = -1;
+  std::uint16_t port = test::free_port();
+
+  sessiond_child(const std::string& node_id) {
+    std::random_device rd;
+    auto schema = "t_page_" + std::to_string(getpid()) + "_" + std::to_string(rd() % 1000000);
+    auto redis_url = test::env_or_fail("REDIS_URL");
+    auto postgres_url = test::env_or_fail("POSTGRES_URL");
+    pid = fork();
+    if (pid == 0) {
+      int devnull = open("/dev/null", O_WRONLY);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      setenv("SESSIOND_REDIS_URL", redis_url.c_str(), 1);
+      setenv("SESSIOND_REDIS_KEY_PREFIX", test::unique_prefix().c_str(), 1);
+      setenv("SESSIOND_POSTGRES_URL", postgres_url.c_str(), 1);
+      setenv("SESSIOND_POSTGRES_SCHEMA", schema.c_str(), 1);
+      setenv("SESSIOND_NODE_ID", node_id.c_str(), 1);
+      setenv("SESSIOND_METRICS_REDIS_POLL_MS", "500", 1);
+      setenv("SESSIOND_HTTP_LISTEN", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
+      execl(SESSIOND_BIN, SESSIOND_BIN, static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  ~sessiond_child() {
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+  }
+};
+
+/// Runs `cmd` through the shell; its stdout, and its exit status in `code`.
+std::string run(const std::string& cmd, int& code) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::array<char, 4096> buf{};
+  while (auto n = fread(buf.data(), 1, buf.size(), p))
+    out.append(buf.data(), n);
+  int status = pclose(p);
+  code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+/// The DOM of `url` after the page's scripts ran for 5 s of virtual time (Chromium holds virtual
+/// time while a fetch is pending, so the page's first /v1/status answers are in).
+std::string dump_dom(const std::string& url) {
+  std::string bin = CHROMIUM_BIN;
+  if (const char* env = std::getenv("CHROMIUM_BIN"); env && *env)
+    bin = env;
+  if (bin.empty() || bin.find("NOTFOUND") != std::string::npos)
+    FAIL("chromium was not found when CMake configured the build: install the Debian package "
+         "chromium (scripts/install-deps does) and reconfigure, or set CHROMIUM_BIN");
+  char dir[] = "/tmp/sessiond-chromium-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  std::string d = dir;
+  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+  std::string cmd = "timeout 120 '" + bin +
+                    "' --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
+                    "--no-first-run --user-data-dir='" +
+                    d + "/profile' --virtual-time-budget=5000 --dump-dom '" + url + "' 2>'" + d +
+                    "/stderr'";
+  int code = 0;
+  auto dom = run(cmd, code);
+  int ignored = 0;
+  auto err = run("tail -n 20 '" + d + "/stderr'; rm -rf '" + d + "'", ignored);
+  INFO("chromium exit " << code << ", stderr tail:\n" << err);
+  REQUIRE(code == 0);
+  REQUIRE(dom.find("</html>") != std::string::npos);
+  return dom;
+}
+
+/// The text of the element with `id` in a DOM dump (our page's figures hold text only).
+std::string text_of(const std::string& dom, const std::string& id) {
+  std::smatch m;
+  std::regex re("id=\"" + id + "\"[^>]*>([^<]*)<");
+  if (!std::regex_search(dom, m, re))
+    return "(no element with id " + id + ")";
+  return m[1];
+}
+
+bool is_number(const std::string& s) {
+  return std::regex_match(s, std::regex("[0-9]+(\\.[0-9]+)?"));
+}
+
+} // namespace
+
+TEST_CASE("the status page renders every figure of /v1/status in headless Chromium") {
+  sessiond_child sd("page-node");
+  REQUIRE(test::eventually(
+      [&] {
+        try {
+          return test::client(sd.port).get("/readyz").status == 200;
+        } catch (...) {
+          return false;
+        }
+      },
+      std::chrono::seconds(30)));
+  test::client api(sd.port);
+  for (int i = 0; i < 20; ++i) {
+    auto id = "/v1/sessions/page-" + std::to_string(i);
+    REQUIRE(
+        api.put(id, R"({"user_id":"u)" + std::to_string(i % 3) + R"(","data":{"n":1}})").status ==
+        201);
+    REQUIRE(api.get(id).status == 200);
+  }
+  REQUIRE(api.call(test::bhttp::verb::post, "/v1/admin/sync").status == 200);
+  // /v1/status rates come from once-a-second samples: let two or three of them see the writes.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto page = api.get("/");
+  REQUIRE(page.status == 200);
+  CHECK(page.header("Content-Type").find("text/html") == 0);
+  // The page refers to nothing outside itself.
+  CHECK(page.body.find("src=") == std::string::npos);
+  CHECK(page.body.find("href=") == std::string::npos);
+  CHECK(page.body.find("http://") == std::string::npos);
+  CHECK(page.body.find("https://") == std::string::npos);
+
+  auto dom = dump_dom("http://127.0.0.1:" + std::to_string(sd.port) + "/");
+  INFO(dom);
+  CHECK(dom.find("id=\"error\" role=\"alert\" hidden") != std::string::npos);
+  CHECK(text_of(dom, "node-id") == "page-node");
+  CHECK(text_of(dom, "mode") == "redis-primary");
+  CHECK(text_of(dom, "degraded") == "no");
+  CHECK(text_of(dom, "redis-up") == "up");
+  CHECK(text_of(dom, "postgres-up") == "up");
+  for (const char* id :
+       {"redis-writes", "redis-ops", "redis-latency-avg", "redis-latency-p99", "redis-memory-used",
+        "sync-backlog", "sync-age", "sync-duration", "sync-failed"}) {
+    INFO(id);
+    CHECK(is_number(text_of(dom, id)));
+  }
+  CHECK(std::stod(text_of(dom, "redis-writes")) > 0);
+  CHECK(std::stod(text_of(dom, "redis-memory-used")) > 0);
+  CHECK(text_of(dom, "sync-backlog") == "0");
+  CHECK(text_of(dom, "sync-failed") == "0");
+  CHECK(text_of(dom, "redis-memory-max") == "no limit"); // scripts/services: no maxmemory
+  CHECK(text_of(dom, "redis-policy") == "noeviction");
+  CHECK(text_of(dom, "updated") != "never");
+}
+
+TEST_CASE("the status page shows an error banner when /v1/status cannot be fetched") {
+  sessiond_child sd("page-node-2");
+  REQUIRE(test::eventually(
+      [&] {
+        try {
+          return test::client(sd.port).get("/readyz").status == 200;
+        } catch (...) {
+          return false;
+        }
+      },
+      std::chrono::seconds(30)));
+  auto html = test::client(sd.port).get("/").body;
+  REQUIRE(html.find("/v1/status") != std::string::npos);
+  // The same page served where /v1/status does not exist (a file URL): the fetch fails.
+  char path[] = "/tmp/sessiond-status-XXXXXX.html";
+  int fd = mkstemps(path, 5);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, html.data(), html.size()) == static_cast<ssize_t>(html.size()));
+  close(fd);
+  auto dom = dump_dom(std::string("file://") + path);
+  std::remove(path);
+  INFO(dom);
+  CHECK(text_of(dom, "error").find("Cannot load /v1/status") == 0);
+  CHECK(dom.find("id=\"error\" role=\"alert\" hidden") == std::string::npos);
+  CHECK(text_of(dom, "sync-backlog") == "\xE2\x80\xA6"); // still the placeholder
+}
