@@ -32,6 +32,10 @@ std::optional<input_error> parse_patch(std::string_view patch_text, nlohmann::js
     return not_json();
   if (!patch.is_object())
     return not_object();
+  if (json_has_nul(patch_text))
+    return input_error{400, "urn:sessiond:problem:invalid-body", "Invalid request body",
+                       "strings cannot hold the NUL character (\\u0000): PostgreSQL cannot "
+                       "store it"};
   return std::nullopt;
 }
 

@@ -139,6 +139,23 @@ bool json_depth_within(std::string_view text, std::size_t max_depth) {
   return true;
 }
 
+bool json_has_nul(std::string_view text) {
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (!in_string) {
+      in_string = c == '"';
+    } else if (c == '"') {
+      in_string = false;
+    } else if (c == '\\') {
+      if (text.substr(i + 1, 5) == "u0000")
+        return true;
+      ++i;
+    }
+  }
+  return false;
+}
+
 std::optional<input_error> parse_put_body(std::string_view text, const body_limits& lim,
                                           put_body& out) {
   if (!json_depth_within(text))
@@ -162,6 +179,8 @@ std::optional<input_error> parse_put_body(std::string_view text, const body_limi
   auto data = doc.find("data");
   if (data == doc.end() || !data->is_object())
     return bad_body("\"data\" is required and must be a JSON object");
+  if (json_has_nul(text))
+    return bad_body("strings cannot hold the NUL character (\\u0000): PostgreSQL cannot store it");
   if (auto ttl = doc.find("ttl_s"); ttl != doc.end()) {
     if (!ttl->is_number_integer() || ttl->get<std::int64_t>() < 1 ||
         ttl->get<std::int64_t>() > lim.max_ttl_s)

@@ -65,6 +65,11 @@ constexpr std::size_t max_json_depth = 128;
 /// skipped). A cheap scan to run before parsing; it does not validate the JSON.
 bool json_depth_within(std::string_view text, std::size_t max_depth = max_json_depth);
 
+/// True when a string in the JSON `text` holds the NUL character (the escape \u0000; a raw NUL
+/// is not valid JSON). PostgreSQL's jsonb cannot store it, so such data is refused at the API
+/// rather than accepted into Redis and then failing its write-behind batch.
+bool json_has_nul(std::string_view text);
+
 /// Parses and checks a PUT body. Returns the error instead of throwing.
 std::optional<input_error> parse_put_body(std::string_view text, const body_limits& lim,
                                           put_body& out);

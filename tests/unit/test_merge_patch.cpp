@@ -80,3 +80,11 @@ TEST_CASE("a merge patch nested deeper than 128 levels is a 400, not a stack ove
   CHECK(check_merge_patch(deep)->status == 400);
   CHECK(apply_merge_patch("{}", deep, 1 << 30, out)->status == 400);
 }
+
+TEST_CASE("a patch putting the NUL character into data is a 400") {
+  std::string out;
+  auto err = apply_merge_patch("{}", R"({"k":"\u0000"})", 1024, out);
+  REQUIRE(err);
+  CHECK(err->status == 400);
+  CHECK(check_merge_patch(R"({"\u0000":1})")->status == 400);
+}

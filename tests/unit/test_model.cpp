@@ -174,3 +174,16 @@ TEST_CASE("a PUT body nested deeper than 128 levels is a 400, not a stack overfl
   CHECK_FALSE(json_depth_within("[[[", 2));
   CHECK(json_depth_within("[[]]", 2));
 }
+
+TEST_CASE("data holding the NUL character is refused (PostgreSQL's jsonb cannot store it)") {
+  put_body b;
+  auto err = parse_put_body(R"({"user_id":"u","data":{"k":"a\u0000b"}})", {}, b);
+  REQUIRE(err);
+  CHECK(err->status == 400);
+  CHECK(err->detail.find("NUL") != std::string::npos);
+  CHECK(parse_put_body(R"({"user_id":"u","data":{"a\u0000":1}})", {}, b));
+  // An escaped backslash followed by u0000 is six ordinary characters, and other escapes pass.
+  CHECK_FALSE(parse_put_body(R"({"user_id":"u","data":{"k":"\\u0000","e":"\u0001\n"}})", {}, b));
+  CHECK(json_has_nul(R"(["x","\u0000"])"));
+  CHECK_FALSE(json_has_nul(R"(["\\\\u0000", "u0000"])"));
+}
