@@ -39,6 +39,19 @@ void spawn_router(self_ptr self) {
     self->state.opts->on_router(router);
 }
 
+void spawn_sync(self_ptr self) {
+  auto& st = self->state;
+  st.sync = st.opts->spawn_sync(self->system());
+  self->monitor(st.sync);
+  st.children[st.shards.size() + 1].started = clock_type::now();
+  if (st.opts->on_sync)
+    st.opts->on_sync(st.sync);
+}
+
+const char* child_name(const supervisor_state& st, std::size_t i) {
+  return i < st.shards.size() ? "session_shard" : i == st.shards.size() ? "session_router" : "sync";
+}
+
 /// Index of the child that went down, or npos.
 std::size_t find_child(self_ptr self, const caf::actor_addr& who) {
   auto& st = self->state;
@@ -47,6 +60,8 @@ std::size_t find_child(self_ptr self, const caf::actor_addr& who) {
       return i;
   if (st.router && st.router.address() == who)
     return st.shards.size();
+  if (st.sync && st.sync.address() == who)
+    return st.shards.size() + 1;
   return static_cast<std::size_t>(-1);
 }
 
@@ -70,7 +85,8 @@ void on_down(self_ptr self, const caf::down_msg& dm) {
   auto ran =
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - child.started);
   child.backoff = next_backoff(child.backoff, ran, st.opts->backoff_min, st.opts->backoff_max);
-  auto what = i < st.shards.size() ? "session_shard " + std::to_string(i) : "session_router";
+  auto what = std::string(child_name(st, i)) +
+              (i < st.shards.size() ? " " + std::to_string(i) : std::string());
   if (too_many_restarts(self)) {
     st.escalated = true;
     if (st.opts->on_escalate)
@@ -102,10 +118,12 @@ supervisor(self_ptr self, std::shared_ptr<const shard_env> env,
   st.env = std::move(env);
   st.opts = std::move(opts);
   st.shards.resize(st.opts->shards);
-  st.children.resize(st.opts->shards + 1);
+  st.children.resize(st.opts->shards + 2);
   for (std::size_t i = 0; i < st.opts->shards; ++i)
     spawn_shard(self, i);
   spawn_router(self);
+  if (st.opts->spawn_sync)
+    spawn_sync(self);
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   // Shutdown: stop every child with the same reason, then ourselves.
   self->set_exit_handler([=](caf::exit_msg& em) {
@@ -114,6 +132,8 @@ supervisor(self_ptr self, std::shared_ptr<const shard_env> env,
         self->send_exit(shard, em.reason);
     if (self->state.router)
       self->send_exit(self->state.router, em.reason);
+    if (self->state.sync)
+      self->send_exit(self->state.sync, em.reason);
     self->quit(em.reason);
   });
   return {
@@ -121,9 +141,11 @@ supervisor(self_ptr self, std::shared_ptr<const shard_env> env,
         if (i < self->state.shards.size()) {
           self->state.env->counters.shard_restarts.fetch_add(1);
           spawn_shard(self, i);
-        } else {
+        } else if (i == self->state.shards.size()) {
           self->state.env->counters.router_restarts.fetch_add(1);
           spawn_router(self);
+        } else {
+          spawn_sync(self);
         }
       },
       [=](messages::get_router_atom) { return self->state.router; },

@@ -4,6 +4,7 @@
 
 #include "actors/shard_env.hpp"
 #include "messages/supervisor.hpp"
+#include "messages/sync.hpp"
 
 #include <chrono>
 #include <functional>
@@ -24,6 +25,10 @@ struct supervisor_options {
   std::function<void(messages::router_actor)> on_router;
   /// Called (on the supervisor's thread) with shard i's new handle after each (re)start.
   std::function<void(std::size_t, messages::shard_actor)> on_shard;
+  /// Spawns the sync actor (optional): supervised like the others, child index shards + 1.
+  std::function<messages::sync_actor(caf::actor_system&)> spawn_sync;
+  /// Called (on the supervisor's thread) with the sync actor's new handle after each (re)start.
+  std::function<void(messages::sync_actor)> on_sync;
   /// Called once when the supervisor gives up.
   std::function<void(std::string)> on_escalate;
   /// Called on each restart with a line to log.
@@ -40,7 +45,8 @@ struct supervisor_state {
   std::shared_ptr<const supervisor_options> opts;
   std::vector<messages::shard_actor> shards;
   messages::router_actor router;
-  std::vector<child_record> children;                          ///< shards 0..n-1, router n
+  messages::sync_actor sync;
+  std::vector<child_record> children; ///< shards 0..n-1, router n, sync n+1 (when spawned)
   std::vector<std::chrono::steady_clock::time_point> restarts; ///< within the window
   bool escalated = false;
   static inline const char* name = "supervisor";

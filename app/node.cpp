@@ -123,7 +123,10 @@ struct node::impl {
   std::unique_ptr<redis_poller> redis_poll;
   messages::supervisor_actor supervisor;
   std::shared_ptr<messages::sync_status> sync_status = std::make_shared<messages::sync_status>();
-  messages::sync_actor sync;
+  std::shared_ptr<actors::sync_engine> sync_engine;
+  std::shared_ptr<actors::sync_options> sync_opts;
+  std::mutex sync_mtx;
+  messages::sync_actor sync; ///< the current handle (a restarted actor has a new one)
   std::shared_ptr<api::op_stats> stats = std::make_shared<api::op_stats>();
   std::unique_ptr<boost::asio::steady_timer> sample_timer;
   std::mutex samples_mtx;
@@ -189,6 +192,13 @@ struct node::impl {
     opts->on_shard = [t = routes](std::size_t i, messages::shard_actor s) {
       t->set_shard(i, std::move(s));
     };
+    opts->spawn_sync = [this](caf::actor_system& sys) {
+      return actors::spawn_sync(sys, sync_engine, sync_opts, sync_status, clock);
+    };
+    opts->on_sync = [this](messages::sync_actor s) {
+      std::lock_guard<std::mutex> guard{sync_mtx};
+      sync = std::move(s);
+    };
     opts->on_escalate = [this](std::string why) {
       log_error(why);
       request_stop(1);
@@ -221,7 +231,8 @@ struct node::impl {
     }
   }
 
-  void spawn_sync() {
+  /// The sync engine and options; the supervisor (re)spawns the actor around them.
+  void make_sync() {
     actors::sync_settings st;
     st.prefix = cfg.redis.key_prefix;
     st.dirty_sets = static_cast<std::size_t>(cfg.sessions.shards);
@@ -232,7 +243,7 @@ struct node::impl {
     st.tombstone_ttl_ms = cfg.sessions.tombstone_ttl_s * 1000;
     st.migrate = cfg.postgres.migrate_on_start;
     st.connections = static_cast<std::size_t>(cfg.sync.connections);
-    auto engine = std::make_shared<actors::sync_engine>(*redis, env->scripts, postgres_options(cfg),
+    sync_engine = std::make_shared<actors::sync_engine>(*redis, env->scripts, postgres_options(cfg),
                                                         st, clock);
     auto opts = std::make_shared<actors::sync_options>();
     opts->interval = std::chrono::milliseconds(cfg.sync.interval_ms);
@@ -244,14 +255,19 @@ struct node::impl {
       if (node_meters)
         node_meters->observe_sync(r);
     };
-    sync = actors::spawn_sync(system, std::move(engine), std::move(opts), sync_status, clock);
+    sync_opts = std::move(opts);
+  }
+
+  messages::sync_actor sync_handle() {
+    std::lock_guard<std::mutex> guard{sync_mtx};
+    return sync;
   }
 
   /// Runs a sync now and calls `done` with its report (from a CAF thread).
   void request_sync(std::function<void(messages::sync_report)> done) {
     auto timeout = std::chrono::milliseconds(cfg.postgres.statement_timeout_ms * 4 +
                                              cfg.postgres.connect_timeout_ms);
-    system.spawn([s = sync, done, timeout](caf::event_based_actor* self) {
+    system.spawn([s = sync_handle(), done, timeout](caf::event_based_actor* self) {
       self->request(s, timeout, messages::sync_now_atom::value)
           .then([done](messages::sync_report& r) { done(std::move(r)); },
                 [done](caf::error& e) {
@@ -422,6 +438,7 @@ std::uint16_t node::start() {
   d.routes = std::make_shared<api::route_table>(static_cast<std::size_t>(d.cfg.sessions.shards));
   d.gate = std::make_shared<api::shard_gate>(static_cast<std::size_t>(d.cfg.sessions.shards),
                                              d.cfg.sessions.max_in_flight);
+  d.make_sync();
   d.spawn_supervisor();
   d.http = std::make_unique<http::server>(d.io, http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
@@ -432,7 +449,6 @@ std::uint16_t node::start() {
   d.redis_poll = std::make_unique<redis_poller>(
       d.io, *d.redis, d.redis_info, std::chrono::milliseconds(d.cfg.metrics.redis_poll_ms));
   d.redis_poll->start();
-  d.spawn_sync();
   d.sample_timer = std::make_unique<boost::asio::steady_timer>(d.io);
   d.sample_ops();
   d.port = d.http->start();
@@ -453,7 +469,6 @@ void node::stop() {
   while (d.http->in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   d.final_sync();
-  caf::anon_send_exit(d.sync, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
   boost::asio::post(d.io, [&d] { d.sample_timer->cancel(); });
   d.pg_pool->stop();
@@ -485,6 +500,10 @@ caf::actor_system& node::system() {
 
 messages::router_actor node::router() const {
   return impl_->routes->router();
+}
+
+messages::sync_actor node::sync() const {
+  return impl_->sync_handle();
 }
 
 std::uint16_t node::port() const {

@@ -4,6 +4,7 @@
 
 #include "config/config.hpp"
 #include "messages/session.hpp"
+#include "messages/sync.hpp"
 #include "model/ttl.hpp"
 
 #include <caf/fwd.hpp>
@@ -48,6 +49,8 @@ public:
 
   caf::actor_system& system();
   messages::router_actor router() const;
+  /// The current sync actor (a restarted one has a new handle).
+  messages::sync_actor sync() const;
   std::uint16_t port() const;
   node_stats stats() const;
   const config::config& cfg() const;

@@ -7,6 +7,8 @@
 #include "support.hpp"
 #include "tcp_proxy.hpp"
 
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
@@ -481,4 +483,21 @@ TEST_CASE("a save landing between a sync's read and its ack keeps its mark and i
   CHECK(admin_sync(c)["synced"] == 0);
   rc.stop();
   t.join();
+}
+
+TEST_CASE("a sync actor that is killed is restarted by the supervisor and syncs again") {
+  auto cfg = pg_config();
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/sup1", body("u", "{}")).status == 201);
+  CHECK(admin_sync(c)["synced"] == 1);
+  auto first = n.node.sync();
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  REQUIRE(test::eventually([&] { return n.node.sync() && n.node.sync() != first; }));
+  REQUIRE(c.put("/v1/sessions/sup2", body("u", "{}")).status == 201);
+  REQUIRE(test::eventually([&] {
+    auto r = c.call(test::bhttp::verb::post, "/v1/admin/sync");
+    return r.status == 200 && json::parse(r.body)["synced"] == 1;
+  }));
+  CHECK(one(cfg, "select count(*) from user_session") == "2");
 }
