@@ -2,6 +2,7 @@
 // API handler; ordered start and graceful stop.
 #include "app/node.hpp"
 
+#include "actors/retention.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/sync.hpp"
 #include "adapters/http/server.hpp"
@@ -123,6 +124,10 @@ struct node::impl {
   std::unique_ptr<redis_poller> redis_poll;
   messages::supervisor_actor supervisor;
   std::shared_ptr<messages::sync_status> sync_status = std::make_shared<messages::sync_status>();
+  std::shared_ptr<messages::retention_info> retention_info =
+      std::make_shared<messages::retention_info>();
+  std::shared_ptr<actors::retention_options> retention_opts;
+  messages::retention_actor retention;
   std::shared_ptr<actors::sync_engine> sync_engine;
   std::shared_ptr<actors::sync_options> sync_opts;
   std::mutex sync_mtx;
@@ -258,6 +263,31 @@ struct node::impl {
     sync_opts = std::move(opts);
   }
 
+  /// The retention actor: detached, its own PostgreSQL connection, daily at retention.at.
+  void spawn_retention() {
+    retention_opts =
+        std::make_shared<actors::retention_options>(actors::make_retention_options(cfg));
+    retention_opts->db = postgres_options(cfg);
+    retention_opts->log = log_line;
+    retention = actors::spawn_retention(system, retention_opts, *registry, retention_info, clock);
+  }
+
+  void request_retention(bool dry_run, api::answer_fn answer) {
+    system.spawn([r = retention, dry_run, answer](caf::event_based_actor* self) {
+      self->request(r, caf::infinite, messages::retention_run_atom::value, dry_run)
+          .then(
+              [answer](messages::retention_report& rep) {
+                if (rep.status == postgres::retention_status::failed)
+                  answer(503, "retention failed: " + rep.error);
+                else
+                  answer(200, actors::retention_report_json(rep));
+              },
+              [answer](caf::error& e) {
+                answer(503, "retention did not answer: " + caf::to_string(e));
+              });
+    });
+  }
+
   messages::sync_actor sync_handle() {
     std::lock_guard<std::mutex> guard{sync_mtx};
     return sync;
@@ -339,7 +369,16 @@ struct node::impl {
                  {"circuit", sy.circuit},
                  {"interval_ms", cfg.sync.interval_ms},
                  {"last_error", sy.last_error}};
-    j["retention"] = {{"last_run", nullptr}};
+    auto ret = retention_info->get();
+    j["retention"] = {
+        {"enabled", ret.enabled},
+        {"running", ret.running},
+        {"next_run_ms", ret.next_run_ms ? nlohmann::json(ret.next_run_ms) : nlohmann::json()},
+        {"last_success_age_s", ret.last_success_ms
+                                   ? nlohmann::json((now - ret.last_success_ms) / 1000.0)
+                                   : nlohmann::json()},
+        {"last_run", ret.last ? nlohmann::json::parse(actors::retention_report_json(*ret.last))
+                              : nlohmann::json()}};
     return j.dump();
   }
 
@@ -360,6 +399,9 @@ struct node::impl {
     o.stats = stats;
     o.status_json = [this] { return status_json(); };
     o.status_page = api::status_page_html;
+    o.retention_now = [this](bool dry_run, api::answer_fn answer) {
+      request_retention(dry_run, std::move(answer));
+    };
     o.sync_now = [this](api::answer_fn answer) {
       request_sync([answer](messages::sync_report r) {
         if (r.ok)
@@ -440,6 +482,7 @@ std::uint16_t node::start() {
                                              d.cfg.sessions.max_in_flight);
   d.make_sync();
   d.spawn_supervisor();
+  d.spawn_retention();
   d.http = std::make_unique<http::server>(d.io, http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
   d.work =
@@ -468,6 +511,8 @@ void node::stop() {
       std::chrono::steady_clock::now() + std::chrono::milliseconds(d.cfg.http.drain_timeout_ms);
   while (d.http->in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  d.retention_opts->stop->store(true);
+  caf::anon_send_exit(d.retention, caf::exit_reason::user_shutdown);
   d.final_sync();
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
   boost::asio::post(d.io, [&d] { d.sample_timer->cancel(); });

@@ -3,6 +3,7 @@
 #include "bench/options.hpp"
 #include "bench/protocol.hpp"
 #include "bench/report.hpp"
+#include "bench/retention.hpp"
 #include "bench/rss.hpp"
 #include "bench/sync_bench.hpp"
 
@@ -69,6 +70,8 @@ int main(int argc, char** argv) {
   // Subcommands measure one part of the engine alone; without one, the HTTP load generator.
   if (argc > 1 && std::string(argv[1]) == "sync")
     return bench::run_sync_bench(std::vector<std::string>(argv + 2, argv + argc));
+  if (argc > 1 && std::string(argv[1]) == "retention")
+    return bench::run_retention_bench(std::vector<std::string>(argv + 2, argv + argc));
   bench::options o;
   bool help = false;
   try {

@@ -1,12 +1,15 @@
 // The session API end to end against the real Redis: every path and status of the contract,
 // concurrency on one session, preconditions, revocation and TTL expiry.
+#include "adapters/redis/client.hpp"
 #include "support.hpp"
 
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -243,4 +246,51 @@ TEST_CASE("metrics.enabled = false turns /metrics off") {
   cfg.metrics.enabled = false;
   running_node n(cfg);
   CHECK(client(n.port).get("/metrics").status == 404);
+}
+
+TEST_CASE("the per-user index keeps no ids of revoked or expired sessions, and expires itself") {
+  model::manual_clock clk(model::system_clock().now_ms());
+  auto cfg = test::test_config();
+  cfg.sessions.touch_interval_s = 0;
+  app::node node(cfg, clk);
+  auto port = node.start();
+  REQUIRE(test::eventually([&] { return node.stats().redis_up; }));
+  client c(port);
+  redis::client_options ro;
+  std::string err;
+  REQUIRE(redis::parse_url(cfg.redis.url, ro, err));
+  boost::asio::io_context io;
+  redis::client rc(io, ro);
+  rc.start();
+  std::thread t([&] { io.run_for(std::chrono::seconds(5)); });
+  REQUIRE(test::eventually([&] { return rc.connected(); }));
+  auto command = [&](std::vector<std::string> args) {
+    std::promise<redis::reply> p;
+    rc.command(0, std::move(args), [&](redis::errc, redis::reply&& r) { p.set_value(r); });
+    return p.get_future().get();
+  };
+  auto index = cfg.redis.key_prefix + "u:trim";
+  auto members = [&] {
+    std::vector<std::string> out;
+    for (auto& e : command({"ZRANGE", index, "0", "-1"}).elements)
+      out.push_back(e.str);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  REQUIRE(c.put("/v1/sessions/short", R"({"user_id":"trim","data":{},"ttl_s":1})").status == 201);
+  REQUIRE(c.put("/v1/sessions/gone", R"({"user_id":"trim","data":{},"ttl_s":60})").status == 201);
+  REQUIRE(c.put("/v1/sessions/kept", R"({"user_id":"trim","data":{},"ttl_s":60})").status == 201);
+  CHECK(members() == std::vector<std::string>{"gone", "kept", "short"});
+  REQUIRE(c.del("/v1/sessions/gone").status == 204);
+  CHECK(members() == std::vector<std::string>{"kept", "short"}); // revoked: dropped at once
+  clk.advance_ms(1500); // "short" is past its expiry; the next write for the user trims it
+  REQUIRE(c.patch("/v1/sessions/kept", R"({"x":1})").status == 200);
+  CHECK(members() == std::vector<std::string>{"kept"});
+  // The index itself expires with the user's last session, so a user who never comes back
+  // leaves nothing behind.
+  auto pttl = command({"PTTL", index}).integer;
+  CHECK(pttl > 0);
+  CHECK(pttl <= 61500);
+  rc.stop();
+  t.join();
 }
