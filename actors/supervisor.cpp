@@ -39,17 +39,19 @@ void spawn_router(self_ptr self) {
     self->state.opts->on_router(router);
 }
 
-void spawn_sync(self_ptr self) {
+void spawn_extra(self_ptr self, std::size_t j) {
   auto& st = self->state;
-  st.sync = st.opts->spawn_sync(self->system());
-  self->monitor(st.sync);
-  st.children[st.shards.size() + 1].started = clock_type::now();
-  if (st.opts->on_sync)
-    st.opts->on_sync(st.sync);
+  st.extra[j] = st.opts->extra[j].spawn(self->system());
+  self->monitor(st.extra[j]);
+  st.children[st.shards.size() + 1 + j].started = clock_type::now();
 }
 
-const char* child_name(const supervisor_state& st, std::size_t i) {
-  return i < st.shards.size() ? "session_shard" : i == st.shards.size() ? "session_router" : "sync";
+std::string child_name(const supervisor_state& st, std::size_t i) {
+  if (i < st.shards.size())
+    return "session_shard " + std::to_string(i);
+  if (i == st.shards.size())
+    return "session_router";
+  return st.opts->extra[i - st.shards.size() - 1].name;
 }
 
 /// Index of the child that went down, or npos.
@@ -60,8 +62,9 @@ std::size_t find_child(self_ptr self, const caf::actor_addr& who) {
       return i;
   if (st.router && st.router.address() == who)
     return st.shards.size();
-  if (st.sync && st.sync.address() == who)
-    return st.shards.size() + 1;
+  for (std::size_t j = 0; j < st.extra.size(); ++j)
+    if (st.extra[j] && st.extra[j]->address() == who)
+      return st.shards.size() + 1 + j;
   return static_cast<std::size_t>(-1);
 }
 
@@ -85,8 +88,7 @@ void on_down(self_ptr self, const caf::down_msg& dm) {
   auto ran =
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - child.started);
   child.backoff = next_backoff(child.backoff, ran, st.opts->backoff_min, st.opts->backoff_max);
-  auto what = std::string(child_name(st, i)) +
-              (i < st.shards.size() ? " " + std::to_string(i) : std::string());
+  auto what = child_name(st, i);
   if (too_many_restarts(self)) {
     st.escalated = true;
     if (st.opts->on_escalate)
@@ -118,12 +120,13 @@ supervisor(self_ptr self, std::shared_ptr<const shard_env> env,
   st.env = std::move(env);
   st.opts = std::move(opts);
   st.shards.resize(st.opts->shards);
-  st.children.resize(st.opts->shards + 2);
+  st.children.resize(st.opts->shards + 1 + st.opts->extra.size());
+  st.extra.resize(st.opts->extra.size());
   for (std::size_t i = 0; i < st.opts->shards; ++i)
     spawn_shard(self, i);
   spawn_router(self);
-  if (st.opts->spawn_sync)
-    spawn_sync(self);
+  for (std::size_t j = 0; j < st.extra.size(); ++j)
+    spawn_extra(self, j);
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   // Shutdown: stop every child with the same reason, then ourselves.
   self->set_exit_handler([=](caf::exit_msg& em) {
@@ -132,8 +135,9 @@ supervisor(self_ptr self, std::shared_ptr<const shard_env> env,
         self->send_exit(shard, em.reason);
     if (self->state.router)
       self->send_exit(self->state.router, em.reason);
-    if (self->state.sync)
-      self->send_exit(self->state.sync, em.reason);
+    for (auto& child : self->state.extra)
+      if (child)
+        self->send_exit(caf::actor_cast<caf::actor>(child), em.reason);
     self->quit(em.reason);
   });
   return {
@@ -145,7 +149,7 @@ supervisor(self_ptr self, std::shared_ptr<const shard_env> env,
           self->state.env->counters.router_restarts.fetch_add(1);
           spawn_router(self);
         } else {
-          spawn_sync(self);
+          spawn_extra(self, i - self->state.shards.size() - 1);
         }
       },
       [=](messages::get_router_atom) { return self->state.router; },

@@ -4,7 +4,6 @@
 
 #include "actors/shard_env.hpp"
 #include "messages/supervisor.hpp"
-#include "messages/sync.hpp"
 
 #include <chrono>
 #include <functional>
@@ -25,10 +24,14 @@ struct supervisor_options {
   std::function<void(messages::router_actor)> on_router;
   /// Called (on the supervisor's thread) with shard i's new handle after each (re)start.
   std::function<void(std::size_t, messages::shard_actor)> on_shard;
-  /// Spawns the sync actor (optional): supervised like the others, child index shards + 1.
-  std::function<messages::sync_actor(caf::actor_system&)> spawn_sync;
-  /// Called (on the supervisor's thread) with the sync actor's new handle after each (re)start.
-  std::function<void(messages::sync_actor)> on_sync;
+  /// More children (the sync and retention actors), supervised like the session actors:
+  /// child index shards + 1 + i. `spawn` starts one (detached, typically) and hands its new
+  /// handle to whoever sends to it; it runs on the supervisor's thread.
+  struct extra_child {
+    std::string name;
+    std::function<caf::strong_actor_ptr(caf::actor_system&)> spawn;
+  };
+  std::vector<extra_child> extra;
   /// Called once when the supervisor gives up.
   std::function<void(std::string)> on_escalate;
   /// Called on each restart with a line to log.
@@ -45,8 +48,8 @@ struct supervisor_state {
   std::shared_ptr<const supervisor_options> opts;
   std::vector<messages::shard_actor> shards;
   messages::router_actor router;
-  messages::sync_actor sync;
-  std::vector<child_record> children; ///< shards 0..n-1, router n, sync n+1 (when spawned)
+  std::vector<caf::strong_actor_ptr> extra; ///< handles of opts->extra, same order
+  std::vector<child_record> children;       ///< shards 0..n-1, router n, extra n+1…
   std::vector<std::chrono::steady_clock::time_point> restarts; ///< within the window
   bool escalated = false;
   static inline const char* name = "supervisor";

@@ -130,7 +130,7 @@ struct node::impl {
   messages::retention_actor retention;
   std::shared_ptr<actors::sync_engine> sync_engine;
   std::shared_ptr<actors::sync_options> sync_opts;
-  std::mutex sync_mtx;
+  std::mutex sync_mtx;       ///< guards the handles of the sync and retention actors
   messages::sync_actor sync; ///< the current handle (a restarted actor has a new one)
   std::shared_ptr<api::op_stats> stats = std::make_shared<api::op_stats>();
   std::unique_ptr<boost::asio::steady_timer> sample_timer;
@@ -197,13 +197,20 @@ struct node::impl {
     opts->on_shard = [t = routes](std::size_t i, messages::shard_actor s) {
       t->set_shard(i, std::move(s));
     };
-    opts->spawn_sync = [this](caf::actor_system& sys) {
-      return actors::spawn_sync(sys, sync_engine, sync_opts, sync_status, clock);
-    };
-    opts->on_sync = [this](messages::sync_actor s) {
-      std::lock_guard<std::mutex> guard{sync_mtx};
-      sync = std::move(s);
-    };
+    opts->extra.push_back({"sync", [this](caf::actor_system& sys) {
+                             auto s = actors::spawn_sync(sys, sync_engine, sync_opts, sync_status,
+                                                         clock);
+                             std::lock_guard<std::mutex> guard{sync_mtx};
+                             sync = s;
+                             return caf::actor_cast<caf::strong_actor_ptr>(s);
+                           }});
+    opts->extra.push_back({"retention", [this](caf::actor_system& sys) {
+                             auto r = actors::spawn_retention(sys, retention_opts, *registry,
+                                                              retention_info, clock);
+                             std::lock_guard<std::mutex> guard{sync_mtx};
+                             retention = r;
+                             return caf::actor_cast<caf::strong_actor_ptr>(r);
+                           }});
     opts->on_escalate = [this](std::string why) {
       log_error(why);
       request_stop(1);
@@ -263,17 +270,22 @@ struct node::impl {
     sync_opts = std::move(opts);
   }
 
-  /// The retention actor: detached, its own PostgreSQL connection, daily at retention.at.
-  void spawn_retention() {
+  /// The retention actor's options: detached, its own PostgreSQL connection, daily at
+  /// retention.at; the supervisor (re)spawns it.
+  void make_retention() {
     retention_opts =
         std::make_shared<actors::retention_options>(actors::make_retention_options(cfg));
     retention_opts->db = postgres_options(cfg);
     retention_opts->log = log_line;
-    retention = actors::spawn_retention(system, retention_opts, *registry, retention_info, clock);
   }
 
   void request_retention(bool dry_run, api::answer_fn answer) {
-    system.spawn([r = retention, dry_run, answer](caf::event_based_actor* self) {
+    messages::retention_actor target;
+    {
+      std::lock_guard<std::mutex> guard{sync_mtx};
+      target = retention;
+    }
+    system.spawn([r = target, dry_run, answer](caf::event_based_actor* self) {
       self->request(r, caf::infinite, messages::retention_run_atom::value, dry_run)
           .then(
               [answer](messages::retention_report& rep) {
@@ -481,8 +493,8 @@ std::uint16_t node::start() {
   d.gate = std::make_shared<api::shard_gate>(static_cast<std::size_t>(d.cfg.sessions.shards),
                                              d.cfg.sessions.max_in_flight);
   d.make_sync();
+  d.make_retention();
   d.spawn_supervisor();
-  d.spawn_retention();
   d.http = std::make_unique<http::server>(d.io, http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
   d.work =
@@ -511,8 +523,7 @@ void node::stop() {
       std::chrono::steady_clock::now() + std::chrono::milliseconds(d.cfg.http.drain_timeout_ms);
   while (d.http->in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  d.retention_opts->stop->store(true);
-  caf::anon_send_exit(d.retention, caf::exit_reason::user_shutdown);
+  d.retention_opts->stop->store(true); // a run in progress ends after its current batch
   d.final_sync();
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
   boost::asio::post(d.io, [&d] { d.sample_timer->cancel(); });
