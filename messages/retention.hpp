@@ -4,6 +4,7 @@
 #pragma once
 
 #include "adapters/postgres/retention.hpp"
+#include "messages/published.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
@@ -11,7 +12,6 @@
 #include <caf/typed_actor.hpp>
 
 #include <cstdint>
-#include <mutex>
 #include <optional>
 
 namespace sessiond::messages {
@@ -21,31 +21,18 @@ using retention_tick_atom = caf::atom_constant<caf::atom("rettick")>;
 
 using retention_report = postgres::retention_report;
 
-/// What /v1/status reads about retention; written by the retention actor only. Thread-safe:
-/// a copy is taken under the mutex (the actor is blocked while it runs, so it cannot be asked).
-class retention_info {
-public:
-  struct snapshot {
-    bool enabled = false;
-    bool running = false;                 ///< a run is in progress on this node
-    std::int64_t next_run_ms = 0;         ///< wall time of the next scheduled run; 0 = none
-    std::int64_t last_success_ms = 0;     ///< finished_ms of the last run that ran; 0 = never
-    std::optional<retention_report> last; ///< this node's last run, skipped ones included
-  };
-  snapshot get() const {
-    std::lock_guard<std::mutex> guard{mtx_};
-    return s_;
-  }
-  template <class F>
-  void update(F&& f) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    f(s_);
-  }
-
-private:
-  mutable std::mutex mtx_;
-  snapshot s_;
+/// What /v1/status reads about retention (retention_info::snapshot).
+struct retention_snapshot {
+  bool enabled = false;
+  bool running = false;                 ///< a run is in progress on this node
+  std::int64_t next_run_ms = 0;         ///< wall time of the next scheduled run; 0 = none
+  std::int64_t last_success_ms = 0;     ///< finished_ms of the last run that ran; 0 = never
+  std::optional<retention_report> last; ///< this node's last run, skipped ones included
 };
+
+/// Written by the retention actor only; read by the node without asking the actor (which is
+/// blocked while it runs).
+using retention_info = published<retention_snapshot>;
 
 using retention_actor = caf::typed_actor<
     // Run retention now and answer with its report when it finished. `true` asks for a dry run

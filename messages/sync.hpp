@@ -2,13 +2,14 @@
 // batches, every sync.interval_ms, when the backlog passes sync.max_dirty, and on request.
 #pragma once
 
+#include "messages/published.hpp"
+
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 namespace sessiond::messages {
@@ -27,37 +28,24 @@ struct sync_report {
   std::string error; ///< when !ok
 };
 
-/// What /v1/status, /readyz and /metrics read about syncing; written by the sync actor only.
-/// Thread-safe: a copy is taken under the mutex.
-class sync_status {
-public:
-  struct snapshot {
-    std::int64_t backlog = -1;         ///< dirty sessions in Redis; -1 unknown
-    std::int64_t last_success_ms = 0;  ///< wall time of the last successful run; 0 never
-    std::int64_t last_duration_ms = 0; ///< of the last run, successful or not
-    std::uint64_t runs = 0;            ///< runs finished (successful or not)
-    std::uint64_t failures = 0;        ///< runs that failed
-    std::uint64_t rows_written = 0;    ///< rows written to PostgreSQL, all runs
-    std::uint64_t repaired = 0;        ///< sessions repaired, all runs
-    std::int64_t next_attempt_ms = 0;  ///< wall time of the next allowed attempt after a failure
-    bool postgres_up = false;          ///< the last PostgreSQL contact succeeded
-    std::string circuit = "closed";    ///< closed | open | half-open
-    std::string last_error;            ///< of the last failed run
-  };
-  snapshot get() const {
-    std::lock_guard<std::mutex> guard{mtx_};
-    return s_;
-  }
-  template <class F>
-  void update(F&& f) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    f(s_);
-  }
-
-private:
-  mutable std::mutex mtx_;
-  snapshot s_;
+/// What /v1/status, /readyz and /metrics read about syncing (sync_status::snapshot).
+struct sync_snapshot {
+  std::int64_t backlog = -1;         ///< dirty sessions in Redis; -1 unknown
+  std::int64_t last_success_ms = 0;  ///< wall time of the last successful run; 0 never
+  std::int64_t last_duration_ms = 0; ///< of the last run, successful or not
+  std::uint64_t runs = 0;            ///< runs finished (successful or not)
+  std::uint64_t failures = 0;        ///< runs that failed
+  std::uint64_t rows_written = 0;    ///< rows written to PostgreSQL, all runs
+  std::uint64_t repaired = 0;        ///< sessions repaired, all runs
+  std::int64_t next_attempt_ms = 0;  ///< wall time of the next allowed attempt after a failure
+  bool postgres_up = false;          ///< the last PostgreSQL contact succeeded
+  std::string circuit = "closed";    ///< closed | open | half-open
+  std::string last_error;            ///< of the last failed run
 };
+
+/// Written by the sync actor only; read by the node without asking the actor (which is blocked
+/// while it runs).
+using sync_status = published<sync_snapshot>;
 
 using sync_actor = caf::typed_actor<
     // Run a complete sync now (whatever the circuit says) and answer when it finished.

@@ -2,10 +2,12 @@
 // in-process sessiond node on a free port, and a private redis-server the test can stop.
 #pragma once
 
+#include "adapters/redis/client.hpp"
 #include "app/node.hpp"
 #include "config/config.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
@@ -20,6 +22,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <future>
 #include <map>
 #include <random>
 #include <string>
@@ -191,6 +194,53 @@ private:
 
   std::uint16_t port_;
   pid_t pid_ = -1;
+};
+
+/// A Redis client of the test's own, to look at keys and change them behind the node's back.
+/// Each call blocks until Redis answered.
+class redis_probe {
+public:
+  explicit redis_probe(const std::string& url) {
+    redis::client_options o;
+    std::string err;
+    if (!redis::parse_url(url, o, err))
+      FAIL("redis_probe: " + err);
+    client_ = std::make_unique<redis::client>(io_, o);
+    client_->start();
+    thread_ = std::thread([this] { io_.run(); });
+    for (int i = 0; i < 500 && !client_->connected(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!client_->connected())
+      FAIL("redis_probe: cannot connect to " + url);
+  }
+  ~redis_probe() {
+    client_->stop();
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  redis::reply command(std::vector<std::string> args) {
+    std::promise<redis::reply> p;
+    client_->command(0, std::move(args),
+                     [&](redis::errc, redis::reply&& r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+  redis::reply eval(const redis::script& s, std::vector<std::string> keys,
+                    std::vector<std::string> args) {
+    std::promise<redis::reply> p;
+    client_->eval(0, s, std::move(keys), std::move(args),
+                  [&](redis::errc, redis::reply&& r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+
+private:
+  boost::asio::io_context io_;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_ =
+      std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+          io_.get_executor());
+  std::unique_ptr<redis::client> client_;
+  std::thread thread_;
 };
 
 /// Polls `f` every 20 ms until it is true or `limit` passes.

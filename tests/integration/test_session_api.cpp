@@ -256,23 +256,11 @@ TEST_CASE("the per-user index keeps no ids of revoked or expired sessions, and e
   auto port = node.start();
   REQUIRE(test::eventually([&] { return node.stats().redis_up; }));
   client c(port);
-  redis::client_options ro;
-  std::string err;
-  REQUIRE(redis::parse_url(cfg.redis.url, ro, err));
-  boost::asio::io_context io;
-  redis::client rc(io, ro);
-  rc.start();
-  std::thread t([&] { io.run_for(std::chrono::seconds(5)); });
-  REQUIRE(test::eventually([&] { return rc.connected(); }));
-  auto command = [&](std::vector<std::string> args) {
-    std::promise<redis::reply> p;
-    rc.command(0, std::move(args), [&](redis::errc, redis::reply&& r) { p.set_value(r); });
-    return p.get_future().get();
-  };
+  test::redis_probe rc(cfg.redis.url);
   auto index = cfg.redis.key_prefix + "u:trim";
   auto members = [&] {
     std::vector<std::string> out;
-    for (auto& e : command({"ZRANGE", index, "0", "-1"}).elements)
+    for (auto& e : rc.command({"ZRANGE", index, "0", "-1"}).elements)
       out.push_back(e.str);
     std::sort(out.begin(), out.end());
     return out;
@@ -288,9 +276,7 @@ TEST_CASE("the per-user index keeps no ids of revoked or expired sessions, and e
   CHECK(members() == std::vector<std::string>{"kept"});
   // The index itself expires with the user's last session, so a user who never comes back
   // leaves nothing behind.
-  auto pttl = command({"PTTL", index}).integer;
+  auto pttl = rc.command({"PTTL", index}).integer;
   CHECK(pttl > 0);
   CHECK(pttl <= 61500);
-  rc.stop();
-  t.join();
 }

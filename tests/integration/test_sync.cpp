@@ -260,20 +260,8 @@ TEST_CASE("a session Redis lost and that was written again moves past PostgreSQL
   admin_sync(c);
   REQUIRE(one(cfg, "select version from user_session where session_id = 'lost'") == "5");
   // Redis loses the key (flushed, failed over without it), then the client saves again.
-  redis::client_options ro;
-  std::string err;
-  REQUIRE(redis::parse_url(cfg.redis.url, ro, err));
-  boost::asio::io_context io;
-  redis::client rc(io, ro);
-  rc.start();
-  std::thread t([&] { io.run_for(std::chrono::seconds(2)); });
-  REQUIRE(test::eventually([&] { return rc.connected(); }));
-  std::promise<void> deleted;
-  rc.command(0, {"DEL", cfg.redis.key_prefix + "s:lost"},
-             [&](redis::errc, redis::reply&&) { deleted.set_value(); });
-  deleted.get_future().wait();
-  rc.stop();
-  t.join();
+  test::redis_probe rc(cfg.redis.url);
+  rc.command({"DEL", cfg.redis.key_prefix + "s:lost"});
   auto again = c.put("/v1/sessions/lost", body("u", R"({"after":"loss"})"));
   REQUIRE(again.status == 201);
   CHECK(again.header("ETag") == "\"1\"");
@@ -387,32 +375,18 @@ TEST_CASE("Redis flushed: sessions are served from PostgreSQL and cached in Redi
   REQUIRE(c.del("/v1/sessions/rt3").status == 204);
   admin_sync(c);
   // Redis loses everything under the prefix.
-  redis::client_options ro;
-  std::string err;
-  REQUIRE(redis::parse_url(cfg.redis.url, ro, err));
-  boost::asio::io_context io;
-  redis::client rc(io, ro);
-  rc.start();
-  std::thread t([&] { io.run_for(std::chrono::seconds(3)); });
-  REQUIRE(test::eventually([&] { return rc.connected(); }));
-  auto command = [&](std::vector<std::string> args) {
-    std::promise<redis::reply> p;
-    rc.command(0, std::move(args), [&](redis::errc, redis::reply&& r) { p.set_value(r); });
-    return p.get_future().get();
-  };
+  test::redis_probe rc(cfg.redis.url);
   for (auto id : {"rt1", "rt2", "rt3"})
-    command({"DEL", cfg.redis.key_prefix + "s:" + id});
+    rc.command({"DEL", cfg.redis.key_prefix + "s:" + id});
   auto got = c.get("/v1/sessions/rt1");
   REQUIRE(got.status == 200);
   CHECK(json::parse(got.body)["data"] == json::parse(R"({"cart":[1,2]})"));
   CHECK(got.header("ETag") == "\"1\"");
-  CHECK(command({"EXISTS", cfg.redis.key_prefix + "s:rt1"}).integer == 1); // cached again
+  CHECK(rc.command({"EXISTS", cfg.redis.key_prefix + "s:rt1"}).integer == 1); // cached again
   CHECK(c.patch("/v1/sessions/rt2", R"({"x":1})").status == 200);
   CHECK(c.get("/v1/sessions/rt3").status == 404); // revoked stays revoked
   CHECK(c.put("/v1/sessions/rt3", body("ru", "{}")).status == 410);
   CHECK(c.get("/v1/sessions/never-existed").status == 404);
-  rc.stop();
-  t.join();
 }
 
 TEST_CASE("sessiond migrate applies the schema once and reports it up to date after") {
@@ -447,42 +421,26 @@ TEST_CASE("a save landing between a sync's read and its ack keeps its mark and i
   running_node n(cfg);
   client c(n.port);
   REQUIRE(c.put("/v1/sessions/race", body("u", R"({"n":1})")).status == 201);
-  redis::client_options ro;
-  std::string err;
-  REQUIRE(redis::parse_url(cfg.redis.url, ro, err));
-  boost::asio::io_context io;
-  redis::client rc(io, ro);
-  rc.start();
-  std::thread t([&] { io.run_for(std::chrono::seconds(3)); });
-  REQUIRE(test::eventually([&] { return rc.connected(); }));
+  test::redis_probe rc(cfg.redis.url);
   actors::redis_scripts scripts;
-  auto eval = [&](const redis::script& s, std::vector<std::string> keys,
-                  std::vector<std::string> args) {
-    std::promise<redis::reply> p;
-    rc.eval(0, s, std::move(keys), std::move(args),
-            [&](redis::errc, redis::reply&& r) { p.set_value(r); });
-    return p.get_future().get();
-  };
   auto set =
       std::to_string(model::shard_for("race", static_cast<std::size_t>(cfg.sessions.shards)));
   auto dirty = cfg.redis.key_prefix + "dirty:" + set;
   auto read =
-      actors::parse_dirty(eval(scripts.sync_read, {dirty}, {cfg.redis.key_prefix + "s:", "10"}),
+      actors::parse_dirty(rc.eval(scripts.sync_read, {dirty}, {cfg.redis.key_prefix + "s:", "10"}),
                           model::system_clock().now_ms());
   REQUIRE(read.size() == 1);
   CHECK(read[0].version == "1");
   REQUIRE(c.put("/v1/sessions/race", body("u", R"({"n":2})")).status == 200); // lands meanwhile
   auto cleared =
-      eval(scripts.sync_ack, {dirty},
-           {cfg.redis.key_prefix + "s:", read[0].id, read[0].version, read[0].last_activity});
+      rc.eval(scripts.sync_ack, {dirty},
+              {cfg.redis.key_prefix + "s:", read[0].id, read[0].version, read[0].last_activity});
   CHECK(cleared.integer == 0); // version 2 is not what was read: the mark stays
   auto report = admin_sync(c);
   CHECK(report["synced"] == 1);
   CHECK(one(cfg, "select version from user_session where session_id = 'race'") == "2");
   CHECK(one(cfg, "select data->>'n' from user_session where session_id = 'race'") == "2");
   CHECK(admin_sync(c)["synced"] == 0);
-  rc.stop();
-  t.join();
 }
 
 TEST_CASE("a sync actor that is killed is restarted by the supervisor and syncs again") {
