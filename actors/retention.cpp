@@ -3,6 +3,7 @@
 // retention_info and in one log line. Runs on request too. No handler lets an exception out.
 #include "actors/retention.hpp"
 
+#include "adapters/metrics/helpers.hpp"
 #include "adapters/metrics/registry.hpp"
 
 #include <caf/actor_system.hpp>
@@ -39,14 +40,8 @@ retention_options make_retention_options(const config::config& cfg) {
 
 namespace {
 
-metrics::Counter& counter(metrics::Registry& reg, const char* name, const char* help,
-                          const metrics::Labels& labels = {}) {
-  return metrics::BuildCounter().Name(name).Help(help).Register(reg).Add(labels);
-}
-
-metrics::Gauge& gauge(metrics::Registry& reg, const char* name, const char* help) {
-  return metrics::BuildGauge().Name(name).Help(help).Register(reg).Add({});
-}
+using metrics::add_counter;
+using metrics::add_gauge;
 
 constexpr const char* runs_name = "sessiond_retention_runs_total";
 constexpr const char* runs_help =
@@ -56,22 +51,22 @@ constexpr const char* runs_help =
 } // namespace
 
 retention_metrics::retention_metrics(metrics::Registry& reg)
-    : runs_success(counter(reg, runs_name, runs_help, {{"outcome", "success"}})),
-      runs_failure(counter(reg, runs_name, runs_help, {{"outcome", "failure"}})),
-      runs_skipped(counter(reg, runs_name, runs_help, {{"outcome", "skipped"}})),
-      rows_deleted(counter(reg, "sessiond_retention_rows_deleted_total",
-                           "user_session rows deleted by retention runs of this node.")),
-      last_success_timestamp(gauge(reg, "sessiond_retention_last_success_timestamp_seconds",
-                                   "Unix time the last successful retention run of this node "
-                                   "finished (dry runs included); 0 before the first.")),
-      last_duration(gauge(reg, "sessiond_retention_last_duration_seconds",
-                          "Duration of the last retention run of this node that was not "
-                          "skipped.")),
-      failures(counter(reg, "sessiond_retention_failures_total",
-                       "Retention runs of this node that stopped on an error or at shutdown.")),
-      last_run_rows(gauge(reg, "sessiond_retention_last_run_rows",
-                          "Rows the last retention run of this node deleted (a dry run: would "
-                          "have deleted).")) {}
+    : runs_success(add_counter(reg, runs_name, runs_help, {{"outcome", "success"}})),
+      runs_failure(add_counter(reg, runs_name, runs_help, {{"outcome", "failure"}})),
+      runs_skipped(add_counter(reg, runs_name, runs_help, {{"outcome", "skipped"}})),
+      rows_deleted(add_counter(reg, "sessiond_retention_rows_deleted_total",
+                               "user_session rows deleted by retention runs of this node.")),
+      last_success_timestamp(add_gauge(reg, "sessiond_retention_last_success_timestamp_seconds",
+                                       "Unix time the last successful retention run of this node "
+                                       "finished (dry runs included); 0 before the first.")),
+      last_duration(add_gauge(reg, "sessiond_retention_last_duration_seconds",
+                              "Duration of the last retention run of this node that was not "
+                              "skipped.")),
+      failures(add_counter(reg, "sessiond_retention_failures_total",
+                           "Retention runs of this node that stopped on an error or at shutdown.")),
+      last_run_rows(add_gauge(reg, "sessiond_retention_last_run_rows",
+                              "Rows the last retention run of this node deleted (a dry run: would "
+                              "have deleted).")) {}
 
 void retention_metrics::record(const retention_report& r) {
   switch (r.status) {

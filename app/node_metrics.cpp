@@ -1,6 +1,7 @@
 // Node-level metrics (see node_metrics.hpp).
 #include "app/node_metrics.hpp"
 
+#include "adapters/metrics/helpers.hpp"
 #include "adapters/metrics/metric.hpp"
 
 #include <string>
@@ -9,26 +10,18 @@ namespace sessiond::app {
 
 namespace {
 
-metrics::Counter* counter(metrics::Registry& r, const char* name, const char* help) {
-  return &metrics::BuildCounter().Name(name).Help(help).Register(r).Add({});
-}
+using metrics::add_gauge;
 
-metrics::Gauge& gauge(metrics::Registry& r, const char* name, const char* help) {
-  return metrics::BuildGauge().Name(name).Help(help).Register(r).Add({});
+metrics::Counter* counter(metrics::Registry& r, const char* name, const char* help) {
+  return &metrics::add_counter(r, name, help);
 }
 
 } // namespace
 
-void node_metrics::follower::advance(std::uint64_t now) {
-  if (now > last)
-    counter->Increment(static_cast<double>(now - last));
-  last = now;
-}
-
 node_metrics::node_metrics(metrics::Registry& r, std::size_t shards, const std::string& mode)
     : process_(r),
-      redis_up_(gauge(r, "sessiond_redis_up", "1 when at least one Redis connection is up.")),
-      redis_connections_(gauge(r, "sessiond_redis_connections", "Redis connections up.")),
+      redis_up_(add_gauge(r, "sessiond_redis_up", "1 when at least one Redis connection is up.")),
+      redis_connections_(add_gauge(r, "sessiond_redis_connections", "Redis connections up.")),
       redis_commands_{counter(r, "sessiond_redis_commands_total", "Redis commands sent.")},
       redis_errors_{counter(r, "sessiond_redis_command_errors_total",
                             "Redis commands failed by the transport (down, timeout, protocol).")},
@@ -42,15 +35,16 @@ node_metrics::node_metrics(metrics::Registry& r, std::size_t shards, const std::
       cas_retries_{counter(r, "sessiond_session_cas_retries_total",
                            "PATCHes merged again because another node wrote first.")},
       touches_{counter(r, "sessiond_session_touches_total", "Idle-TTL slides sent by reads.")},
-      sync_backlog_(gauge(r, "sessiond_sync_backlog",
-                          "Sessions marked dirty in Redis, waiting for a sync (-1: unknown).")),
-      sync_last_success_(gauge(r, "sessiond_sync_last_success_timestamp_seconds",
-                               "Unix time of the last successful sync run (0: none yet).")),
-      sync_circuit_open_(gauge(r, "sessiond_sync_circuit_open",
-                               "1 while the sync circuit breaker holds attempts back.")),
-      postgres_up_(gauge(r, "sessiond_postgres_up", "1 when the last PostgreSQL contact worked.")),
-      degraded_(gauge(r, "sessiond_degraded",
-                      "1 while sessions are served from PostgreSQL because Redis is down.")),
+      sync_backlog_(add_gauge(r, "sessiond_sync_backlog",
+                              "Sessions marked dirty in Redis, waiting for a sync (-1: unknown).")),
+      sync_last_success_(add_gauge(r, "sessiond_sync_last_success_timestamp_seconds",
+                                   "Unix time of the last successful sync run (0: none yet).")),
+      sync_circuit_open_(add_gauge(r, "sessiond_sync_circuit_open",
+                                   "1 while the sync circuit breaker holds attempts back.")),
+      postgres_up_(
+          add_gauge(r, "sessiond_postgres_up", "1 when the last PostgreSQL contact worked.")),
+      degraded_(add_gauge(r, "sessiond_degraded",
+                          "1 while sessions are served from PostgreSQL because Redis is down.")),
       sync_runs_{counter(r, "sessiond_sync_runs_total", "Sync runs finished.")},
       sync_failures_{counter(r, "sessiond_sync_failures_total", "Sync runs that failed.")},
       sync_rows_{counter(r, "sessiond_sync_rows_written_total",

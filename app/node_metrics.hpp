@@ -2,6 +2,7 @@
 // session actor counters, per-shard operations in flight, and the process metrics.
 #pragma once
 
+#include "adapters/metrics/helpers.hpp"
 #include "adapters/metrics/process_metrics.hpp"
 #include "adapters/metrics/registry.hpp"
 #include "adapters/redis/client.hpp"
@@ -36,12 +37,7 @@ public:
   void observe_sync(const messages::sync_report& r);
 
 private:
-  /// A counter that follows a cumulative value kept elsewhere.
-  struct follower {
-    metrics::Counter* counter;
-    std::uint64_t last = 0;
-    void advance(std::uint64_t now);
-  };
+  using follower = metrics::counter_follower;
 
   std::mutex mtx_; ///< one update at a time (followers advance by difference)
   metrics::process_metrics process_;

@@ -220,14 +220,6 @@ std::string eviction_warning(std::string_view policy) {
 
 namespace {
 
-Gauge& gauge(Registry& r, const char* name, const char* help) {
-  return BuildGauge().Name(name).Help(help).Register(r).Add({});
-}
-
-Counter& counter(Registry& r, const char* name, const char* help) {
-  return BuildCounter().Name(name).Help(help).Register(r).Add({});
-}
-
 /// Policy names as label values: Redis's spelling, or "invalid" for anything that is not a
 /// short lower-case word (the reply is untrusted; one series at a time exists anyway).
 std::string policy_label(const std::string& p) {
@@ -239,35 +231,28 @@ std::string policy_label(const std::string& p) {
 
 } // namespace
 
-void redis_info_metrics::follower::advance(std::uint64_t now, bool restarted, double scale) {
-  std::uint64_t delta = restarted || now < last ? now : now - last;
-  if (delta > 0)
-    counter->Increment(static_cast<double>(delta) * scale);
-  last = now;
-}
-
 redis_info_metrics::redis_info_metrics(Registry& r)
-    : used_(gauge(r, "sessiond_redis_memory_used_bytes",
-                  "Memory Redis has allocated for its data (INFO used_memory).")),
-      max_(gauge(r, "sessiond_redis_memory_max_bytes",
-                 "Redis maxmemory; 0 means no limit (INFO maxmemory).")),
-      ratio_(gauge(r, "sessiond_redis_memory_used_ratio",
-                   "used_memory / maxmemory; 0 when Redis has no limit.")),
-      connected_(gauge(r, "sessiond_redis_connected_clients", "Clients connected to Redis.")),
-      blocked_(gauge(r, "sessiond_redis_blocked_clients",
-                     "Redis clients blocked in a blocking command.")),
-      unsafe_(gauge(r, "sessiond_redis_eviction_unsafe",
-                    "1 when Redis's maxmemory-policy may evict keys without a TTL (dirty sets, "
-                    "queues): anything but noeviction or volatile-*.")),
-      ops_(gauge(r, "sessiond_redis_instantaneous_ops_per_second",
-                 "Commands per second Redis processed over its last ~1.6 s.")),
-      evicted_{&counter(r, "sessiond_redis_evicted_keys_total",
-                        "Keys Redis evicted because of maxmemory.")},
-      expired_{&counter(r, "sessiond_redis_expired_keys_total", "Keys Redis expired (TTL).")},
-      commands_{&counter(r, "sessiond_redis_commands_processed_total",
-                         "Commands Redis processed, from every client.")},
-      poll_errors_(counter(r, "sessiond_redis_info_poll_errors_total",
-                           "Polls of Redis INFO that failed or returned unparsable text.")),
+    : used_(add_gauge(r, "sessiond_redis_memory_used_bytes",
+                      "Memory Redis has allocated for its data (INFO used_memory).")),
+      max_(add_gauge(r, "sessiond_redis_memory_max_bytes",
+                     "Redis maxmemory; 0 means no limit (INFO maxmemory).")),
+      ratio_(add_gauge(r, "sessiond_redis_memory_used_ratio",
+                       "used_memory / maxmemory; 0 when Redis has no limit.")),
+      connected_(add_gauge(r, "sessiond_redis_connected_clients", "Clients connected to Redis.")),
+      blocked_(add_gauge(r, "sessiond_redis_blocked_clients",
+                         "Redis clients blocked in a blocking command.")),
+      unsafe_(add_gauge(r, "sessiond_redis_eviction_unsafe",
+                        "1 when Redis's maxmemory-policy may evict keys without a TTL (dirty sets, "
+                        "queues): anything but noeviction or volatile-*.")),
+      ops_(add_gauge(r, "sessiond_redis_instantaneous_ops_per_second",
+                     "Commands per second Redis processed over its last ~1.6 s.")),
+      evicted_{&add_counter(r, "sessiond_redis_evicted_keys_total",
+                            "Keys Redis evicted because of maxmemory.")},
+      expired_{&add_counter(r, "sessiond_redis_expired_keys_total", "Keys Redis expired (TTL).")},
+      commands_{&add_counter(r, "sessiond_redis_commands_processed_total",
+                             "Commands Redis processed, from every client.")},
+      poll_errors_(add_counter(r, "sessiond_redis_info_poll_errors_total",
+                               "Polls of Redis INFO that failed or returned unparsable text.")),
       keys_family_(BuildGauge()
                        .Name("sessiond_redis_keyspace_keys")
                        .Help("Keys per Redis database.")

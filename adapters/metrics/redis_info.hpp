@@ -2,6 +2,7 @@
 // `CONFIG GET maxmemory*`, classifies the eviction policy, and updates a registry. No I/O.
 #pragma once
 
+#include "adapters/metrics/helpers.hpp"
 #include "adapters/metrics/process_metrics.hpp" // errc
 #include "adapters/metrics/registry.hpp"
 
@@ -117,14 +118,7 @@ public:
   redis_info_snapshot latest() const;
 
 private:
-  /// A counter following a cumulative value Redis keeps.
-  struct follower {
-    Counter* counter = nullptr;
-    std::uint64_t last = 0;
-    /// Advances by now - last, or by now when Redis restarted or its value went down;
-    /// `scale` converts the unit (microseconds → seconds).
-    void advance(std::uint64_t now, bool restarted, double scale = 1.0);
-  };
+  using follower = counter_follower; ///< follows a cumulative value Redis keeps
   struct keyspace_gauges {
     Gauge* keys;
     Gauge* expires;
