@@ -5,11 +5,11 @@
 #include "actors/sync_engine.hpp"
 
 #include "adapters/postgres/migrate.hpp"
+#include "adapters/redis/blocking.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <future>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -62,23 +62,14 @@ void fill_row(dirty_entry& e, const std::vector<redis::reply>& f, std::int64_t n
   }
 }
 
-using reply_promise = std::promise<std::pair<redis::errc, redis::reply>>;
-
-/// Blocks the sync thread (never an I/O thread) until the reply arrives.
-redis::reply wait_reply(std::future<std::pair<redis::errc, redis::reply>>& f,
-                        std::chrono::milliseconds limit) {
-  if (f.wait_for(limit) != std::future_status::ready)
-    throw sync_error(false, "Redis: no reply in time");
-  try {
-    auto [e, r] = f.get();
-    if (e != redis::errc::ok)
-      throw sync_error(false, std::string("Redis: ") + redis::to_string(e));
-    if (r.is_error())
-      throw sync_error(false, "Redis: " + r.str);
-    return std::move(r);
-  } catch (const std::future_error&) {
-    throw sync_error(false, "Redis: client stopped");
-  }
+/// The reply of a blocking call, or sync_error (transport failure, no reply in time, or an
+/// error reply).
+redis::reply checked(redis::waited&& w) {
+  if (w.error != redis::errc::ok)
+    throw sync_error(false, std::string("Redis: ") + redis::to_string(w.error));
+  if (w.value.is_error())
+    throw sync_error(false, "Redis: " + w.value.str);
+  return std::move(w.value);
 }
 
 } // namespace
@@ -118,24 +109,16 @@ sync_engine::sync_engine(redis::client& redis, const redis_scripts& scripts,
 
 sync_engine::~sync_engine() = default;
 
+// Both block the sync thread (never an I/O thread) until the reply arrives.
 redis::reply sync_engine::call(std::vector<std::string> args) {
-  auto p = std::make_shared<reply_promise>();
-  auto f = p->get_future();
-  redis_.command(settings_.dirty_sets, std::move(args), [p](redis::errc e, redis::reply&& r) {
-    p->set_value({e, std::move(r)});
-  });
-  return wait_reply(f, settings_.redis_wait);
+  return checked(
+      redis::command_wait(redis_, settings_.dirty_sets, std::move(args), settings_.redis_wait));
 }
 
 redis::reply sync_engine::eval(const redis::script& s, std::vector<std::string> keys,
                                std::vector<std::string> args) {
-  auto p = std::make_shared<reply_promise>();
-  auto f = p->get_future();
-  redis_.eval(settings_.dirty_sets, s, std::move(keys), std::move(args),
-              [p](redis::errc e, redis::reply&& r) {
-                p->set_value({e, std::move(r)});
-              });
-  return wait_reply(f, settings_.redis_wait);
+  return checked(redis::eval_wait(redis_, settings_.dirty_sets, s, std::move(keys), std::move(args),
+                                  settings_.redis_wait));
 }
 
 postgres::client& sync_engine::pg(std::size_t worker) {

@@ -124,14 +124,6 @@ public:
   }
   redis::client& client() { return *client_; }
 
-  redis::reply eval(const redis::script& s, std::vector<std::string> keys,
-                    std::vector<std::string> args) {
-    std::promise<redis::reply> p;
-    client_->eval(0, s, std::move(keys), std::move(args),
-                  [&](redis::errc, redis::reply&& r) { p.set_value(std::move(r)); });
-    return p.get_future().get();
-  }
-
   /// Sends every command, at most 512 unanswered at a time; waits for all.
   void pipeline(std::vector<std::vector<std::string>> cmds) {
     std::atomic<std::size_t> open{0};

@@ -2,9 +2,11 @@
 // in-process sessiond node on a free port, and a private redis-server the test can stop.
 #pragma once
 
+#include "adapters/redis/blocking.hpp"
 #include "adapters/redis/client.hpp"
 #include "app/node.hpp"
 #include "config/config.hpp"
+#include "io_threads.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -22,11 +24,11 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
-#include <future>
 #include <map>
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace sessiond::test {
 
@@ -197,7 +199,7 @@ private:
 };
 
 /// A Redis client of the test's own, to look at keys and change them behind the node's back.
-/// Each call blocks until Redis answered.
+/// Each call blocks until Redis answered (at most 10 s: then the reply is empty).
 class redis_probe {
 public:
   explicit redis_probe(const std::string& url) {
@@ -205,42 +207,28 @@ public:
     std::string err;
     if (!redis::parse_url(url, o, err))
       FAIL("redis_probe: " + err);
-    client_ = std::make_unique<redis::client>(io_, o);
+    client_ = std::make_unique<redis::client>(threads_.io, o);
     client_->start();
-    thread_ = std::thread([this] { io_.run(); });
     for (int i = 0; i < 500 && !client_->connected(); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (!client_->connected())
       FAIL("redis_probe: cannot connect to " + url);
   }
-  ~redis_probe() {
-    client_->stop();
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
+  ~redis_probe() { client_->stop(); }
 
   redis::reply command(std::vector<std::string> args) {
-    std::promise<redis::reply> p;
-    client_->command(0, std::move(args),
-                     [&](redis::errc, redis::reply&& r) { p.set_value(std::move(r)); });
-    return p.get_future().get();
+    return redis::command_wait(*client_, 0, std::move(args), std::chrono::seconds(10)).value;
   }
   redis::reply eval(const redis::script& s, std::vector<std::string> keys,
                     std::vector<std::string> args) {
-    std::promise<redis::reply> p;
-    client_->eval(0, s, std::move(keys), std::move(args),
-                  [&](redis::errc, redis::reply&& r) { p.set_value(std::move(r)); });
-    return p.get_future().get();
+    return redis::eval_wait(*client_, 0, s, std::move(keys), std::move(args),
+                            std::chrono::seconds(10))
+        .value;
   }
 
 private:
-  boost::asio::io_context io_;
-  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_ =
-      std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-          io_.get_executor());
+  io_threads threads_; ///< declared first: outlives the client
   std::unique_ptr<redis::client> client_;
-  std::thread thread_;
 };
 
 /// Polls `f` every 20 ms until it is true or `limit` passes.

@@ -1,6 +1,7 @@
 // Integration tests of the Redis client against the Redis at REDIS_URL, and against a private
 // redis-server (REDIS_SERVER_BIN) that the resilience test starts and kills itself.
 #include "adapters/redis/client.hpp"
+#include "io_threads.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -30,22 +31,7 @@ namespace asio = boost::asio;
 
 namespace {
 
-/// An io_context run by two threads for the life of a test; clients die before it.
-struct io_threads {
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
-  std::vector<std::thread> threads;
-  io_threads() {
-    for (int i = 0; i < 2; ++i)
-      threads.emplace_back([this] { io.run(); });
-  }
-  ~io_threads() {
-    guard.reset();
-    io.stop();
-    for (auto& t : threads)
-      t.join();
-  }
-};
+using sessiond::test::io_threads;
 
 client_options env_options() {
   const char* url = std::getenv("REDIS_URL");

@@ -2,6 +2,7 @@
 // with a small maxmemory, read back through the /metrics text of the registry.
 #include "adapters/metrics/redis_info.hpp"
 #include "adapters/metrics/text_serializer.hpp"
+#include "adapters/redis/blocking.hpp"
 #include "adapters/redis/client.hpp"
 #include "app/redis_poller.hpp"
 #include "support.hpp"
@@ -21,32 +22,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// An io_context run by two threads for the life of a test; clients die before it.
-struct io_threads {
-  boost::asio::io_context io;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{io.get_executor()};
-  std::vector<std::thread> threads;
-  io_threads() {
-    for (int i = 0; i < 2; ++i)
-      threads.emplace_back([this] { io.run(); });
-  }
-  ~io_threads() {
-    guard.reset();
-    io.stop();
-    for (auto& t : threads)
-      t.join();
-  }
-};
+using test::io_threads;
 
 redis::reply call(redis::client& c, std::vector<std::string> args) {
-  std::promise<redis::reply> p;
-  auto f = p.get_future();
-  c.command(0, std::move(args), [&p](redis::errc e, redis::reply&& r) {
-    if (e != redis::errc::ok)
-      r.str = std::string("transport: ") + redis::to_string(e);
-    p.set_value(std::move(r));
-  });
-  return f.get();
+  auto w = redis::command_wait(c, 0, std::move(args), std::chrono::seconds(10));
+  if (w.error != redis::errc::ok)
+    w.value.str = std::string("transport: ") + redis::to_string(w.error);
+  return std::move(w.value);
 }
 
 /// The value of the sample `name` (with its labels, if any) in an exposition.
