@@ -20,6 +20,12 @@ void log(const sync_state& st, const char* level, const std::string& line) {
     st.opts->log(level, line);
 }
 
+/// Records a failed attempt in the circuit breaker; returns when the next one may start.
+std::int64_t retry_after_failure(sync_state& st, std::int64_t now) {
+  std::uniform_real_distribution<double> unit{0.0, 1.0};
+  return st.circuit.on_failure(now, unit(st.random));
+}
+
 sync_report run_once(self_ptr self) {
   auto& st = self->state;
   auto started = std::chrono::steady_clock::now();
@@ -47,8 +53,7 @@ sync_report run_once(self_ptr self) {
     st.circuit.on_success();
     st.next_run_ms = now + st.opts->interval.count();
   } else {
-    std::uniform_real_distribution<double> unit{0.0, 1.0};
-    st.next_run_ms = st.circuit.on_failure(now, unit(st.random));
+    st.next_run_ms = retry_after_failure(st, now);
   }
   auto is = st.circuit.current();
   if (st.opts->on_run)
@@ -102,8 +107,7 @@ void probe_postgres(self_ptr self, std::int64_t now) {
     st.engine->ping_postgres();
     st.status->update([](messages::sync_status::snapshot& s) { s.postgres_up = true; });
   } catch (const std::exception& e) {
-    std::uniform_real_distribution<double> unit{0.0, 1.0};
-    auto retry = st.circuit.on_failure(now, unit(st.random));
+    auto retry = retry_after_failure(st, now);
     st.status->update([&](messages::sync_status::snapshot& s) {
       s.last_error = e.what();
       s.next_attempt_ms = retry;

@@ -280,44 +280,51 @@ struct node::impl {
   }
 
   void request_retention(bool dry_run, api::answer_fn answer) {
-    messages::retention_actor target;
-    {
-      std::lock_guard<std::mutex> guard{sync_mtx};
-      target = retention;
-    }
-    system.spawn([r = target, dry_run, answer](caf::event_based_actor* self) {
-      self->request(r, caf::infinite, messages::retention_run_atom::value, dry_run)
-          .then(
-              [answer](messages::retention_report& rep) {
-                if (rep.status == postgres::retention_status::failed)
-                  answer(503, "retention failed: " + rep.error);
-                else
-                  answer(200, actors::retention_report_json(rep));
-              },
-              [answer](caf::error& e) {
-                answer(503, "retention did not answer: " + caf::to_string(e));
-              });
+    ask(
+        locked(retention), caf::infinite,
+        [answer](messages::retention_report& rep) {
+          if (rep.status == postgres::retention_status::failed)
+            answer(503, "retention failed: " + rep.error);
+          else
+            answer(200, actors::retention_report_json(rep));
+        },
+        [answer](const std::string& why) { answer(503, "retention did not answer: " + why); },
+        messages::retention_run_atom::value, dry_run);
+  }
+
+  /// Sends `args` to `to` from a one-shot actor (the callers are HTTP and stop threads, not
+  /// actors) and calls `on_reply` with the answer, or `on_error` with why there is none.
+  template <class Handle, class Timeout, class OnReply, class... Ts>
+  void ask(Handle to, Timeout timeout, OnReply on_reply,
+           std::function<void(const std::string&)> on_error, Ts... args) {
+    system.spawn([=](caf::event_based_actor* self) {
+      self->request(to, timeout, args...).then(on_reply, [on_error](caf::error& e) {
+        on_error(caf::to_string(e));
+      });
     });
   }
 
-  messages::sync_actor sync_handle() {
+  /// A copy of the current handle of a supervised actor (the supervisor replaces it).
+  template <class Handle>
+  Handle locked(const Handle& h) {
     std::lock_guard<std::mutex> guard{sync_mtx};
-    return sync;
+    return h;
   }
+
+  messages::sync_actor sync_handle() { return locked(sync); }
 
   /// Runs a sync now and calls `done` with its report (from a CAF thread).
   void request_sync(std::function<void(messages::sync_report)> done) {
     auto timeout = std::chrono::milliseconds(cfg.postgres.statement_timeout_ms * 4 +
                                              cfg.postgres.connect_timeout_ms);
-    system.spawn([s = sync_handle(), done, timeout](caf::event_based_actor* self) {
-      self->request(s, timeout, messages::sync_now_atom::value)
-          .then([done](messages::sync_report& r) { done(std::move(r)); },
-                [done](caf::error& e) {
-                  messages::sync_report r;
-                  r.error = "sync did not answer: " + caf::to_string(e);
-                  done(std::move(r));
-                });
-    });
+    ask(
+        sync_handle(), timeout, [done](messages::sync_report& r) { done(std::move(r)); },
+        [done](const std::string& why) {
+          messages::sync_report r;
+          r.error = "sync did not answer: " + why;
+          done(std::move(r));
+        },
+        messages::sync_now_atom::value);
   }
 
   /// Samples op_stats once a second, keeping ~10 s for the /v1/status window.
