@@ -111,7 +111,7 @@ nlohmann::json or_null(bool present, nlohmann::json value) {
 
 } // namespace
 
-std::string retention_report_json(const retention_report& r) {
+nlohmann::json retention_report_json(const retention_report& r) {
   nlohmann::json j = {
       {"status", postgres::to_string(r.status)},
       {"dry_run", r.dry_run},
@@ -130,7 +130,7 @@ std::string retention_report_json(const retention_report& r) {
       {"error", or_null(!r.error.empty(), r.error)},
       {"audit_id", or_null(r.audit_id != 0, r.audit_id)},
   };
-  return j.dump();
+  return j;
 }
 
 std::string retention_log_line(const retention_report& r) {

@@ -9,6 +9,7 @@
 #include "model/ttl.hpp"
 
 #include <caf/fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -86,8 +87,9 @@ messages::retention_actor spawn_retention(caf::actor_system& sys,
                                           std::shared_ptr<messages::retention_info> info,
                                           const model::clock& clock = model::system_clock());
 
-/// The report as the JSON body of POST /v1/admin/retention (docs/retention.md).
-std::string retention_report_json(const messages::retention_report& r);
+/// The report as JSON: the body of POST /v1/admin/retention and /v1/status's last_run
+/// (docs/retention.md).
+nlohmann::json retention_report_json(const messages::retention_report& r);
 
 /// The one log line of a run, e.g. "retention: ran, deleted 5000 rows in 2 batches …".
 std::string retention_log_line(const messages::retention_report& r);

@@ -286,7 +286,7 @@ struct node::impl {
           if (rep.status == postgres::retention_status::failed)
             answer(503, "retention failed: " + rep.error);
           else
-            answer(200, actors::retention_report_json(rep));
+            answer(200, actors::retention_report_json(rep).dump());
         },
         [answer](const std::string& why) { answer(503, "retention did not answer: " + why); },
         messages::retention_run_atom::value, dry_run);
@@ -396,8 +396,7 @@ struct node::impl {
         {"last_success_age_s", ret.last_success_ms
                                    ? nlohmann::json((now - ret.last_success_ms) / 1000.0)
                                    : nlohmann::json()},
-        {"last_run", ret.last ? nlohmann::json::parse(actors::retention_report_json(*ret.last))
-                              : nlohmann::json()}};
+        {"last_run", ret.last ? actors::retention_report_json(*ret.last) : nlohmann::json()}};
     return j.dump();
   }
 

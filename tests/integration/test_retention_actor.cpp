@@ -154,7 +154,7 @@ TEST_CASE("a requested run answers its report, counts it in the metrics and logs
   CHECK_FALSE(snap.running);
   CHECK(snap.last_success_ms == r.finished_ms);
 
-  auto j = nlohmann::json::parse(actors::retention_report_json(r));
+  auto j = actors::retention_report_json(r);
   CHECK(j["status"] == "ran");
   CHECK(j["dry_run"] == false);
   CHECK(j["rows_deleted"] == 2500);
@@ -278,7 +278,7 @@ TEST_CASE("with retention.enabled false nothing is scheduled, a deleting run ans
   CHECK(dry.status == retention_status::ran);
   CHECK(dry.rows_deleted == 100);
   CHECK(remaining(f.db, "e") == 100);
-  auto j = nlohmann::json::parse(actors::retention_report_json(r));
+  auto j = actors::retention_report_json(r);
   CHECK(j["status"] == "disabled");
   CHECK(j["audit_id"].is_null());
 }
