@@ -170,3 +170,71 @@ TEST_CASE("media types compare without parameters and case") {
   CHECK(api::media_type(" application/merge-patch+json ") == "application/merge-patch+json");
   CHECK(api::media_type("") == "");
 }
+
+TEST_CASE("operator routes: a bad retention body is a 400 and runs nothing, wrong methods 405") {
+  api::api_options o;
+  std::vector<bool> runs; // dry_run of each retention run asked for
+  int syncs = 0;
+  o.retention_now = [&](bool dry_run, api::answer_fn answer) {
+    runs.push_back(dry_run);
+    answer(200, "{}");
+  };
+  o.sync_now = [&](api::answer_fn answer) {
+    ++syncs;
+    answer(503, "sync failed: PostgreSQL: connect_failed");
+  };
+  o.status_json = [] { return std::string(R"({"mode":"redis-primary"})"); };
+  api::routes routes{o, std::make_shared<api::route_table>(1),
+                     std::make_shared<api::shard_gate>(1, 1)};
+  auto call = [&](http::method verb, std::string target, std::string body = {}) {
+    std::optional<http::response> out;
+    http::request req;
+    req.verb = verb;
+    req.target = std::move(target);
+    req.body = std::move(body);
+    req.content_type = "application/json";
+    routes(std::move(req), std::make_shared<captured>(&out));
+    REQUIRE(out);
+    return std::move(*out);
+  };
+  for (const char* bad : {"{oops", "[true]", R"({"dry_run":"yes"})", R"({"dry_run":1})",
+                          R"({"dry_run":true,"days":1})"}) {
+    CAPTURE(bad);
+    check_problem(call(http::method::post, "/v1/admin/retention", bad), 400);
+  }
+  CHECK(runs.empty());
+  CHECK(call(http::method::post, "/v1/admin/retention").status == 200);
+  CHECK(call(http::method::post, "/v1/admin/retention", R"({"dry_run":true})").status == 200);
+  CHECK(runs == std::vector<bool>{false, true});
+  auto get = call(http::method::get, "/v1/admin/retention");
+  check_problem(get, 405);
+  CHECK(header(get, "Allow") == "POST");
+  check_problem(call(http::method::get, "/v1/admin/sync"), 405);
+  CHECK(syncs == 0);
+  check_problem(call(http::method::post, "/v1/admin/sync"), 503); // a failed sync says why
+  CHECK(syncs == 1);
+  check_problem(call(http::method::post, "/v1/status"), 405);
+  CHECK(call(http::method::get, "/v1/status").body == R"({"mode":"redis-primary"})");
+  check_problem(call(http::method::get, "/"), 404); // no status page configured: no route
+}
+
+TEST_CASE("readyz stays ready while a dependency that is not required is down") {
+  api::api_options o;
+  o.readiness = [] {
+    return std::vector<api::dependency_check>{{"redis", true, true, ""},
+                                              {"postgres", false, false, "backlog 12"}};
+  };
+  api::routes routes{o, std::make_shared<api::route_table>(1),
+                     std::make_shared<api::shard_gate>(1, 1)};
+  std::optional<http::response> out;
+  http::request req;
+  req.target = "/readyz";
+  req.verb = http::method::get;
+  routes(std::move(req), std::make_shared<captured>(&out));
+  REQUIRE(out);
+  CHECK(out->status == 200);
+  auto j = nlohmann::json::parse(out->body);
+  CHECK(j["checks"]["postgres"] == "down");
+  CHECK(j["details"]["postgres"] == "backlog 12");
+  CHECK(j["status"] == "ready");
+}
