@@ -1,5 +1,5 @@
-// upsert_sessions() and load_session(): the batch goes out as ten text-format arrays that the
-// server unnests, so a batch of any size is one statement and one round trip.
+// upsert_sessions(), load_versions() and load_session(): the batch goes out as ten text-format
+// arrays that the server unnests, so a batch of any size is one statement and one round trip.
 #include "adapters/postgres/sessions.hpp"
 
 #include <algorithm>
@@ -10,7 +10,9 @@ namespace sessiond::postgres {
 
 namespace {
 
-// The version fence is the architecture's rule: only a higher version replaces a row.
+// The version fence is the architecture's rule: only a higher version replaces a row. A row
+// with a pending note in session_redis_repair was written in PostgreSQL while Redis was
+// unreachable, so it is newer than what Redis holds: the write-behind leaves it alone.
 constexpr const char* upsert_sql = R"(
 insert into user_session (session_id, user_id, data, version, status, is_active, created_at,
                           last_activity_at, expires_at, updated_at, revoked_at)
@@ -25,21 +27,16 @@ on conflict (session_id) do update set
   status = excluded.status, is_active = excluded.is_active, created_at = excluded.created_at,
   last_activity_at = excluded.last_activity_at, expires_at = excluded.expires_at,
   updated_at = excluded.updated_at, revoked_at = excluded.revoked_at
-where user_session.version < excluded.version
-   or (user_session.version = excluded.version
-       and user_session.last_activity_at < excluded.last_activity_at)
+where (user_session.version < excluded.version
+       or (user_session.version = excluded.version
+           and user_session.last_activity_at < excluded.last_activity_at))
+  and not exists (select 1 from session_redis_repair r where r.session_id = excluded.session_id)
 returning session_id)";
 
-constexpr const char* versions_sql =
-    "select session_id, version, status from user_session where session_id = any($1::text[])";
-
-constexpr const char* load_sql = R"(
-select session_id, user_id, data::text, version, status, is_active,
-       (extract(epoch from created_at) * 1000)::bigint,
-       (extract(epoch from last_activity_at) * 1000)::bigint,
-       (extract(epoch from expires_at) * 1000)::bigint,
-       (extract(epoch from revoked_at) * 1000)::bigint
-from user_session where session_id = $1)";
+constexpr const char* versions_sql = R"(
+select u.session_id, u.version, u.status,
+       exists (select 1 from session_redis_repair r where r.session_id = u.session_id)
+from user_session u where u.session_id = any($1::text[]))";
 
 void validate(const session_row& r) {
   auto bad = [&](const std::string& why) {
@@ -129,7 +126,22 @@ std::size_t upsert_sessions(client& c, const std::vector<session_row>& rows,
     return 0;
   for (const auto& r : rows)
     validate(r);
-  result res = c.exec_params(upsert_sql, columns(dedupe_batch(rows)).params());
+  auto params = columns(dedupe_batch(rows)).params();
+  result res;
+  if (c.in_transaction()) // the caller's transaction, at the caller's isolation level
+    res = c.exec_params(upsert_sql, params);
+  for (int attempt = 1; !c.in_transaction(); ++attempt) {
+    try {
+      res = c.transaction([&] {
+        c.exec("set transaction isolation level repeatable read");
+        return c.exec_params(upsert_sql, params);
+      });
+      break;
+    } catch (const pg_error& e) {
+      if (e.sqlstate() != "40001" || attempt >= 5)
+        throw;
+    }
+  }
   if (written_ids)
     for (const auto& row : res.rows)
       if (!row.empty() && row[0])
@@ -145,34 +157,50 @@ std::vector<stored_version> load_versions(client& c, const std::vector<std::stri
   result r = c.exec_params(versions_sql, {array_literal(items)});
   out.reserve(r.rows.size());
   for (const auto& f : r.rows) {
-    if (f.size() != 3)
+    if (f.size() != 4)
       throw pg_error(errc::bad_reply, "user_session version row of the wrong shape");
-    out.push_back(
-        {required(f[0], "session_id"), to_int(f[1], "version"), required(f[2], "status")});
+    out.push_back({required(f[0], "session_id"), to_int(f[1], "version"), required(f[2], "status"),
+                   required(f[3], "repair_pending") == "t"});
   }
   return out;
 }
 
+const char* const session_row_columns = R"(u.session_id, u.user_id, u.data::text, u.version,
+  u.status, u.is_active, (extract(epoch from u.created_at) * 1000)::bigint,
+  (extract(epoch from u.last_activity_at) * 1000)::bigint,
+  (extract(epoch from u.expires_at) * 1000)::bigint,
+  (extract(epoch from u.revoked_at) * 1000)::bigint)";
+
+session_row parse_session_row(const std::vector<field>& f, std::size_t first) {
+  if (f.size() < first + 10)
+    throw pg_error(errc::bad_reply, "user_session row with " +
+                                        std::to_string(f.size() - std::min(first, f.size())) +
+                                        " columns");
+  auto at = [&](std::size_t i) -> const field& { return f[first + i]; };
+  session_row out;
+  out.session_id = required(at(0), "session_id");
+  out.user_id = required(at(1), "user_id");
+  out.data = required(at(2), "data");
+  out.version = to_int(at(3), "version");
+  out.status = required(at(4), "status");
+  out.is_active = required(at(5), "is_active") == "t";
+  out.created_at_ms = to_int(at(6), "created_at");
+  out.last_activity_at_ms = to_int(at(7), "last_activity_at");
+  out.expires_at_ms = to_int(at(8), "expires_at");
+  out.revoked_at_ms = to_int(at(9), "revoked_at");
+  return out;
+}
+
 std::optional<session_row> load_session(client& c, const std::string& session_id) {
-  result r = c.exec_params(load_sql, {session_id});
+  static const std::string sql =
+      std::string("select ") + session_row_columns + " from user_session u where u.session_id = $1";
+  result r = c.exec_params(sql, {session_id});
   if (r.rows.empty())
     return std::nullopt;
-  const auto& f = r.rows.front();
-  if (f.size() != 10)
+  if (r.rows.front().size() != 10)
     throw pg_error(errc::bad_reply,
-                   "user_session row with " + std::to_string(f.size()) + " columns");
-  session_row out;
-  out.session_id = required(f[0], "session_id");
-  out.user_id = required(f[1], "user_id");
-  out.data = required(f[2], "data");
-  out.version = to_int(f[3], "version");
-  out.status = required(f[4], "status");
-  out.is_active = required(f[5], "is_active") == "t";
-  out.created_at_ms = to_int(f[6], "created_at");
-  out.last_activity_at_ms = to_int(f[7], "last_activity_at");
-  out.expires_at_ms = to_int(f[8], "expires_at");
-  out.revoked_at_ms = to_int(f[9], "revoked_at");
-  return out;
+                   "user_session row with " + std::to_string(r.rows.front().size()) + " columns");
+  return parse_session_row(r.rows.front());
 }
 
 } // namespace sessiond::postgres

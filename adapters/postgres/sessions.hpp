@@ -33,10 +33,18 @@ std::vector<const session_row*> dedupe_batch(const std::vector<session_row>& row
 
 /// Writes `rows` in ONE statement (INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE)
 /// where a stored row is replaced only by a higher version, or by the same version with a later
-/// last_activity_at (a pure TTL slide carries no new version). Returns the rows written
+/// last_activity_at (a pure TTL slide carries no new version), and never a row with a pending
+/// note in session_redis_repair (written in PostgreSQL while Redis was unreachable, so newer
+/// than what Redis holds; the note's owner puts it back into Redis first). Returns the rows written
 /// (inserted or replaced) and appends their ids to `written_ids` when given; rows fenced off by
 /// version and duplicates dropped by dedupe_batch() do not count, so a retried batch returns 0.
 /// updated_at is the server's now().
+///
+/// The statement runs in a REPEATABLE READ transaction, retried (up to 5 times) when PostgreSQL
+/// reports a concurrent update (40001): under READ COMMITTED a row written and noted by a
+/// concurrent degraded write would be re-checked against its new version but the note, in
+/// another table, against the statement's older snapshot, and Redis' older data could replace
+/// the degraded write. Inside the caller's transaction it runs once, at the caller's level.
 ///
 /// Throws pg_error: invalid_argument (empty session_id, unknown status, NUL byte: checked before
 /// anything is sent), server_error (e.g. data that is not JSON, 22P02, or holds \u0000, 22P05:
@@ -49,13 +57,25 @@ struct stored_version {
   std::string session_id;
   std::int64_t version = 0;
   std::string status;
+  /// The session has a note in session_redis_repair: upsert_sessions() does not overwrite its
+  /// row (whatever the versions) until the note is cleared.
+  bool repair_pending = false;
 };
 
-/// The stored versions of those of `ids` that have a row (one statement).
+/// The stored versions of those of `ids` that have a row, with their pending repair notes (one
+/// statement).
 std::vector<stored_version> load_versions(client& c, const std::vector<std::string>& ids);
 
 /// The stored row of `session_id`, whatever its status; nullopt when there is none. NULL
 /// timestamps load as 0.
 std::optional<session_row> load_session(client& c, const std::string& session_id);
+
+/// The select list of a session_row over `user_session u` (10 columns, times as epoch ms, data
+/// as jsonb's text), for statements that load rows the way load_session() does.
+extern const char* const session_row_columns;
+
+/// The session_row in fields `first` … `first + 9` of a row selected with
+/// session_row_columns. NULL times load as 0; throws pg_error(bad_reply) on a bad shape.
+session_row parse_session_row(const std::vector<field>& fields, std::size_t first = 0);
 
 } // namespace sessiond::postgres

@@ -326,13 +326,15 @@ TEST_CASE("migrations apply once and a second run applies nothing", "[postgres]"
   scratch_schema s;
   client c = s.connect();
   CHECK(apply_migrations(c, migrations_dir) ==
-        std::vector<std::string>{"0001_user_session.sql", "0002_session_retention_audit.sql"});
+        std::vector<std::string>{"0001_user_session.sql", "0002_session_retention_audit.sql",
+                                 "0003_session_redis_repair.sql"});
   CHECK(apply_migrations(c, migrations_dir).empty());
-  CHECK(count(c, "select count(*) from schema_migrations where checksum ~ '^[0-9a-f]{64}$'") == 2);
+  CHECK(count(c, "select count(*) from schema_migrations where checksum ~ '^[0-9a-f]{64}$'") == 3);
   CHECK(scalar(c, "select string_agg(version, ',' order by version) from schema_migrations") ==
-        "0001,0002");
+        "0001,0002,0003");
   CHECK(count(c, "select count(*) from user_session") == 0);
   CHECK(count(c, "select count(*) from session_retention_audit") == 0);
+  CHECK(count(c, "select count(*) from session_redis_repair") == 0);
 }
 
 TEST_CASE("a migration file changed after it was applied is an error naming the file",
@@ -342,11 +344,11 @@ TEST_CASE("a migration file changed after it was applied is an error naming the 
   client c = s.connect();
   apply_migrations(c, dir.path);
   dir.write("0001_user_session.sql", "\n-- edited\n");
-  dir.write("0003_more.sql", "create table more (i int);\n");
+  dir.write("0004_more.sql", "create table more (i int);\n");
   auto e = thrown_by([&] { apply_migrations(c, dir.path); });
   CHECK(e.code() == errc::migration_checksum);
   CHECK_THAT(e.what(), Catch::Contains("0001_user_session.sql"));
-  CHECK(count(c, "select count(*) from schema_migrations") == 2); // 0003 was not applied
+  CHECK(count(c, "select count(*) from schema_migrations") == 3); // 0004 was not applied
 }
 
 TEST_CASE("a file not named NNNN_name.sql is an error and nothing is applied", "[postgres]") {
@@ -369,13 +371,13 @@ TEST_CASE("a failing migration names the file, rolls back and stays pending", "[
   scratch_schema s;
   scratch_dir dir;
   client c = s.connect();
-  dir.write("0003_broken.sql", "create table half_done (i int);\nselect * from no_such_table;\n");
+  dir.write("0004_broken.sql", "create table half_done (i int);\nselect * from no_such_table;\n");
   auto e = thrown_by([&] { apply_migrations(c, dir.path); });
   CHECK(e.code() == errc::server_error);
   CHECK(e.sqlstate() == "42P01");
-  CHECK_THAT(e.what(), Catch::Contains("0003_broken.sql"));
+  CHECK_THAT(e.what(), Catch::Contains("0004_broken.sql"));
   CHECK(scalar(c, "select string_agg(version, ',' order by version) from schema_migrations") ==
-        "0001,0002");
+        "0001,0002,0003");
   CHECK(count(c, "select count(*) from pg_tables where tablename = 'half_done'") == 0);
 }
 
@@ -403,8 +405,8 @@ TEST_CASE("two nodes applying at once apply each migration exactly once", "[post
     tb.join();
     CHECK(failure[0].empty());
     CHECK(failure[1].empty());
-    CHECK(applied[0].size() + applied[1].size() == 2);
-    CHECK(count(a, "select count(*) from schema_migrations") == 2);
+    CHECK(applied[0].size() + applied[1].size() == 3);
+    CHECK(count(a, "select count(*) from schema_migrations") == 3);
   }
 }
 
