@@ -159,25 +159,86 @@ end
 return n
 )lua";
 
-// KEYS: session, user index. ARGV: id, v, u, st (A|R), ca, la, ex, ttl, d, rv, tombstone ttl
-// ms. Read-through: puts a session loaded from PostgreSQL back into Redis, only if the key is
+// The row layout shared by restore, mirror and put_back. KEYS: session, user index of the
+// row's user. ARGV: id, v, u, st (A|R), ca, la, ex, ttl, d, rv, tombstone ttl ms, user index
+// prefix. apply_row(nv, old_user) writes the row at version nv and keeps the user indexes: a
+// live row is indexed under its user (and leaves the old user's index), a tombstone leaves it.
+constexpr const char* apply_row = R"lua(
+local function int(x) return string.format('%d', x) end
+local function apply_row(nv, old_user)
+  redis.call('HSET', KEYS[1], 'v', nv, 'u', ARGV[3], 'st', ARGV[4], 'ca', ARGV[5],
+             'la', ARGV[6], 'ex', ARGV[7], 'ttl', ARGV[8], 'd', ARGV[9], 't', ARGV[6])
+  if old_user and old_user ~= ARGV[3] and ARGV[12] then
+    redis.call('ZREM', ARGV[12] .. old_user, ARGV[1])
+  end
+  if ARGV[4] == 'R' then
+    redis.call('HSET', KEYS[1], 'rv', ARGV[10])
+    redis.call('PEXPIRE', KEYS[1], ARGV[11])
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    return
+  end
+  redis.call('HDEL', KEYS[1], 'rv')
+  redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
+  if redis.call('PEXPIREAT', KEYS[2], ARGV[7], 'GT') == 0 and redis.call('PTTL', KEYS[2]) == -1 then
+    redis.call('PEXPIREAT', KEYS[2], ARGV[7])
+  end
+end
+)lua";
+
+// Read-through: puts a session loaded from PostgreSQL back into Redis, only if the key is
 // still absent (a write that landed meanwhile wins). No dirty mark: PostgreSQL has it already.
 // Returns 1 when restored, 0 when the key existed.
 constexpr const char* restore_body = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'u', ARGV[3], 'st', ARGV[4], 'ca', ARGV[5],
-           'la', ARGV[6], 'ex', ARGV[7], 'ttl', ARGV[8], 'd', ARGV[9], 't', ARGV[6])
-if ARGV[4] == 'R' then
-  redis.call('HSET', KEYS[1], 'rv', ARGV[10])
-  redis.call('PEXPIRE', KEYS[1], ARGV[11])
-  return 1
-end
-redis.call('PEXPIREAT', KEYS[1], ARGV[7])
-redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-if redis.call('PEXPIREAT', KEYS[2], ARGV[7], 'GT') == 0 and redis.call('PTTL', KEYS[2]) == -1 then
-  redis.call('PEXPIREAT', KEYS[2], ARGV[7])
-end
+apply_row(ARGV[2], nil)
 return 1
+)lua";
+
+// The modes that write PostgreSQL first (shadow, redis-read) copy each row they wrote into
+// Redis: only over a lower version, or the same version with later activity (a TTL slide), so
+// copies that arrive out of order never move Redis back. No dirty mark: PostgreSQL has it.
+// Returns 1 when written, 0 when Redis already had it.
+constexpr const char* mirror_body = R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'v', 'u', 'la')
+if cur[1] then
+  local r, v = tonumber(cur[1]), tonumber(ARGV[2])
+  if r > v or (r == v and tonumber(cur[3] or '0') >= tonumber(ARGV[6])) then return 0 end
+end
+apply_row(ARGV[2], cur[2])
+return 1
+)lua";
+
+// KEYS: session, user index, dirty. ARGV: the row layout, then [13] now_ms. Puts back a session
+// written in PostgreSQL while Redis was unreachable (noted in session_redis_repair). The later
+// write wins, by activity time: Redis written after PostgreSQL keeps its data and moves past
+// PostgreSQL's version (2); the same version and data takes the later times (3); otherwise the
+// PostgreSQL row replaces Redis at max(Redis + 1, PostgreSQL's version) (1). A version past
+// PostgreSQL's stays dirty so the sync writes it. Field pb remembers the note put back, so a
+// second pass over the same note changes nothing (0).
+constexpr const char* put_back_body = R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'v', 'u', 'la', 'd', 'st', 'pb')
+local note = ARGV[2] .. '/' .. ARGV[6]
+if cur[6] == note then return 0 end
+local r, p = tonumber(cur[1] or '0'), tonumber(ARGV[2])
+local function mark() redis.call('ZADD', KEYS[3], 'NX', ARGV[13], ARGV[1]) end
+local code = 1
+if cur[1] and tonumber(cur[3] or '0') > tonumber(ARGV[6]) then
+  if r <= p then
+    redis.call('HSET', KEYS[1], 'v', int(p + 1))
+    mark()
+  end
+  code = 2
+elseif r == p and cur[4] == ARGV[9] and cur[5] == ARGV[4] then
+  apply_row(ARGV[2], cur[2])
+  code = 3
+else
+  local nv = math.max(r + 1, p)
+  apply_row(int(nv), cur[2])
+  if nv > p then mark() end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'pb', note) end
+return code
 )lua";
 
 } // namespace
@@ -190,6 +251,8 @@ redis_scripts::redis_scripts()
       sync_read(sync_read_body),
       sync_ack(sync_ack_body),
       sync_repair(sync_repair_body),
-      restore(restore_body) {}
+      restore(std::string(apply_row) + restore_body),
+      mirror(std::string(apply_row) + mirror_body),
+      put_back(std::string(apply_row) + put_back_body) {}
 
 } // namespace sessiond::actors

@@ -1,6 +1,7 @@
 // The Lua scripts that make each session write one atomic Redis step: version check, write,
 // user index, dirty mark. Key layout (prefix P, default "sessiond:"):
-//   P s:<id>      hash  v u st ca la ex ttl d t [rv]   one session (st: A active, R revoked)
+//   P s:<id>      hash  v u st ca la ex ttl d t [rv] [pb]   one session (st: A active, R revoked;
+//                 pb: the last repair note put back)
 //   P u:<uid>     zset  member session id, score expires_ms    the user's sessions
 //   P dirty:<n>   zset  member session id, score first-dirty ms  shard n's unsynced writes
 //   P sync:lease:<n>  string  node id, PX                   which node syncs dirty set n now
@@ -20,6 +21,8 @@ struct redis_scripts {
   redis::script sync_ack;    ///< clear dirty marks of sessions unchanged since sync_read
   redis::script sync_repair; ///< move a session past PostgreSQL's version after Redis lost it
   redis::script restore;     ///< read-through: put a PostgreSQL row back if the key is absent
+  redis::script mirror;      ///< copy a row written in PostgreSQL first (shadow, redis-read)
+  redis::script put_back;    ///< repair a session written in PostgreSQL while Redis was down
   redis_scripts();
 };
 

@@ -107,23 +107,6 @@ bool key_missing(const redis::reply& r) {
          r.elements[0].type == redis::reply::kind::nil;
 }
 
-/// The restore script's arguments for a row loaded from PostgreSQL.
-std::vector<std::string> restore_args(const shard_env& env, const postgres::session_row& row) {
-  auto ttl_s = std::clamp<std::int64_t>((row.expires_at_ms - row.last_activity_at_ms + 999) / 1000,
-                                        1, env.policy.max_lifetime_s);
-  return {row.session_id,
-          std::to_string(row.version),
-          row.user_id,
-          row.status == "REVOKED" ? "R" : "A",
-          std::to_string(row.created_at_ms),
-          std::to_string(row.last_activity_at_ms),
-          std::to_string(row.expires_at_ms),
-          std::to_string(ttl_s),
-          row.data,
-          std::to_string(row.revoked_at_ms),
-          std::to_string(env.tombstone_ttl_s * 1000)};
-}
-
 /// After a Redis miss: asks PostgreSQL for the session (once per op). A live or revoked row goes
 /// back into Redis (only if the key is still absent), then `again` runs on an I/O thread to
 /// redo the op. False when there is no read-through or it cannot be taken now: the caller
@@ -142,7 +125,7 @@ bool read_through(const shard_env& env, std::size_t index, const op_ptr& op,
     if (!live && !revoked)
       return again();
     e->redis->eval(index, e->scripts.restore, {e->session_key(op->id), e->user_key(row->user_id)},
-                   restore_args(*e, *row), [e, again](redis::errc err, redis::reply&& r) {
+                   e->row_args(*row), [e, again](redis::errc err, redis::reply&& r) {
                      if (err == redis::errc::ok && r.type == redis::reply::kind::integer &&
                          r.integer == 1)
                        e->counters.restored.fetch_add(1, std::memory_order_relaxed);
@@ -187,6 +170,8 @@ void maybe_touch(const shard_env& env, std::size_t index, model::session& s) {
   s.last_activity_ms = now;
   s.touch_ms = now;
   s.expires_ms = ex;
+  if (env.on_touch)
+    env.on_touch(s);
 }
 
 /// Reads the session of an HMGET reply; 404/412 results when it cannot be used.

@@ -8,11 +8,13 @@
 #include "model/session.hpp"
 #include "model/ttl.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace sessiond::actors {
 
@@ -46,11 +48,33 @@ struct shard_env {
   /// Empty: no read-through.
   using row_callback = std::function<void(std::optional<postgres::session_row>)>;
   std::function<bool(const std::string& id, row_callback)> load_row;
+  /// Called on the I/O thread after a read slid a session's idle TTL in Redis (`s` holds the
+  /// new times). The redis-read mode, where PostgreSQL decides what is live, slides it there
+  /// too. Empty: nothing.
+  std::function<void(const model::session& s)> on_touch;
 
   std::string session_key(const std::string& id) const { return prefix + "s:" + id; }
   std::string user_key(const std::string& uid) const { return prefix + "u:" + uid; }
   std::string dirty_key(std::size_t shard) const {
     return prefix + "dirty:" + std::to_string(shard);
+  }
+  /// The row layout of the restore, mirror and put_back scripts for a PostgreSQL row. The
+  /// idle TTL (not a column) is what is left between last activity and expiry.
+  std::vector<std::string> row_args(const postgres::session_row& row) const {
+    auto ttl_s = std::clamp<std::int64_t>(
+        (row.expires_at_ms - row.last_activity_at_ms + 999) / 1000, 1, policy.max_lifetime_s);
+    return {row.session_id,
+            std::to_string(row.version),
+            row.user_id,
+            row.status == "REVOKED" ? "R" : "A",
+            std::to_string(row.created_at_ms),
+            std::to_string(row.last_activity_at_ms),
+            std::to_string(row.expires_at_ms),
+            std::to_string(ttl_s),
+            row.data,
+            std::to_string(row.revoked_at_ms),
+            std::to_string(tombstone_ttl_s * 1000),
+            prefix + "u:"};
   }
 };
 

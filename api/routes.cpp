@@ -391,6 +391,8 @@ void routes::dispatch(session_op&& op, std::string_view key, http::responder_ptr
   }
   op.done = std::make_shared<http_completion>(std::move(res), op.kind, op.id, gate_, shard,
                                               opts_.stats.get());
+  if (opts_.divert && opts_.divert(op))
+    return;
   if (op.kind == session_op_kind::list_user || op.kind == session_op_kind::revoke_user)
     caf::anon_send(table_->router(), std::move(op));
   else

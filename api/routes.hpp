@@ -73,6 +73,10 @@ using answer_fn = std::function<void(unsigned status, std::string json)>;
 struct api_options {
   model::body_limits limits;
   std::int64_t retry_after_s = 1;
+  /// Serves a session op somewhere other than the Redis shards (the modes that read or write
+  /// PostgreSQL first, degraded serving while Redis is down): true when it took `op` (moved
+  /// from) and completes op.done. Absent or false: the op goes to its shard.
+  std::function<bool(messages::session_op&)> divert;
   /// Readiness of each dependency, for /readyz.
   std::function<std::vector<dependency_check>()> readiness;
   /// GET /v1/status: the operator's dashboard as JSON (absent: 404).

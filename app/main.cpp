@@ -91,13 +91,6 @@ int main(int argc, char** argv) {
     std::cout << sessiond::config::to_toml(cfg);
     return 0;
   }
-  // Modes that need the PostgreSQL write-behind are refused until it is built, rather than
-  // silently run as redis-primary.
-  if (cfg.sessions.mode != "redis-primary") {
-    std::cerr << "config: sessions.mode = \"" << cfg.sessions.mode
-              << "\" is not supported by this build yet (supported: redis-primary)\n";
-    return 2;
-  }
   if (f.migrate) {
     try {
       auto applied = sessiond::app::migrate(cfg);
@@ -134,9 +127,6 @@ int main(int argc, char** argv) {
   std::cout << "sessiond listening on http://" << host << ':' << port << std::endl;
   sessiond::app::log_info("node " + cfg.node.id + " started, mode " + cfg.sessions.mode + ", " +
                           std::to_string(cfg.sessions.shards) + " shards");
-  if (cfg.sessions.on_redis_down == "postgres")
-    sessiond::app::log_warn("sessions.on_redis_down = postgres: serving sessions from PostgreSQL "
-                            "while Redis is down is not built yet; requests answer 503 then");
   auto waiter = signal_thread(node, set);
   int code = node.wait_for_stop();
   node.stop();

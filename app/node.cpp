@@ -15,6 +15,7 @@
 #include "app/log.hpp"
 #include "app/node_metrics.hpp"
 #include "app/redis_poller.hpp"
+#include "app/session_modes.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -114,7 +115,12 @@ struct node::impl {
   std::vector<std::thread> threads;
   std::unique_ptr<redis::client> redis;
   std::shared_ptr<actors::shard_env> env;
-  std::unique_ptr<postgres::pool> pg_pool; ///< read-through on Redis misses
+  /// Sessions served from PostgreSQL: read-through on Redis misses, the modes, degraded.
+  std::unique_ptr<postgres::pool> pg_pool;
+  std::unique_ptr<session_modes> modes;
+  std::mutex pg_probe_mtx;
+  std::chrono::steady_clock::time_point pg_probe_at{};
+  std::atomic<bool> pg_probe_up{true};
   std::shared_ptr<api::route_table> routes;
   std::shared_ptr<api::shard_gate> gate;
   std::unique_ptr<http::server> http;
@@ -172,7 +178,8 @@ struct node::impl {
     env->retry_after_s = cfg.sessions.retry_after_s;
     env->prefix = cfg.redis.key_prefix;
     env->activity_interval_ms = cfg.sync.activity_interval_s * 1000;
-    pg_pool = std::make_unique<postgres::pool>(postgres_options(cfg), 2, 1024);
+    pg_pool = std::make_unique<postgres::pool>(
+        postgres_options(cfg), static_cast<std::size_t>(cfg.postgres.pool_size), 4096);
     env->load_row = [p = pg_pool.get()](const std::string& id,
                                         actors::shard_env::row_callback done) {
       return p->submit([id, done](postgres::client* c) {
@@ -190,6 +197,69 @@ struct node::impl {
     };
   }
 
+  /// The routing of sessions.mode and the degraded fallback (see session_modes).
+  void make_modes() {
+    modes_options o;
+    o.mode = parse_mode(cfg.sessions.mode);
+    o.fallback = cfg.sessions.on_redis_down == "postgres";
+    o.shards = static_cast<std::size_t>(cfg.sessions.shards);
+    o.db = postgres_options(cfg);
+    o.store.policy = env->policy;
+    o.store.default_ttl_s = env->default_ttl_s;
+    o.store.tombstone_ttl_s = env->tombstone_ttl_s;
+    o.store.max_data_bytes = env->max_data_bytes;
+    o.store.max_user_sessions = env->max_user_sessions;
+    o.start_grace = std::chrono::milliseconds(cfg.redis.connect_timeout_ms + 100);
+    o.redis_wait = std::chrono::milliseconds(cfg.redis.command_timeout_ms * 2 + 1000);
+    o.retry_after_s = cfg.sessions.retry_after_s;
+    o.info = [](const std::string& line) { log_info(line); };
+    o.warn = [](const std::string& line) { log_warn(line); };
+    modes = std::make_unique<session_modes>(std::move(o), *env, *pg_pool);
+    if (modes->mode() == session_mode::redis_read)
+      env->on_touch = [m = modes.get()](const model::session& s) { m->slide(s); };
+  }
+
+  /// Leaving redis-primary syncs first: a node started in another mode writes the dirty
+  /// backlog Redis holds to PostgreSQL before it serves, since it will write PostgreSQL first
+  /// and must not build on older rows. Redis unreachable: nothing can be synced (a warning;
+  /// the postgres mode is the rollback path and must start). PostgreSQL failing: start fails.
+  void sync_backlog_first() {
+    if (modes->mode() == session_mode::redis_primary)
+      return;
+    auto until = std::chrono::steady_clock::now() +
+                 std::chrono::milliseconds(cfg.redis.connect_timeout_ms + 100);
+    while (!redis->connected() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::int64_t backlog = 0;
+    try {
+      backlog = sync_engine->backlog();
+    } catch (const actors::sync_error& e) {
+      log_warn(std::string("mode ") + cfg.sessions.mode + ": Redis unreachable at start (" +
+               e.what() + "); a redis-primary backlog left there cannot be synced first");
+      return;
+    }
+    if (backlog == 0)
+      return;
+    log_info(std::string("mode ") + cfg.sessions.mode + ": syncing the redis-primary backlog of " +
+             std::to_string(backlog) + " sessions before serving");
+    for (int attempt = 1;; ++attempt) {
+      try {
+        auto counts = sync_engine->run();
+        if (counts.skipped_sets == 0) {
+          log_info("backlog synced: " + std::to_string(counts.written) + " rows written");
+          return;
+        }
+      } catch (const actors::sync_error& e) {
+        if (attempt >= 5)
+          throw std::runtime_error(std::string("sessions.mode = ") + cfg.sessions.mode +
+                                   ": the redis-primary backlog of " + std::to_string(backlog) +
+                                   " sessions could not be synced first: " + e.what());
+        log_warn(std::string("backlog sync failed, retrying: ") + e.what());
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  }
+
   void spawn_supervisor() {
     auto opts = std::make_shared<actors::supervisor_options>();
     opts->shards = static_cast<std::size_t>(cfg.sessions.shards);
@@ -197,13 +267,14 @@ struct node::impl {
     opts->on_shard = [t = routes](std::size_t i, messages::shard_actor s) {
       t->set_shard(i, std::move(s));
     };
-    opts->extra.push_back({"sync", [this](caf::actor_system& sys) {
-                             auto s = actors::spawn_sync(sys, sync_engine, sync_opts, sync_status,
-                                                         clock);
-                             std::lock_guard<std::mutex> guard{sync_mtx};
-                             sync = s;
-                             return caf::actor_cast<caf::strong_actor_ptr>(s);
-                           }});
+    if (cfg.sessions.mode != "postgres") // nothing is written behind; see sync_backlog_first()
+      opts->extra.push_back({"sync", [this](caf::actor_system& sys) {
+                               auto s = actors::spawn_sync(sys, sync_engine, sync_opts, sync_status,
+                                                           clock);
+                               std::lock_guard<std::mutex> guard{sync_mtx};
+                               sync = s;
+                               return caf::actor_cast<caf::strong_actor_ptr>(s);
+                             }});
     opts->extra.push_back({"retention", [this](caf::actor_system& sys) {
                              auto r = actors::spawn_retention(sys, retention_opts, *registry,
                                                               retention_info, clock);
@@ -358,8 +429,16 @@ struct node::impl {
     auto now = clock.now_ms();
     nlohmann::json j;
     j["node"] = cfg.node.id;
+    auto m = modes->snapshot();
     j["mode"] = cfg.sessions.mode;
-    j["degraded"] = false;
+    j["degraded"] = m.degraded;
+    j["sessions"] = {{"redis_state", to_string(m.state)},
+                     {"served_from_postgres", m.served_postgres},
+                     {"mirror_failures", m.mirror_failures},
+                     {"put_back", m.put_back},
+                     {"put_back_pending",
+                      m.repairs_pending < 0 ? nlohmann::json() : nlohmann::json(m.repairs_pending)},
+                     {"state_changes", m.state_changes}};
     j["redis"] = {{"up", redis->connected()},
                   {"writes_per_s", w.writes_per_s},
                   {"ops_per_s", w.ops_per_s},
@@ -400,34 +479,79 @@ struct node::impl {
     return j.dump();
   }
 
+  /// /readyz: which dependencies the mode (and the degraded state) needs to serve sessions.
+  std::vector<api::dependency_check> readiness() {
+    auto sy = sync_status->get();
+    auto m = modes->snapshot();
+    bool degraded = m.state != redis_state::serving;
+    std::string redis_detail;
+    if (!modes->needs_redis())
+      redis_detail = degraded && m.degraded ? "degraded: sessions are served from PostgreSQL"
+                                            : "not required in mode " + cfg.sessions.mode;
+    std::string pg_detail;
+    if (modes->needs_postgres()) {
+      if (sy.last_error.size() && !sy.postgres_up)
+        pg_detail = "last error: " + sy.last_error;
+    } else {
+      pg_detail = "not required (sessions land in Redis); sync backlog " +
+                  std::to_string(sy.backlog) + ", circuit " + sy.circuit;
+      if (!sy.last_error.empty() && !sy.postgres_up)
+        pg_detail += ", last error: " + sy.last_error;
+    }
+    if (m.repairs_pending > 0)
+      pg_detail += (pg_detail.empty() ? "" : "; ") + std::to_string(m.repairs_pending) +
+                   " sessions to put back into Redis";
+    bool pg_up = modes->mode() == session_mode::redis_primary ? sy.postgres_up : postgres_up();
+    return {{"redis", redis->connected(), modes->needs_redis(), redis_detail},
+            {"postgres", pg_up, modes->needs_postgres(), pg_detail}};
+  }
+
+  /// Whether PostgreSQL answers, for modes without a sync actor to tell (postgres): checked on
+  /// a pool connection, at most once a second.
+  bool postgres_up() {
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> guard{pg_probe_mtx};
+    if (now - pg_probe_at > std::chrono::seconds(1)) {
+      pg_probe_at = now;
+      pg_pool->submit([this](postgres::client* c) {
+        bool up = false;
+        if (c) {
+          try {
+            c->exec("select 1");
+            up = true;
+          } catch (const postgres::pg_error&) {
+            pg_probe_up.store(false);
+            throw;
+          }
+        }
+        pg_probe_up.store(up);
+      });
+    }
+    return pg_probe_up.load();
+  }
+
   api::api_options api_opts() {
     api::api_options o;
     o.limits.max_data_bytes = static_cast<std::size_t>(cfg.sessions.max_data_bytes);
     o.limits.max_ttl_s = cfg.sessions.max_lifetime_s;
     o.retry_after_s = cfg.sessions.retry_after_s;
-    o.readiness = [this] {
-      auto sy = sync_status->get();
-      std::string detail = "not required (sessions land in Redis); sync backlog " +
-                           std::to_string(sy.backlog) + ", circuit " + sy.circuit;
-      if (!sy.last_error.empty() && !sy.postgres_up)
-        detail += ", last error: " + sy.last_error;
-      return std::vector<api::dependency_check>{{"redis", redis->connected(), true, ""},
-                                                {"postgres", sy.postgres_up, false, detail}};
-    };
+    o.readiness = [this] { return readiness(); };
+    o.divert = [this](messages::session_op& op) { return modes->divert(op); };
     o.stats = stats;
     o.status_json = [this] { return status_json(); };
     o.status_page = api::status_page_html;
     o.retention_now = [this](bool dry_run, api::answer_fn answer) {
       request_retention(dry_run, std::move(answer));
     };
-    o.sync_now = [this](api::answer_fn answer) {
-      request_sync([answer](messages::sync_report r) {
-        if (r.ok)
-          answer(200, sync_report_json(r).dump());
-        else
-          answer(503, "sync failed: " + r.error);
-      });
-    };
+    if (cfg.sessions.mode != "postgres")
+      o.sync_now = [this](api::answer_fn answer) {
+        request_sync([answer](messages::sync_report r) {
+          if (r.ok)
+            answer(200, sync_report_json(r).dump());
+          else
+            answer(503, "sync failed: " + r.error);
+        });
+      };
     if (cfg.metrics.enabled) {
       o.metrics = std::make_shared<api::api_metrics>(*registry);
       node_meters = std::make_unique<node_metrics>(*registry, gate->shards(), cfg.sessions.mode);
@@ -441,6 +565,8 @@ struct node::impl {
 
   /// SIGTERM's last step before the actors stop: write what is dirty to PostgreSQL.
   void final_sync() {
+    if (cfg.sessions.mode == "postgres")
+      return;
     std::promise<messages::sync_report> p;
     auto f = p.get_future();
     request_sync([&p](messages::sync_report r) { p.set_value(std::move(r)); });
@@ -462,6 +588,7 @@ struct node::impl {
     s.cas_retries = env->counters.cas_retries.load();
     s.touches = env->counters.touches.load();
     s.sync = sync_status->get();
+    s.degraded = modes->snapshot().degraded;
     for (std::size_t i = 0; i < gate->shards(); ++i)
       s.in_flight.push_back(gate->in_flight(i));
     return s;
@@ -489,32 +616,45 @@ std::uint16_t node::start() {
   auto& d = *impl_;
   set_log_level(d.cfg.node.log_level);
   d.redis = std::make_unique<redis::client>(d.io, redis_options(d.cfg));
-  d.redis->on_state_change([](bool up) {
-    up ? log_info("redis: connected")
-       : log_warn("redis: unreachable, answering 503 until it is back");
-  });
   d.make_env();
+  d.make_modes();
+  d.redis->on_state_change([m = d.modes.get()](bool up) {
+    up ? log_info("redis: connected") : log_warn("redis: unreachable");
+    m->wake();
+  });
   d.migrate();
   d.routes = std::make_shared<api::route_table>(static_cast<std::size_t>(d.cfg.sessions.shards));
   d.gate = std::make_shared<api::shard_gate>(static_cast<std::size_t>(d.cfg.sessions.shards),
                                              d.cfg.sessions.max_in_flight);
   d.make_sync();
   d.make_retention();
-  d.spawn_supervisor();
   d.http = std::make_unique<http::server>(d.io, http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
   d.work =
       std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
           d.io.get_executor());
   d.redis->start();
+  for (std::int64_t i = 0; i < d.cfg.http.io_threads; ++i)
+    d.threads.emplace_back([&io = d.io] { io.run(); });
+  try {
+    d.sync_backlog_first(); // before the sync actor exists: one engine, one runner at a time
+  } catch (...) {
+    d.redis->stop();
+    d.work.reset();
+    d.io.stop();
+    for (auto& t : d.threads)
+      t.join();
+    d.threads.clear();
+    throw;
+  }
+  d.spawn_supervisor();
+  d.modes->start();
   d.redis_poll = std::make_unique<redis_poller>(
       d.io, *d.redis, d.redis_info, std::chrono::milliseconds(d.cfg.metrics.redis_poll_ms));
   d.redis_poll->start();
   d.sample_timer = std::make_unique<boost::asio::steady_timer>(d.io);
-  d.sample_ops();
+  boost::asio::post(d.io, [&d] { d.sample_ops(); });
   d.port = d.http->start();
-  for (std::int64_t i = 0; i < d.cfg.http.io_threads; ++i)
-    d.threads.emplace_back([&io = d.io] { io.run(); });
   d.started = true;
   return d.port;
 }
@@ -533,7 +673,8 @@ void node::stop() {
   d.final_sync();
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
   boost::asio::post(d.io, [&d] { d.sample_timer->cancel(); });
-  d.pg_pool->stop();
+  d.modes->stop();
+  d.pg_pool->stop(); // before Redis: a job may still copy a row into it
   d.redis_poll->stop();
   d.redis->stop();
   d.work.reset();

@@ -220,6 +220,9 @@ const std::vector<key_spec>& key_table() {
               600000, "time allowed to connect to PostgreSQL, in ms"),
       integer("postgres.statement_timeout_ms", &at<&C::postgres, &pg_s::statement_timeout_ms>, 100,
               3600000, "time allowed for one SQL statement, in ms"),
+      integer("postgres.pool_size", &at<&C::postgres, &pg_s::pool_size>, 1, 64,
+              "connections serving sessions from PostgreSQL (read-through, the modes that write "
+              "PostgreSQL first, degraded serving while Redis is down)"),
 
       choice("sessions.mode", &at<&C::sessions, &sess_s::mode>,
              "postgres, shadow, redis-read, redis-primary", "where sessions are read and written"),

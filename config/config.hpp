@@ -44,6 +44,7 @@ struct postgres_section {
   bool migrate_on_start = true;
   std::int64_t connect_timeout_ms = 5000;    ///< [100, 600000]
   std::int64_t statement_timeout_ms = 30000; ///< [100, 3600000]
+  std::int64_t pool_size = 4; ///< [1, 64] connections serving sessions from PostgreSQL
 };
 
 struct sessions_section {

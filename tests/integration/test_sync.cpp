@@ -4,6 +4,7 @@
 #include "actors/sync_engine.hpp"
 #include "adapters/postgres/client.hpp"
 #include "model/shard_for.hpp"
+#include "pg_support.hpp"
 #include "support.hpp"
 #include "tcp_proxy.hpp"
 
@@ -24,55 +25,13 @@ using test::client;
 
 namespace {
 
-std::string unique_schema() {
-  std::random_device rd;
-  return "t_" + std::to_string(getpid()) + "_" + std::to_string(rd() % 1000000);
-}
-
-/// test_config() with the test PostgreSQL, a schema of its own and a long sync interval (the
-/// tests sync with POST /v1/admin/sync unless they say otherwise).
-config::config pg_config() {
-  auto c = test::test_config();
-  c.postgres.url = test::env_or_fail("POSTGRES_URL");
-  c.postgres.schema = unique_schema();
-  c.sync.interval_ms = 3600000;
-  c.node.id = "test-node";
-  return c;
-}
-
-/// SQL in the schema of config `c`.
-postgres::result sql(const config::config& c, const std::string& q) {
-  postgres::client_options o;
-  o.url = c.postgres.url;
-  o.search_path = c.postgres.schema;
-  postgres::client pg(o);
-  return pg.exec(q);
-}
-
-std::string one(const config::config& c, const std::string& q) {
-  auto r = sql(c, q);
-  REQUIRE(r.rows.size() == 1);
-  return r.rows[0][0].value_or("NULL");
-}
-
-struct running_node {
-  app::node node;
-  std::uint16_t port;
-  explicit running_node(config::config c, const model::clock& clk = model::system_clock())
-      : node(std::move(c), clk), port(node.start()) {
-    REQUIRE(test::eventually([&] { return node.stats().redis_up; }));
-  }
-};
-
-json admin_sync(client& c) {
-  auto r = c.call(test::bhttp::verb::post, "/v1/admin/sync");
-  REQUIRE(r.status == 200);
-  return json::parse(r.body);
-}
-
-std::string body(const std::string& uid, const std::string& data) {
-  return R"({"user_id":")" + uid + R"(","data":)" + data + "}";
-}
+using test::admin_sync;
+using test::body;
+using test::one;
+using test::pg_config;
+using test::running_node;
+using test::sql;
+using test::unique_schema;
 
 } // namespace
 

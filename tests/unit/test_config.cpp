@@ -96,6 +96,7 @@ const std::vector<integer_bounds> header_bounds = {
     {"redis.reconnect_max_ms", 1, 600000, {{"SESSIOND_REDIS_RECONNECT_MIN_MS", "1"}}},
     {"postgres.connect_timeout_ms", 100, 600000, {}},
     {"postgres.statement_timeout_ms", 100, 3600000, {}},
+    {"postgres.pool_size", 1, 64, {}},
     {"sessions.ttl_s",
      1,
      31536000,
@@ -178,6 +179,7 @@ schema = "tenant_a"
 migrate_on_start = false
 connect_timeout_ms = 600
 statement_timeout_ms = 700
+pool_size = 9
 [sessions]
 mode = "shadow"
 ttl_s = 120

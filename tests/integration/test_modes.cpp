@@ -1,0 +1,244 @@
+// sessions.mode and sessions.on_redis_down against the real Redis and PostgreSQL: each mode
+// reads and writes where the design's table says, leaving redis-primary syncs first, and a
+// node whose Redis is cut off serves from PostgreSQL and puts the sessions written meanwhile
+// back into Redis when it returns.
+#include "pg_support.hpp"
+#include "support.hpp"
+#include "tcp_proxy.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+using namespace sessiond;
+using json = nlohmann::json;
+using test::body;
+using test::client;
+using test::one;
+using test::pg_config;
+using test::running_node;
+using test::sql;
+
+namespace {
+
+config::config mode_config(const std::string& mode) {
+  auto c = pg_config();
+  c.sessions.mode = mode;
+  return c;
+}
+
+std::string key(const config::config& c, const std::string& id) {
+  return c.redis.key_prefix + "s:" + id;
+}
+
+/// The Redis field `f` of session `id` ("" when absent).
+std::string redis_field(test::redis_probe& r, const config::config& c, const std::string& id,
+                        const std::string& f) {
+  return r.command({"HGET", key(c, id), f}).str;
+}
+
+std::int64_t dirty_marks(test::redis_probe& r, const config::config& c) {
+  std::int64_t n = 0;
+  for (std::int64_t i = 0; i < c.sessions.shards; ++i)
+    n += r.command({"ZCARD", c.redis.key_prefix + "dirty:" + std::to_string(i)}).integer;
+  return n;
+}
+
+std::string pg_version(const config::config& c, const std::string& id) {
+  return one(c, "select version from user_session where session_id = '" + id + "'");
+}
+
+json status_of(client& c) {
+  return json::parse(c.get("/v1/status").body);
+}
+
+/// The test Redis behind a proxy the test can cut: Redis keeps its data, the node loses it.
+config::config through(const test::tcp_proxy& proxy, config::config c) {
+  c.redis.url = "redis://127.0.0.1:" + std::to_string(proxy.port()) + "/0";
+  c.redis.connect_timeout_ms = 300;
+  c.redis.command_timeout_ms = 300;
+  c.redis.reconnect_max_ms = 200;
+  return c;
+}
+
+std::uint16_t redis_port() {
+  auto url = test::env_or_fail("REDIS_URL");
+  auto colon = url.rfind(':');
+  return static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, url.find('/', colon) - colon)));
+}
+
+} // namespace
+
+TEST_CASE("mode postgres: every operation reads and writes PostgreSQL only") {
+  auto cfg = mode_config("postgres");
+  test::redis_probe redis(cfg.redis.url);
+  running_node n(cfg);
+  client c(n.port);
+  auto created = c.put("/v1/sessions/p1", body("u1", R"({"a":1})"));
+  REQUIRE(created.status == 201);
+  CHECK(json::parse(created.body)["version"] == 1);
+  CHECK(pg_version(cfg, "p1") == "1");
+  auto patched = c.patch("/v1/sessions/p1", R"({"b":2})", {{"If-Match", "\"1\""}});
+  REQUIRE(patched.status == 200);
+  CHECK(json::parse(patched.body)["data"] == json::parse(R"({"a":1,"b":2})"));
+  CHECK(c.patch("/v1/sessions/p1", R"({"c":3})", {{"If-Match", "\"1\""}}).status == 412);
+  auto got = c.get("/v1/sessions/p1");
+  REQUIRE(got.status == 200);
+  CHECK(json::parse(got.body)["version"] == 2);
+  CHECK(c.get("/v1/sessions/p1", {{"If-None-Match", "\"2\""}}).status == 304);
+  REQUIRE(c.put("/v1/sessions/p2", body("u1", "{}")).status == 201);
+  auto listed = json::parse(c.get("/v1/users/u1/sessions").body);
+  CHECK(listed["sessions"].size() == 2);
+  CHECK(c.del("/v1/sessions/p2").status == 204);
+  CHECK(c.get("/v1/sessions/p2").status == 404);
+  CHECK(c.put("/v1/sessions/p2", body("u1", "{}")).status == 410);
+  CHECK(one(cfg, "select status from user_session where session_id = 'p2'") == "REVOKED");
+  // Nothing of it in Redis, and no write-behind to ask for.
+  CHECK(redis.command({"KEYS", cfg.redis.key_prefix + "*"}).elements.empty());
+  CHECK(c.call(test::bhttp::verb::post, "/v1/admin/sync").status == 404);
+  auto ready = c.get("/readyz");
+  CHECK(ready.status == 200);
+  CHECK(status_of(c)["mode"] == "postgres");
+}
+
+TEST_CASE("mode shadow: writes PostgreSQL then Redis, reads PostgreSQL") {
+  auto cfg = mode_config("shadow");
+  test::redis_probe redis(cfg.redis.url);
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/s1", body("u1", R"({"a":1})")).status == 201);
+  CHECK(pg_version(cfg, "s1") == "1");
+  CHECK(redis_field(redis, cfg, "s1", "v") == "1"); // the copy, in place when PUT answered
+  CHECK(json::parse(redis_field(redis, cfg, "s1", "d")) == json::parse(R"({"a":1})"));
+  CHECK(dirty_marks(redis, cfg) == 0); // nothing to write behind: PostgreSQL has it
+  // Reads come from PostgreSQL: a change made there alone is what GET shows.
+  sql(cfg, "update user_session set data = '{\"from\":\"pg\"}' where session_id = 's1'");
+  CHECK(json::parse(c.get("/v1/sessions/s1").body)["data"] == json::parse(R"({"from":"pg"})"));
+  REQUIRE(c.del("/v1/sessions/s1").status == 204);
+  CHECK(redis_field(redis, cfg, "s1", "st") == "R");
+  CHECK(redis_field(redis, cfg, "s1", "v") == "2");
+}
+
+TEST_CASE("mode redis-read: writes PostgreSQL and Redis, reads Redis with PostgreSQL on a miss") {
+  auto cfg = mode_config("redis-read");
+  test::redis_probe redis(cfg.redis.url);
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/r1", body("u1", R"({"a":1})")).status == 201);
+  REQUIRE(c.patch("/v1/sessions/r1", R"({"b":2})").status == 200);
+  CHECK(pg_version(cfg, "r1") == "2");
+  CHECK(redis_field(redis, cfg, "r1", "v") == "2");
+  CHECK(dirty_marks(redis, cfg) == 0);
+  // Reads come from Redis: a change made there alone is what GET shows …
+  redis.command({"HSET", key(cfg, "r1"), "d", R"({"from":"redis"})"});
+  CHECK(json::parse(c.get("/v1/sessions/r1").body)["data"] == json::parse(R"({"from":"redis"})"));
+  // … and a Redis miss reads PostgreSQL and copies the row back.
+  redis.command({"DEL", key(cfg, "r1")});
+  auto again = c.get("/v1/sessions/r1");
+  REQUIRE(again.status == 200);
+  CHECK(json::parse(again.body)["data"] == json::parse(R"({"a":1,"b":2})"));
+  CHECK(test::eventually([&] { return redis_field(redis, cfg, "r1", "v") == "2"; }));
+  // Writes go to PostgreSQL first, whatever Redis holds.
+  REQUIRE(c.put("/v1/sessions/r1", body("u1", R"({"c":3})"), {{"If-Match", "\"2\""}}).status ==
+          200);
+  CHECK(pg_version(cfg, "r1") == "3");
+  CHECK(redis_field(redis, cfg, "r1", "v") == "3");
+}
+
+TEST_CASE("a node started in another mode syncs the redis-primary backlog before serving") {
+  auto primary_cfg = pg_config();
+  test::redis_probe redis(primary_cfg.redis.url);
+  running_node primary(primary_cfg);
+  client p(primary.port);
+  for (int i = 0; i < 50; ++i)
+    REQUIRE(
+        p.put("/v1/sessions/b" + std::to_string(i), body("u", "{\"i\":" + std::to_string(i) + "}"))
+            .status == 201);
+  REQUIRE(p.put("/v1/sessions/b0", body("u", R"({"i":"latest"})")).status == 200);
+  CHECK(dirty_marks(redis, primary_cfg) == 50);
+  CHECK(one(primary_cfg, "select count(*) from user_session") == "0");
+  for (const std::string mode : {"redis-read", "postgres"}) {
+    auto cfg = primary_cfg;
+    cfg.sessions.mode = mode;
+    cfg.http.listen = "127.0.0.1:0";
+    running_node other(cfg); // start() returns once the backlog is in PostgreSQL
+    CHECK(one(cfg, "select count(*) from user_session") == "50");
+    CHECK(pg_version(cfg, "b0") == "2");
+    client o(other.port);
+    auto got = o.get("/v1/sessions/b0");
+    REQUIRE(got.status == 200);
+    CHECK(json::parse(got.body)["data"]["i"] == "latest");
+    CHECK(dirty_marks(redis, cfg) == 0);
+  }
+}
+
+TEST_CASE("on_redis_down = postgres: Redis cut off, sessions are served from PostgreSQL; "
+          "Redis back, the sessions written meanwhile are put back") {
+  test::tcp_proxy proxy(redis_port());
+  auto cfg = through(proxy, pg_config());
+  test::redis_probe redis(test::env_or_fail("REDIS_URL"));
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/d1", body("u", R"({"n":1})")).status == 201);
+  REQUIRE(c.put("/v1/sessions/d2", body("u", R"({"n":1})")).status == 201);
+  REQUIRE(c.put("/v1/sessions/d4", body("u", R"({"n":1})")).status == 201);
+  REQUIRE(test::admin_sync(c)["synced"] == 3);
+  // d1 moves on in Redis only (acknowledged, not yet synced) before Redis goes away.
+  REQUIRE(c.put("/v1/sessions/d1", body("u", R"({"n":2})")).status == 200);
+
+  proxy.set_down(true);
+  REQUIRE(test::eventually([&] { return status_of(c)["degraded"] == true; }));
+  auto ready = c.get("/readyz");
+  CHECK(ready.status == 200);
+  CHECK(ready.body.find("degraded") != std::string::npos);
+  // Served from PostgreSQL: what it has (d1 at the synced version 1), writes, new sessions.
+  auto d2 = c.get("/v1/sessions/d2");
+  REQUIRE(d2.status == 200);
+  CHECK(json::parse(d2.body)["version"] == 1);
+  REQUIRE(c.put("/v1/sessions/d2", body("u", R"({"n":"degraded"})")).status == 200);
+  REQUIRE(c.put("/v1/sessions/d3", body("u", R"({"n":"new"})")).status == 201);
+  REQUIRE(c.del("/v1/sessions/d4").status == 204);
+  REQUIRE(c.put("/v1/sessions/d1", body("u", R"({"n":"degraded"})")).status == 200);
+  CHECK(pg_version(cfg, "d1") == "2");
+  CHECK(one(cfg, "select count(*) from session_redis_repair") == "4");
+  CHECK(status_of(c)["sessions"]["served_from_postgres"].get<int>() >= 5);
+
+  proxy.set_down(false);
+  REQUIRE(test::eventually([&] {
+    auto s = status_of(c);
+    return s["degraded"] == false && s["sessions"]["redis_state"] == "serving";
+  }));
+  CHECK(one(cfg, "select count(*) from session_redis_repair") == "0");
+  // Back on Redis, and Redis holds what was written in PostgreSQL meanwhile.
+  CHECK(json::parse(redis_field(redis, cfg, "d2", "d")) == json::parse(R"({"n":"degraded"})"));
+  CHECK(redis_field(redis, cfg, "d3", "v") == "1");
+  CHECK(redis_field(redis, cfg, "d4", "st") == "R");
+  CHECK(c.get("/v1/sessions/d4").status == 404);
+  // d1: both sides wrote version 2; the later write (PostgreSQL's) wins at version 3.
+  auto d1 = c.get("/v1/sessions/d1");
+  REQUIRE(d1.status == 200);
+  CHECK(json::parse(d1.body)["data"]["n"] == "degraded");
+  CHECK(json::parse(d1.body)["version"] == 3);
+  // The write-behind then agrees with Redis, and never went back in between.
+  test::admin_sync(c);
+  CHECK(pg_version(cfg, "d1") == "3");
+  CHECK(one(cfg, "select data->>'n' from user_session where session_id = 'd1'") == "degraded");
+  CHECK(one(cfg, "select data->>'n' from user_session where session_id = 'd2'") == "degraded");
+  CHECK(status_of(c)["sessions"]["state_changes"] == 3); // degraded, returning, serving
+}
+
+TEST_CASE("on_redis_down = reject: Redis cut off, session requests answer 503") {
+  test::tcp_proxy proxy(redis_port());
+  auto cfg = through(proxy, pg_config());
+  cfg.sessions.on_redis_down = "reject";
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/x1", body("u", "{}")).status == 201);
+  proxy.set_down(true);
+  REQUIRE(test::eventually([&] { return c.get("/readyz").status == 503; }));
+  auto r = c.get("/v1/sessions/x1");
+  CHECK(r.status == 503);
+  CHECK(status_of(c)["degraded"] == false);
+  proxy.set_down(false);
+  CHECK(test::eventually([&] { return c.get("/v1/sessions/x1").status == 200; }));
+}
