@@ -311,7 +311,12 @@ void session_modes::watch() {
     }
     if (up && now >= next_pass) {
       auto left = put_back_all();
-      next_pass = now + (left == 0 ? o_.put_back_interval : o_.watch_interval);
+      // Notes left: go on at once. A failed pass: again in a second while reads wait for it
+      // (returning), else at the next regular pass.
+      bool returning = state_.load() == redis_state::returning;
+      next_pass = now + (left > 0                ? o_.watch_interval
+                         : left < 0 && returning ? std::chrono::milliseconds(1000)
+                                                 : o_.put_back_interval);
       if (left == 0 && state_.load() == redis_state::returning) {
         set_state(redis_state::serving, "every session written meanwhile is back in Redis");
         // Operations sent to PostgreSQL just before the switch may have noted more.
@@ -341,11 +346,10 @@ std::int64_t session_modes::put_back_all() {
                                     {env_.session_key(n.session_id), env_.user_key(n.row->user_id),
                                      env_.dirty_key(shard)},
                                     std::move(args), o_.redis_wait);
-          if (r.error != redis::errc::ok || r.value.is_error()) {
-            o_.warn("put-back of session " + n.session_id + " failed: " +
-                    (r.error != redis::errc::ok ? redis::to_string(r.error) : r.value.str));
-            return -1;
-          }
+          if (r.error != redis::errc::ok || r.value.is_error())
+            return failed_pass(
+                "put-back of session " + n.session_id + " failed: " +
+                (r.error != redis::errc::ok ? redis::to_string(r.error) : r.value.str));
           put_back_.fetch_add(1);
         }
         postgres::clear_repair(*db_, n.session_id, n.version);
@@ -353,15 +357,24 @@ std::int64_t session_modes::put_back_all() {
       if (notes.size() < batch) {
         auto left = postgres::count_repairs(*db_);
         repairs_pending_.store(left);
+        if (pass_failed_)
+          o_.info("put-back works again; " + std::to_string(left) + " notes left");
+        pass_failed_ = false;
         return left;
       }
     }
   } catch (const postgres::pg_error& e) {
-    o_.warn(std::string("put-back: PostgreSQL failed: ") + e.what());
     if (!db_ || !db_->connected())
       db_.reset();
-    return -1;
+    return failed_pass(std::string("put-back: PostgreSQL failed: ") + e.what());
   }
+}
+
+std::int64_t session_modes::failed_pass(const std::string& why) {
+  if (!pass_failed_) // once per failure streak, not every pass
+    o_.warn(why + " (retrying; logged again after a pass that works)");
+  pass_failed_ = true;
+  return -1;
 }
 
 modes_snapshot session_modes::snapshot() const {

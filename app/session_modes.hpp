@@ -105,6 +105,8 @@ private:
   void set_state(redis_state s, const std::string& why);
   /// Puts every noted session back into Redis; returns the notes left (-1: a step failed).
   std::int64_t put_back_all();
+  /// Logs the first failure of a streak; returns -1.
+  std::int64_t failed_pass(const std::string& why);
 
   modes_options o_;
   const actors::shard_env& env_;
@@ -115,6 +117,7 @@ private:
   std::atomic<std::int64_t> in_flight_{0}; ///< operations on the pool now
   mutable std::atomic<std::uint64_t> served_{0}, mirror_failures_{0}, put_back_{0}, changes_{0};
   std::unique_ptr<postgres::client> db_; ///< the watcher's connection (watcher thread only)
+  bool pass_failed_ = false;             ///< the last put-back pass failed (watcher thread only)
   std::mutex mtx_;
   std::condition_variable cv_;
   bool stop_ = false, woken_ = false;

@@ -62,12 +62,17 @@ TEST_CASE("an invalid key stops start-up with exit 2 and one line naming it") {
   CHECK(env.out.find("shards") != std::string::npos);
 }
 
-TEST_CASE("a mode this build does not support yet stops start-up with exit 2") {
-  auto r = run("--check-config", "SESSIOND_SESSIONS_MODE=postgres");
+TEST_CASE("every mode of the design is accepted; an unknown one stops start-up with exit 2") {
+  for (const char* mode : {"postgres", "shadow", "redis-read", "redis-primary"})
+    CHECK(run("--check-config", std::string("SESSIOND_SESSIONS_MODE=") + mode).code == 0);
+  auto r = run("--check-config", "SESSIOND_SESSIONS_MODE=redis-only");
   CHECK(r.code == 2);
   CHECK(r.out.find("sessions.mode") != std::string::npos);
-  CHECK(run("--check-config", "USE_REDIS_ONLY_SESSIONS=false").code == 2);
-  CHECK(run("--check-config", "USE_REDIS_ONLY_SESSIONS=true").code == 0);
+  CHECK(run("--print-config", "USE_REDIS_ONLY_SESSIONS=false").out.find("mode = \"postgres\"") !=
+        std::string::npos);
+  CHECK(
+      run("--print-config", "USE_REDIS_ONLY_SESSIONS=true").out.find("mode = \"redis-primary\"") !=
+      std::string::npos);
 }
 
 TEST_CASE("--print-config shows the effective config with secrets masked") {
