@@ -588,7 +588,12 @@ struct node::impl {
     s.cas_retries = env->counters.cas_retries.load();
     s.touches = env->counters.touches.load();
     s.sync = sync_status->get();
-    s.degraded = modes->snapshot().degraded;
+    auto m = modes->snapshot();
+    s.degraded = m.degraded;
+    s.served_postgres = m.served_postgres;
+    s.mirror_failures = m.mirror_failures;
+    s.put_back = m.put_back;
+    s.put_back_pending = m.repairs_pending;
     for (std::size_t i = 0; i < gate->shards(); ++i)
       s.in_flight.push_back(gate->in_flight(i));
     return s;

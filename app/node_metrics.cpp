@@ -49,6 +49,16 @@ node_metrics::node_metrics(metrics::Registry& r, std::size_t shards, const std::
       sync_failures_{counter(r, "sessiond_sync_failures_total", "Sync runs that failed.")},
       sync_rows_{counter(r, "sessiond_sync_rows_written_total",
                          "Session rows inserted or replaced in PostgreSQL by sync.")},
+      served_postgres_{counter(r, "sessiond_sessions_served_postgres_total",
+                               "Session operations answered from PostgreSQL (its modes, or "
+                               "degraded while Redis is down).")},
+      mirror_failures_{counter(r, "sessiond_sessions_mirror_failures_total",
+                               "Rows written in PostgreSQL first whose copy into Redis failed "
+                               "(noted for put-back).")},
+      put_back_{counter(r, "sessiond_sessions_put_back_total",
+                        "Sessions written in PostgreSQL while Redis was down, put back into it.")},
+      put_back_pending_(add_gauge(r, "sessiond_sessions_put_back_pending",
+                                  "Sessions still to be put back into Redis (-1: unknown).")),
       sync_duration_(
           metrics::BuildHistogram()
               .Name("sessiond_sync_duration_seconds")
@@ -93,6 +103,10 @@ void node_metrics::update(const node_sample& s) {
   sync_runs_.advance(s.sync.runs);
   sync_failures_.advance(s.sync.failures);
   sync_rows_.advance(s.sync.rows_written);
+  served_postgres_.advance(s.served_postgres);
+  mirror_failures_.advance(s.mirror_failures);
+  put_back_.advance(s.put_back);
+  put_back_pending_.Set(static_cast<double>(s.put_back_pending));
 }
 
 void node_metrics::observe_sync(const messages::sync_report& r) {

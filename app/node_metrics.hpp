@@ -26,6 +26,10 @@ struct node_sample {
   std::vector<std::int64_t> in_flight; ///< per shard
   messages::sync_status::snapshot sync;
   bool degraded = false;
+  std::uint64_t served_postgres = 0;  ///< session operations answered from PostgreSQL
+  std::uint64_t mirror_failures = 0;  ///< rows not copied into Redis (shadow, redis-read)
+  std::uint64_t put_back = 0;         ///< sessions put back into Redis
+  std::int64_t put_back_pending = -1; ///< notes left (-1: unknown)
 };
 
 class node_metrics {
@@ -48,7 +52,8 @@ private:
   std::vector<metrics::Gauge*> in_flight_;
   metrics::Gauge &sync_backlog_, &sync_last_success_, &sync_circuit_open_, &postgres_up_,
       &degraded_;
-  follower sync_runs_, sync_failures_, sync_rows_;
+  follower sync_runs_, sync_failures_, sync_rows_, served_postgres_, mirror_failures_, put_back_;
+  metrics::Gauge& put_back_pending_;
   metrics::Histogram& sync_duration_;
 };
 

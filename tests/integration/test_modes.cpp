@@ -202,6 +202,7 @@ TEST_CASE("on_redis_down = postgres: Redis cut off, sessions are served from Pos
   CHECK(pg_version(cfg, "d1") == "2");
   CHECK(one(cfg, "select count(*) from session_redis_repair") == "4");
   CHECK(status_of(c)["sessions"]["served_from_postgres"].get<int>() >= 5);
+  CHECK(c.get("/metrics").body.find("\nsessiond_degraded 1\n") != std::string::npos);
 
   proxy.set_down(false);
   REQUIRE(test::eventually([&] {
@@ -209,6 +210,10 @@ TEST_CASE("on_redis_down = postgres: Redis cut off, sessions are served from Pos
     return s["degraded"] == false && s["sessions"]["redis_state"] == "serving";
   }));
   CHECK(one(cfg, "select count(*) from session_redis_repair") == "0");
+  auto metrics = c.get("/metrics").body;
+  CHECK(metrics.find("\nsessiond_degraded 0\n") != std::string::npos);
+  CHECK(metrics.find("\nsessiond_sessions_put_back_total 4\n") != std::string::npos);
+  CHECK(metrics.find("\nsessiond_sessions_put_back_pending 0\n") != std::string::npos);
   // Back on Redis, and Redis holds what was written in PostgreSQL meanwhile.
   CHECK(json::parse(redis_field(redis, cfg, "d2", "d")) == json::parse(R"({"n":"degraded"})"));
   CHECK(redis_field(redis, cfg, "d3", "v") == "1");
