@@ -96,6 +96,26 @@ session_modes::~session_modes() {
 
 // --- routing ---------------------------------------------------------------------------------
 
+route_decision decide(session_mode mode, redis_state state, bool fallback, session_op_kind kind) {
+  bool redis_ok = state == redis_state::serving;
+  // Reads (and redis-primary writes) leave Redis while it is down with the fallback on, and
+  // while the sessions written meanwhile are put back (Redis would answer stale versions).
+  bool off_redis = state == redis_state::returning || (state == redis_state::degraded && fallback);
+  bool write = is_write(kind);
+  switch (mode) {
+  case session_mode::postgres:
+    return {true, false, false};
+  case session_mode::shadow:
+  case session_mode::redis_read:
+    if (write) // PostgreSQL first, then the copy, or a note when Redis cannot take it
+      return {true, redis_ok, !redis_ok};
+    return {mode == session_mode::shadow || off_redis, false, false};
+  case session_mode::redis_primary:
+    return {off_redis, false, off_redis};
+  }
+  return {};
+}
+
 bool session_modes::needs_postgres() const {
   return o_.mode != session_mode::redis_primary || state_.load() != redis_state::serving;
 }
@@ -107,38 +127,14 @@ bool session_modes::needs_redis() const {
 }
 
 bool session_modes::divert(session_op& op) {
-  auto state = state_.load(std::memory_order_relaxed);
-  bool redis_ok = state == redis_state::serving;
-  // Reads (and redis-primary writes) leave Redis while it is down with the fallback on, and
-  // while the sessions written meanwhile are put back (Redis would answer stale versions).
-  bool off_redis =
-      state == redis_state::returning || (state == redis_state::degraded && o_.fallback);
-  switch (o_.mode) {
-  case session_mode::postgres:
-    run(std::move(op), {});
-    return true;
-  case session_mode::shadow:
-    run(std::move(op), {is_write(op.kind) && redis_ok, is_write(op.kind) && !redis_ok});
-    return true;
-  case session_mode::redis_read:
-    if (is_write(op.kind)) {
-      run(std::move(op), {redis_ok, !redis_ok});
-      return true;
-    }
-    if (!off_redis)
-      return false;
-    run(std::move(op), {});
-    return true;
-  case session_mode::redis_primary:
-    if (!off_redis)
-      return false;
-    run(std::move(op), {false, true});
-    return true;
-  }
-  return false;
+  auto how = decide(o_.mode, state_.load(std::memory_order_relaxed), o_.fallback, op.kind);
+  if (!how.postgres)
+    return false;
+  run(std::move(op), how);
+  return true;
 }
 
-void session_modes::run(session_op&& op, route how) {
+void session_modes::run(session_op&& op, route_decision how) {
   auto p = std::make_shared<session_op>(std::move(op));
   in_flight_.fetch_add(1);
   bool queued = pool_.submit([this, p, how](postgres::client* c) {

@@ -33,6 +33,18 @@ const char* to_string(session_mode m);
 enum class redis_state { serving, degraded, returning };
 const char* to_string(redis_state s);
 
+/// Where one operation goes: the table of docs/modes.md as a function.
+struct route_decision {
+  bool postgres = false; ///< served from PostgreSQL (false: the Redis shards)
+  bool mirror = false;   ///< copy what was written into Redis afterwards
+  bool note = false;     ///< note what was written for put-back (Redis cannot take it now)
+  bool operator==(const route_decision& o) const {
+    return postgres == o.postgres && mirror == o.mirror && note == o.note;
+  }
+};
+route_decision decide(session_mode mode, redis_state state, bool fallback,
+                      messages::session_op_kind kind);
+
 struct modes_options {
   session_mode mode = session_mode::redis_primary;
   bool fallback = true; ///< sessions.on_redis_down = "postgres"
@@ -91,11 +103,7 @@ public:
   bool needs_redis() const;
 
 private:
-  struct route {
-    bool mirror = false; ///< copy what was written into Redis
-    bool note = false;   ///< note what was written for put-back
-  };
-  void run(messages::session_op&& op, route how);
+  void run(messages::session_op&& op, route_decision how);
   postgres::store_result execute(postgres::client& c, const messages::session_op& op,
                                  bool note) const;
   void finish(const std::shared_ptr<messages::session_op>& op, messages::session_result&& r,
