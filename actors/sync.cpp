@@ -1,12 +1,14 @@
-// sync: runs sync_engine every interval, when the backlog passes max_dirty and on request;
-// paces retries with backoff and a circuit breaker while PostgreSQL (or Redis) fails. Nothing
-// is lost while it waits: the dirty marks stay in Redis until a run writes them.
+// sync: runs sync_engine every interval (start to start), when the backlog passes max_dirty and
+// on request; paces retries with backoff and a circuit breaker while PostgreSQL (or Redis)
+// fails. Nothing is lost while it waits: the dirty marks stay in Redis until a run writes them.
 #include "actors/sync.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/spawn_options.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
+
+#include <algorithm>
 
 namespace sessiond::actors {
 
@@ -29,6 +31,7 @@ std::int64_t retry_after_failure(sync_state& st, std::int64_t now) {
 sync_report run_once(self_ptr self) {
   auto& st = self->state;
   auto started = std::chrono::steady_clock::now();
+  auto started_ms = st.clock->now_ms();
   sync_report rep;
   bool postgres_failed = false;
   try {
@@ -51,7 +54,9 @@ sync_report run_once(self_ptr self) {
   auto was = st.circuit.current();
   if (rep.ok) {
     st.circuit.on_success();
-    st.next_run_ms = now + st.opts->interval.count();
+    // Runs start every interval (not an interval after the last one finished), so a save waits
+    // at most about one interval plus one run; a run longer than the interval is followed at once.
+    st.next_run_ms = started_ms + st.opts->interval.count();
   } else {
     st.next_run_ms = retry_after_failure(st, now);
   }
@@ -123,11 +128,20 @@ void on_tick(self_ptr self) {
   probe_postgres(self, now);
   auto backlog = st.status->get().backlog;
   bool due = now >= st.next_run_ms || backlog > st.opts->max_dirty;
-  if (due && st.circuit.allow(now)) {
+  bool ran = due && st.circuit.allow(now);
+  if (ran) {
     run_once(self);
     refresh_backlog(self);
   }
-  self->delayed_send(self, st.opts->tick, messages::sync_tick_atom::value);
+  // The next tick comes when the next run is due if that is sooner than a tick; at once after a
+  // successful run that overran the interval; never sooner than a tick when nothing ran.
+  now = st.clock->now_ms();
+  auto wait = st.opts->tick;
+  if (st.next_run_ms > now)
+    wait = std::min(wait, std::chrono::milliseconds(st.next_run_ms - now));
+  else if (ran)
+    wait = std::chrono::milliseconds(0);
+  self->delayed_send(self, wait, messages::sync_tick_atom::value);
 }
 
 } // namespace

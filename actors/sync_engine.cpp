@@ -1,15 +1,21 @@
-// sync_engine: dirty set → PostgreSQL, one batch at a time. Per batch: one EVALSHA reads the
-// oldest dirty ids with their fields, one statement upserts them, one EVALSHA clears the marks
-// of sessions that did not change meanwhile. A dirty set is synced by one node at a time (a
-// Redis lease), so two nodes do not write the same batch twice.
+// sync_engine: dirty set → PostgreSQL in batches. Per batch: one ZRANGE takes the oldest dirty
+// ids and one pipelined HGETALL each reads their fields, one upsert (COPY into a staging table,
+// one INSERT … SELECT) writes them, one EVALSHA clears the marks of sessions that did not change
+// meanwhile. Batch k+1 is read while batch k is written, so Redis works while PostgreSQL does. A
+// dirty set is synced by one node at a time (a Redis lease), so two nodes do not write the same
+// batch twice.
 #include "actors/sync_engine.hpp"
 
+#include "adapters/postgres/bulk_upsert.hpp"
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/redis/blocking.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
+#include <future>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -26,31 +32,48 @@ return 0
   return s;
 }
 
+std::uint64_t micros_since(std::chrono::steady_clock::time_point t) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t)
+          .count());
+}
+
 std::int64_t to_int(const std::string& s) {
   std::int64_t v = 0;
   std::from_chars(s.data(), s.data() + s.size(), v);
   return v;
 }
 
-const std::string& field_text(const redis::reply& f) {
+/// A session's hash fields as sync_read returns them, in this order; nullptr for an absent one.
+using hash_fields = std::array<const redis::reply*, 10>;
+constexpr std::array<std::string_view, 10> field_names{"v",  "u",   "st", "ca", "la",
+                                                       "ex", "ttl", "d",  "t",  "rv"};
+
+const std::string& text(const redis::reply* f) {
   static const std::string none;
-  return f.type == redis::reply::kind::string ? f.str : none;
+  return f != nullptr && f->type == redis::reply::kind::string ? f->str : none;
 }
 
-void fill_row(dirty_entry& e, const std::vector<redis::reply>& f, std::int64_t now_ms) {
-  // Fields: v u st ca la ex ttl d t rv
+dirty_entry make_entry(std::string id, const hash_fields& f, std::int64_t now_ms) {
+  dirty_entry e;
+  e.id = std::move(id);
+  e.version = text(f[0]);
+  e.last_activity = text(f[4]);
+  e.present = !e.version.empty() && !text(f[1]).empty();
+  if (!e.present)
+    return e;
   auto& row = e.row;
   row.session_id = e.id;
   row.version = to_int(e.version);
-  row.user_id = field_text(f[1]);
-  row.data = field_text(f[7]).empty() ? "{}" : field_text(f[7]);
-  row.created_at_ms = to_int(field_text(f[3]));
-  row.last_activity_at_ms = to_int(field_text(f[4]));
-  row.expires_at_ms = to_int(field_text(f[5]));
-  if (field_text(f[2]) == "R") {
+  row.user_id = text(f[1]);
+  row.data = text(f[7]).empty() ? "{}" : text(f[7]);
+  row.created_at_ms = to_int(text(f[3]));
+  row.last_activity_at_ms = to_int(text(f[4]));
+  row.expires_at_ms = to_int(text(f[5]));
+  if (text(f[2]) == "R") {
     row.status = "REVOKED";
     row.is_active = false;
-    row.revoked_at_ms = to_int(field_text(f[9]));
+    row.revoked_at_ms = to_int(text(f[9]));
     if (row.revoked_at_ms == 0)
       row.revoked_at_ms = row.last_activity_at_ms;
   } else if (model::expired(row.expires_at_ms, now_ms)) {
@@ -60,6 +83,23 @@ void fill_row(dirty_entry& e, const std::vector<redis::reply>& f, std::int64_t n
     row.status = "ACTIVE";
     row.is_active = true;
   }
+  return e;
+}
+
+/// An HGETALL reply (field, value, …) as hash_fields; unknown fields are ignored.
+hash_fields by_name(const redis::reply& h) {
+  if (h.type != redis::reply::kind::array || h.elements.size() % 2 != 0)
+    throw sync_error(false, "HGETALL: unexpected reply from Redis");
+  hash_fields f{};
+  for (std::size_t i = 0; i < h.elements.size(); i += 2) {
+    const auto& name = h.elements[i].str;
+    for (std::size_t k = 0; k < field_names.size(); ++k)
+      if (name == field_names[k]) {
+        f[k] = &h.elements[i + 1];
+        break;
+      }
+  }
+  return f;
 }
 
 /// The reply of a blocking call, or sync_error (transport failure, no reply in time, or an
@@ -85,17 +125,24 @@ std::vector<dirty_entry> parse_dirty(const redis::reply& r, std::int64_t now_ms)
     if (id.type != redis::reply::kind::string || f.type != redis::reply::kind::array ||
         f.elements.size() != 10)
       throw sync_error(false, "sync_read: unexpected entry in the reply from Redis");
-    dirty_entry e;
-    e.id = id.str;
-    e.version = field_text(f.elements[0]);
-    e.last_activity = field_text(f.elements[4]);
-    e.present = !e.version.empty() && !field_text(f.elements[1]).empty();
-    if (e.present)
-      fill_row(e, f.elements, now_ms);
-    out.push_back(std::move(e));
+    hash_fields fields{};
+    for (std::size_t k = 0; k < fields.size(); ++k)
+      fields[k] = &f.elements[k];
+    out.push_back(make_entry(id.str, fields, now_ms));
   }
   return out;
 }
+
+/// One batch being read: its ids, then one HGETALL per id, answered on a Redis I/O thread. Shared
+/// with the callbacks, so replies arriving after the worker gave up have somewhere to go.
+struct sync_engine::batch_read {
+  std::vector<std::string> ids;
+  std::vector<redis::reply> hashes; ///< hashes[i]: the HGETALL of ids[i]
+  std::atomic<std::size_t> left{0};
+  std::atomic<bool> failed{false};
+  redis::errc error = redis::errc::ok; ///< the first failure; read once all callbacks ran
+  std::promise<void> answered;         ///< set by the last callback
+};
 
 sync_engine::sync_engine(redis::client& redis, const redis_scripts& scripts,
                          postgres::client_options pg, sync_settings settings,
@@ -109,16 +156,17 @@ sync_engine::sync_engine(redis::client& redis, const redis_scripts& scripts,
 
 sync_engine::~sync_engine() = default;
 
-// Both block the sync thread (never an I/O thread) until the reply arrives.
-redis::reply sync_engine::call(std::vector<std::string> args) {
-  return checked(
-      redis::command_wait(redis_, settings_.dirty_sets, std::move(args), settings_.redis_wait));
+// Both block the sync thread (never an I/O thread) until the reply arrives. Worker w's calls go
+// out on connection hint dirty_sets + w, in the order it sends them.
+redis::reply sync_engine::call(std::vector<std::string> args, std::size_t worker) {
+  return checked(redis::command_wait(redis_, settings_.dirty_sets + worker, std::move(args),
+                                     settings_.redis_wait));
 }
 
 redis::reply sync_engine::eval(const redis::script& s, std::vector<std::string> keys,
-                               std::vector<std::string> args) {
-  return checked(redis::eval_wait(redis_, settings_.dirty_sets, s, std::move(keys), std::move(args),
-                                  settings_.redis_wait));
+                               std::vector<std::string> args, std::size_t worker) {
+  return checked(redis::eval_wait(redis_, settings_.dirty_sets + worker, s, std::move(keys),
+                                  std::move(args), settings_.redis_wait));
 }
 
 postgres::client& sync_engine::pg(std::size_t worker) {
@@ -148,24 +196,24 @@ void sync_engine::ping_postgres() {
   }
 }
 
-bool sync_engine::acquire(std::size_t set) {
+bool sync_engine::acquire(std::size_t set, std::size_t worker) {
   auto key = settings_.prefix + "sync:lease:" + std::to_string(set);
   auto ttl = std::to_string(settings_.lease_ttl.count());
-  auto r = call({"SET", key, settings_.node_id, "NX", "PX", ttl});
+  auto r = call({"SET", key, settings_.node_id, "NX", "PX", ttl}, worker);
   if (r.type == redis::reply::kind::status)
     return true;
   // Our own lease left over from a run that failed half-way: take it again.
-  auto holder = call({"GET", key});
+  auto holder = call({"GET", key}, worker);
   if (holder.type == redis::reply::kind::string && holder.str == settings_.node_id) {
-    call({"PEXPIRE", key, ttl});
+    call({"PEXPIRE", key, ttl}, worker);
     return true;
   }
   return false;
 }
 
-void sync_engine::release(std::size_t set) {
+void sync_engine::release(std::size_t set, std::size_t worker) {
   eval(lease_release_script(), {settings_.prefix + "sync:lease:" + std::to_string(set)},
-       {settings_.node_id});
+       {settings_.node_id}, worker);
 }
 
 std::int64_t sync_engine::backlog() {
@@ -177,27 +225,84 @@ std::int64_t sync_engine::backlog() {
   return total;
 }
 
-/// Writes one batch of set `set`; returns how many dirty ids it read.
-std::size_t sync_engine::sync_batch(std::size_t set, std::size_t worker, sync_counts& counts) {
-  auto dirty_key = settings_.prefix + "dirty:" + std::to_string(set);
+// The ids come from one ZRANGE (waited for: a short reply); their hashes from one HGETALL each,
+// pipelined and not waited for: the worker writes the previous batch meanwhile. The ids and the
+// hashes are not read atomically, which the ack makes harmless: it compares each session with
+// the version and activity its own HGETALL read.
+std::shared_ptr<sync_engine::batch_read>
+sync_engine::read_next(std::size_t set, std::size_t worker, const std::vector<dirty_entry>& skip,
+                       sync_counts& counts) {
+  auto started = std::chrono::steady_clock::now();
+  auto ids = call({"ZRANGE", settings_.prefix + "dirty:" + std::to_string(set), "0",
+                   std::to_string(settings_.batch_size + skip.size() - 1)},
+                  worker);
+  counts.redis_wait_us += micros_since(started);
+  if (ids.type != redis::reply::kind::array)
+    throw sync_error(false, "ZRANGE: unexpected reply from Redis");
+  std::unordered_set<std::string_view> skipped;
+  for (const auto& e : skip)
+    skipped.insert(e.id);
+  auto read = std::make_shared<batch_read>();
+  for (auto& id : ids.elements) {
+    if (read->ids.size() == settings_.batch_size)
+      break;
+    if (id.type != redis::reply::kind::string)
+      throw sync_error(false, "ZRANGE: unexpected entry in the reply from Redis");
+    if (!skipped.count(id.str))
+      read->ids.push_back(std::move(id.str));
+  }
+  read->hashes.resize(read->ids.size());
+  read->left = read->ids.size();
+  if (read->ids.empty())
+    read->answered.set_value();
+  for (std::size_t i = 0; i < read->ids.size(); ++i)
+    redis_.command(settings_.dirty_sets + worker,
+                   {"HGETALL", settings_.prefix + "s:" + read->ids[i]},
+                   [read, i](redis::errc e, redis::reply&& r) {
+                     if (e != redis::errc::ok && !read->failed.exchange(true))
+                       read->error = e;
+                     read->hashes[i] = std::move(r);
+                     if (--read->left == 0)
+                       read->answered.set_value();
+                   });
+  return read;
+}
+
+std::vector<dirty_entry> sync_engine::await_read(batch_read& read, sync_counts& counts) {
+  auto started = std::chrono::steady_clock::now();
+  auto ready = read.answered.get_future().wait_for(settings_.redis_wait);
+  counts.redis_wait_us += micros_since(started);
+  if (ready != std::future_status::ready)
+    throw sync_error(false, "Redis: " + std::string(redis::to_string(redis::errc::timeout)));
+  if (read.failed)
+    throw sync_error(false, "Redis: " + std::string(redis::to_string(read.error)));
   auto now = clock_.now_ms();
-  auto entries = parse_dirty(eval(scripts_.sync_read, {dirty_key},
-                                  {settings_.prefix + "s:", std::to_string(settings_.batch_size)}),
-                             now);
-  if (entries.empty())
-    return 0;
+  std::vector<dirty_entry> entries;
+  entries.reserve(read.ids.size());
+  for (std::size_t i = 0; i < read.ids.size(); ++i) {
+    if (read.hashes[i].is_error())
+      throw sync_error(false, "Redis: " + read.hashes[i].str);
+    entries.push_back(make_entry(std::move(read.ids[i]), by_name(read.hashes[i]), now));
+  }
   counts.read += entries.size();
+  return entries;
+}
+
+void sync_engine::write_batch(std::size_t set, std::size_t worker,
+                              std::vector<dirty_entry>& entries, sync_counts& counts) {
+  auto dirty_key = settings_.prefix + "dirty:" + std::to_string(set);
   std::vector<postgres::session_row> rows;
   rows.reserve(entries.size());
   for (auto& e : entries)
     if (e.present)
-      rows.push_back(e.row);
+      rows.push_back(std::move(e.row));
   std::vector<std::string> written;
-  std::unordered_map<std::string, postgres::stored_version> ahead; // PostgreSQL is newer
+  std::unordered_map<std::string, postgres::stored_version> stored; // of the rows not written
+  auto started = std::chrono::steady_clock::now();
   try {
     if (!rows.empty())
       ++counts.statements;
-    counts.written += postgres::upsert_sessions(pg(worker), rows, &written);
+    counts.written += postgres::bulk_upsert_sessions(pg(worker), rows, &written);
     if (written.size() < rows.size()) {
       std::unordered_set<std::string> done(written.begin(), written.end());
       std::vector<std::string> fenced;
@@ -206,53 +311,82 @@ std::size_t sync_engine::sync_batch(std::size_t set, std::size_t worker, sync_co
           fenced.push_back(r.session_id);
       ++counts.statements;
       for (auto& v : postgres::load_versions(pg(worker), fenced))
-        ahead.emplace(v.session_id, std::move(v));
+        stored.emplace(v.session_id, std::move(v));
     }
   } catch (const postgres::pg_error& e) {
+    counts.postgres_us += micros_since(started);
     throw sync_error(true, std::string("PostgreSQL: ") + e.what());
   }
+  counts.postgres_us += micros_since(started);
+  auto now = clock_.now_ms();
   std::vector<std::string> ack{settings_.prefix + "s:"};
   std::vector<std::string> repair{settings_.prefix + "s:", std::to_string(now),
                                   std::to_string(settings_.tombstone_ttl_ms)};
+  ack.reserve(1 + 3 * entries.size());
   for (const auto& e : entries) {
-    auto it = e.present ? ahead.find(e.id) : ahead.end();
-    if (it != ahead.end() && it->second.version > e.row.version) {
+    auto it = e.present ? stored.find(e.id) : stored.end();
+    if (it != stored.end() && it->second.repair_pending)
+      continue; // PostgreSQL holds a newer write made while Redis was down: the node puts it
+                // back into Redis first; until then the mark stays and nothing is repaired
+    if (it != stored.end() && it->second.version > to_int(e.version)) {
       repair.insert(repair.end(),
                     {e.id, e.version, std::to_string(it->second.version), it->second.status});
       continue;
     }
     ack.insert(ack.end(), {e.id, e.version, e.last_activity});
   }
-  counts.acked += static_cast<std::uint64_t>(eval(scripts_.sync_ack, {dirty_key}, ack).integer);
+  started = std::chrono::steady_clock::now();
+  if (ack.size() > 1)
+    counts.acked +=
+        static_cast<std::uint64_t>(eval(scripts_.sync_ack, {dirty_key}, ack, worker).integer);
   if (repair.size() > 3)
     counts.repaired +=
-        static_cast<std::uint64_t>(eval(scripts_.sync_repair, {dirty_key}, repair).integer);
-  return entries.size();
+        static_cast<std::uint64_t>(eval(scripts_.sync_repair, {dirty_key}, repair, worker).integer);
+  counts.redis_wait_us += micros_since(started);
 }
 
+// Batches of one set are read in order under the set's lease, each while the one before is
+// written: batch k+1's ids are taken (ZRANGE) before batch k is written and leave out batch k's
+// (whose marks are still there); batch k+2's only after batch k's ack, so marks batch k could not
+// clear (a save landed meanwhile, a repair) are read again. A mark is removed only by the ack of a
+// batch PostgreSQL has committed (or fenced off); a failure leaves every mark not acked in place.
 void sync_engine::sync_set(std::size_t set, std::size_t worker, sync_counts& counts) {
-  auto dirty_key = settings_.prefix + "dirty:" + std::to_string(set);
-  auto pending = call({"ZCARD", dirty_key}).integer;
-  if (pending == 0)
+  auto pending_ids = call({"ZCARD", settings_.prefix + "dirty:" + std::to_string(set)}, worker);
+  if (pending_ids.integer == 0)
     return;
-  if (!acquire(set)) {
+  if (!acquire(set, worker)) {
     ++counts.skipped_sets;
     return;
   }
   // Bounded: the ids present at the start, plus one batch for writes landing meanwhile.
-  auto batches = pending / static_cast<long long>(settings_.batch_size) + 2;
+  auto batches = pending_ids.integer / static_cast<long long>(settings_.batch_size) + 2;
+  auto lease = settings_.prefix + "sync:lease:" + std::to_string(set);
   try {
-    while (batches-- > 0 && sync_batch(set, worker, counts) == settings_.batch_size)
-      call({"PEXPIRE", settings_.prefix + "sync:lease:" + std::to_string(set),
-            std::to_string(settings_.lease_ttl.count())});
+    auto next = read_next(set, worker, {}, counts);
+    for (;;) {
+      auto entries = await_read(*next, counts);
+      if (entries.empty())
+        break;
+      bool more = entries.size() == settings_.batch_size && --batches > 0;
+      if (more)
+        next = read_next(set, worker, entries, counts);
+      write_batch(set, worker, entries, counts);
+      if (!more)
+        break;
+      // Renewed after every batch; the reply is not waited for (a lease that lapses lets another
+      // node in, which the version fence and the compare-in-Lua ack make harmless).
+      redis_.command(settings_.dirty_sets + worker,
+                     {"PEXPIRE", lease, std::to_string(settings_.lease_ttl.count())},
+                     [](redis::errc, redis::reply&&) {});
+    }
   } catch (const sync_error&) {
     try {
-      release(set);
+      release(set, worker);
     } catch (const sync_error&) {
     }
     throw;
   }
-  release(set);
+  release(set, worker);
 }
 
 sync_counts sync_engine::run() {
@@ -279,6 +413,8 @@ sync_counts sync_engine::run() {
     total.acked += mine.acked;
     total.repaired += mine.repaired;
     total.skipped_sets += mine.skipped_sets;
+    total.postgres_us += mine.postgres_us;
+    total.redis_wait_us += mine.redis_wait_us;
   };
   std::vector<std::thread> helpers;
   auto workers = std::min(pg_.size(), settings_.dirty_sets);

@@ -1,6 +1,7 @@
 // The blocking work of one sync run, without CAF: read dirty sessions from Redis, upsert them
-// into PostgreSQL version-fenced, and clear the marks of what was written. The sync actor runs
-// it on its own thread.
+// into PostgreSQL version-fenced, and clear the marks of what was written; each worker reads the
+// next batch from Redis while PostgreSQL writes the current one. The sync actor runs it on its
+// own thread.
 #pragma once
 
 #include "actors/redis_scripts.hpp"
@@ -21,9 +22,9 @@ namespace sessiond::actors {
 
 struct sync_settings {
   std::string prefix = "sessiond:";
-  std::size_t dirty_sets = 16;  ///< dirty:0 … dirty:<n-1> (sessions.shards)
-  std::size_t batch_size = 500; ///< sessions per Redis read and PostgreSQL statement
-  std::string node_id;          ///< the lease holder's name
+  std::size_t dirty_sets = 16;   ///< dirty:0 … dirty:<n-1> (sessions.shards)
+  std::size_t batch_size = 2000; ///< sessions per Redis read and PostgreSQL upsert
+  std::string node_id;           ///< the lease holder's name
   std::chrono::milliseconds lease_ttl{60000};
   std::chrono::milliseconds redis_wait{5000}; ///< bound on one blocking Redis call
   std::int64_t tombstone_ttl_ms = 604800000;
@@ -46,13 +47,16 @@ private:
 struct sync_counts {
   std::uint64_t read = 0;       ///< dirty ids read
   std::uint64_t written = 0;    ///< rows inserted or replaced in PostgreSQL
-  std::uint64_t statements = 0; ///< SQL statements sent (upserts and version lookups)
+  std::uint64_t statements = 0; ///< batch upserts (each BEGIN, COPY, INSERT, COMMIT) and lookups
   std::uint64_t acked = 0;      ///< dirty marks cleared
   std::uint64_t repaired = 0;   ///< sessions moved past PostgreSQL's version
   std::uint64_t skipped_sets = 0;
+  std::uint64_t postgres_us = 0;   ///< time the workers waited for PostgreSQL (summed)
+  std::uint64_t redis_wait_us = 0; ///< time the workers waited for Redis replies (summed)
 };
 
-/// One dirty session as sync_read returned it; `present` is false when its key was gone.
+/// One dirty session as read from Redis (sync_read, or HGETALL); `present` is false when its key
+/// was gone.
 struct dirty_entry {
   std::string id;
   bool present = false;
@@ -83,14 +87,24 @@ public:
   void ping_postgres();
 
 private:
-  redis::reply call(std::vector<std::string> args);
+  struct batch_read;
+
+  redis::reply call(std::vector<std::string> args, std::size_t worker = 0);
   redis::reply eval(const redis::script& s, std::vector<std::string> keys,
-                    std::vector<std::string> args);
+                    std::vector<std::string> args, std::size_t worker = 0);
   postgres::client& pg(std::size_t worker = 0);
-  bool acquire(std::size_t set);
-  void release(std::size_t set);
+  bool acquire(std::size_t set, std::size_t worker);
+  void release(std::size_t set, std::size_t worker);
   void sync_set(std::size_t set, std::size_t worker, sync_counts& counts);
-  std::size_t sync_batch(std::size_t set, std::size_t worker, sync_counts& counts);
+  /// Starts reading set `set`'s next batch: the oldest dirty ids not in `skip` (the batch being
+  /// written meanwhile) with their fields.
+  std::shared_ptr<batch_read> read_next(std::size_t set, std::size_t worker,
+                                        const std::vector<dirty_entry>& skip, sync_counts& counts);
+  /// The batch once every reply is in; sync_error when Redis failed or did not answer in time.
+  std::vector<dirty_entry> await_read(batch_read& read, sync_counts& counts);
+  /// Upserts `entries` (their rows are moved out), then acks or repairs them.
+  void write_batch(std::size_t set, std::size_t worker, std::vector<dirty_entry>& entries,
+                   sync_counts& counts);
 
   redis::client& redis_;
   const redis_scripts& scripts_;

@@ -8,21 +8,28 @@
 #include "actors/redis_scripts.hpp"
 #include "actors/sync_engine.hpp"
 #include "adapters/postgres/migrate.hpp"
+#include "adapters/redis/blocking.hpp"
 #include "adapters/redis/client.hpp"
 #include "model/shard_for.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 namespace sessiond::bench {
@@ -35,7 +42,7 @@ struct sync_args {
   std::string redis = "redis://127.0.0.1:6379/0";
   std::string postgres = "postgresql://postgres@127.0.0.1:5432/sessiond";
   std::size_t rows = 200000;
-  std::size_t batch = 500;
+  std::size_t batch = 2000; ///< sync.batch_size
   std::size_t value_bytes = 512;
   std::size_t sets = 16;
   std::size_t connections = 2;
@@ -44,20 +51,23 @@ struct sync_args {
   std::int64_t interval_ms = 1000;
   std::size_t sessions = 0; ///< lag phase: saves cycle over this many sessions; 0: each new
   bool lag_only = false;
+  long postmaster_pid = 0; ///< when set, PostgreSQL's CPU time is reported too
 };
 
 constexpr const char* help = R"(usage: sessiond-bench sync [--redis URL] [--postgres URL] [--rows N]
        [--batch-size N] [--connections N] [--value-bytes N] [--rate SAVES_PER_S] [--lag-seconds S]
-       [--interval-ms MS] [--sessions N] [--lag-only]
+       [--interval-ms MS] [--sessions N] [--lag-only] [--postmaster-pid PID]
 
 Measures the write-behind alone, in a scratch schema and key prefix of its own:
   throughput  --rows dirty sessions drained into an empty table (inserts), then all saved again
               and drained (updates), against one INSERT ... SELECT ... ON CONFLICT statement
               over the same rows in the same run
   lag         saves (the node's write script) at --rate for --lag-seconds, cycling over
-              --sessions ids (0: every save a new session), synced every --interval-ms as the
-              sync actor does; p50/p99 of (row's updated_at - save acknowledged), and SQL
-              statements per 1,000 saves (the per-save upsert it replaces: 1,000)
+              --sessions ids (0: every save a new session), synced every --interval-ms (start
+              to start) as the sync actor does; p50/p99 of (row's updated_at - save
+              acknowledged), and SQL statements per 1,000 saves (the per-save upsert: 1,000)
+CPU seconds of the bench (the sync runs in it), of Redis (INFO cpu) and, given the postmaster's
+--postmaster-pid, of PostgreSQL (it and its children) are printed for each throughput step.
 )";
 
 sync_args parse(const std::vector<std::string>& a) {
@@ -90,6 +100,8 @@ sync_args parse(const std::vector<std::string>& a) {
       s.sessions = std::stoul(next());
     else if (a[i] == "--lag-only")
       s.lag_only = true;
+    else if (a[i] == "--postmaster-pid")
+      s.postmaster_pid = std::stol(next());
     else if (a[i] == "--help") {
       std::cout << help;
       std::exit(0);
@@ -197,17 +209,90 @@ postgres::client_options pg_options(const sync_args& a, const std::string& schem
   return o;
 }
 
+/// utime + stime of /proc/PID/stat in seconds, with the children it waited for when asked; 0
+/// when the process is gone.
+double proc_cpu_s(long pid, bool with_children) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line) || line.rfind(')') == std::string::npos)
+    return 0;
+  std::istringstream rest(line.substr(line.rfind(')') + 2)); // fields from 3 (state) on
+  std::vector<std::string> f{std::istream_iterator<std::string>(rest), {}};
+  if (f.size() < 15)
+    return 0;
+  double ticks = std::stod(f[11]) + std::stod(f[12]); // fields 14 and 15
+  if (with_children)
+    ticks += std::stod(f[13]) + std::stod(f[14]);
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+long parent_pid(long pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line) || line.rfind(')') == std::string::npos)
+    return -1;
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  std::string state;
+  long ppid = -1;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+/// CPU seconds used so far by the bench, Redis and (with --postmaster-pid) PostgreSQL: the
+/// postmaster, its live children, and the children that exited.
+struct cpu_times {
+  double bench = 0, redis = 0, postgres = 0;
+};
+
+cpu_times cpu_now(redis_pipe& r, long postmaster) {
+  cpu_times t;
+  rusage self{};
+  getrusage(RUSAGE_SELF, &self);
+  t.bench = static_cast<double>(self.ru_utime.tv_sec + self.ru_stime.tv_sec) +
+            static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
+  auto info = redis::command_wait(r.client(), 0, {"INFO", "cpu"}, std::chrono::seconds(5));
+  std::istringstream lines(info.value.str);
+  for (std::string line; std::getline(lines, line);)
+    for (const char* key : {"used_cpu_sys:", "used_cpu_user:"})
+      if (line.rfind(key, 0) == 0)
+        t.redis += std::stod(line.substr(std::strlen(key)));
+  if (postmaster > 0) {
+    t.postgres = proc_cpu_s(postmaster, true);
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      auto name = entry.path().filename().string();
+      if (name.find_first_not_of("0123456789") == std::string::npos &&
+          parent_pid(std::stol(name)) == postmaster)
+        t.postgres += proc_cpu_s(std::stol(name), false);
+    }
+  }
+  return t;
+}
+
+cpu_times operator-(const cpu_times& a, const cpu_times& b) {
+  return {a.bench - b.bench, a.redis - b.redis, a.postgres - b.postgres};
+}
+
 struct throughput {
   double sync_rows_s = 0, statement_rows_s = 0;
+  double sync_s = 0;                  ///< the sync's wall time
+  double postgres_s = 0, redis_s = 0; ///< what its workers waited for, summed over workers
+  double rows = 0, statement_rows = 0;
+  cpu_times sync_cpu, statement_cpu;
 };
 
 /// One pass: sync_engine drains the dirty sets; then the same rows through one statement.
 throughput pass(const sync_args& a, redis_pipe& r, postgres::client& pg, actors::sync_engine& eng,
                 bool updates) {
   throughput t;
+  auto cpu = cpu_now(r, a.postmaster_pid);
   auto start = steady::now();
   auto counts = eng.run();
-  t.sync_rows_s = static_cast<double>(counts.written) / seconds_since(start);
+  t.sync_s = seconds_since(start);
+  t.sync_cpu = cpu_now(r, a.postmaster_pid) - cpu;
+  t.rows = static_cast<double>(counts.written);
+  t.sync_rows_s = static_cast<double>(counts.written) / t.sync_s;
+  t.postgres_s = static_cast<double>(counts.postgres_us) / 1e6;
+  t.redis_s = static_cast<double>(counts.redis_wait_us) / 1e6;
   // The ceiling: the same rows (copied aside), one INSERT … SELECT … ON CONFLICT.
   pg.exec("drop table if exists staging; create table staging as select * from user_session");
   if (updates)
@@ -216,6 +301,7 @@ throughput pass(const sync_args& a, redis_pipe& r, postgres::client& pg, actors:
     pg.exec("truncate user_session");
   pg.exec("vacuum analyze user_session");
   pg.exec("checkpoint");
+  cpu = cpu_now(r, a.postmaster_pid);
   start = steady::now();
   auto res = pg.exec(
       "insert into user_session select * from staging on conflict (session_id) do update set "
@@ -225,7 +311,8 @@ throughput pass(const sync_args& a, redis_pipe& r, postgres::client& pg, actors:
       "updated_at = now(), revoked_at = excluded.revoked_at "
       "where user_session.version < excluded.version");
   t.statement_rows_s = static_cast<double>(res.affected) / seconds_since(start);
-  (void)r;
+  t.statement_cpu = cpu_now(r, a.postmaster_pid) - cpu;
+  t.statement_rows = static_cast<double>(res.affected);
   return t;
 }
 
@@ -238,14 +325,19 @@ void lag_phase(const sync_args& a, redis_pipe& r, const actors::redis_scripts& s
   std::atomic<std::uint64_t> saves{0}, statements{0}, rows{0};
   std::string data =
       "{\"p\":\"" + std::string(a.value_bytes > 10 ? a.value_bytes - 10 : 1, 'x') + "\"}";
+  std::vector<double> run_ms; // the sync loop's runs, read after it stopped
   std::thread sync_loop([&] {
+    // As the sync actor schedules: runs start every interval; one that overran it is followed at
+    // once.
     auto next = steady::now() + std::chrono::milliseconds(a.interval_ms);
     while (writing) {
       std::this_thread::sleep_until(next);
+      auto started = steady::now();
       auto c = eng.run();
+      run_ms.push_back(1000.0 * seconds_since(started));
       statements += c.statements;
       rows += c.written;
-      next = steady::now() + std::chrono::milliseconds(a.interval_ms);
+      next = started + std::chrono::milliseconds(a.interval_ms);
     }
   });
   auto start = steady::now();
@@ -316,12 +408,25 @@ void lag_phase(const sync_args& a, redis_pipe& r, const actors::redis_scripts& s
             << "  " << rows << " rows written with " << statements << " statements: "
             << static_cast<double>(statements) * 1000.0 / static_cast<double>(saves)
             << " statements per 1,000 saves (per-save upsert: 1,000)\n";
+  std::sort(run_ms.begin(), run_ms.end());
+  if (!run_ms.empty())
+    std::cout << "  " << run_ms.size() << " sync runs during the saves: median "
+              << run_ms[run_ms.size() / 2] << " ms, longest " << run_ms.back() << " ms\n";
 }
 
 void print_throughput(const char* what, const throughput& t) {
   std::cout << "  " << what << ": sync " << static_cast<long>(t.sync_rows_s)
             << " rows/s, one statement " << static_cast<long>(t.statement_rows_s)
-            << " rows/s, ratio " << t.sync_rows_s / t.statement_rows_s << "\n";
+            << " rows/s, ratio " << t.sync_rows_s / t.statement_rows_s << "\n"
+            << "    sync " << t.sync_s << " s; workers waited " << t.postgres_s
+            << " s for PostgreSQL, " << t.redis_s << " s for Redis\n";
+  auto cpu = [](const char* who, const cpu_times& c, double rows) {
+    std::cout << "    CPU of " << who << ": bench " << c.bench << " s, Redis " << c.redis
+              << " s, PostgreSQL " << c.postgres << " s; per row " << 1e6 * c.bench / rows << " / "
+              << 1e6 * c.redis / rows << " / " << 1e6 * c.postgres / rows << " us\n";
+  };
+  cpu("the sync", t.sync_cpu, t.rows);
+  cpu("the statement", t.statement_cpu, t.statement_rows);
 }
 
 } // namespace

@@ -1,10 +1,12 @@
 // libpq behind sessiond::postgres::client: a connect polled against one deadline, session
-// settings, text-format results, server errors mapped to pg_error, and lazy reconnects.
+// settings, text-format results, COPY FROM STDIN, server errors mapped to pg_error, and lazy
+// reconnects.
 #include "adapters/postgres/client.hpp"
 
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <utility>
@@ -308,6 +310,30 @@ struct client::impl {
     return check(result_ptr(PQexecParams(conn.get(), sql.c_str(), static_cast<int>(values.size()),
                                          nullptr, values.data(), nullptr, nullptr, 0)));
   }
+
+  /// Starts the COPY that ends `sql`, sends `data` in chunks, ends it; the COPY's result.
+  result_ptr copy_in(const std::string& sql, std::string_view data) {
+    check_no_nul(sql, "SQL");
+    ensure_connected();
+    PGconn* c = conn.get();
+    result_ptr started(PQexec(c, sql.c_str()));
+    if (PQresultStatus(started.get()) != PGRES_COPY_IN) {
+      check(std::move(started)); // an error throws; a statement that is not a COPY does not
+      throw pg_error(errc::invalid_argument, "copy_in: the last statement is not COPY FROM STDIN");
+    }
+    constexpr std::size_t chunk = 1 << 20; // PQputCopyData takes an int length
+    for (std::size_t at = 0; at < data.size(); at += chunk) {
+      auto n = static_cast<int>(std::min(chunk, data.size() - at));
+      if (PQputCopyData(c, data.data() + at, n) != 1)
+        return check(result_ptr()); // the connection broke: connection_lost
+    }
+    if (PQputCopyEnd(c, nullptr) != 1)
+      return check(result_ptr());
+    result_ptr done(PQgetResult(c));
+    while (result_ptr(PQgetResult(c))) // nothing follows the COPY; drain to be ready again
+      ;
+    return check(std::move(done));
+  }
 };
 
 client::client(client_options opts) : impl_(std::make_unique<impl>()) {
@@ -326,6 +352,10 @@ result client::exec(const std::string& sql) {
 
 result client::exec_params(const std::string& sql, const std::vector<field>& params) {
   return to_result(impl_->run(sql, &params).get());
+}
+
+result client::copy_in(const std::string& sql, std::string_view data) {
+  return to_result(impl_->copy_in(sql, data).get());
 }
 
 void client::begin() {

@@ -1,5 +1,6 @@
 // Blocking PostgreSQL client over one libpq connection: connect with deadlines, statement
-// timeout and search_path, text-format queries, transactions, and reconnect after a loss.
+// timeout and search_path, text-format queries, COPY FROM STDIN, transactions, and reconnect
+// after a loss.
 #pragma once
 
 #include <chrono>
@@ -87,6 +88,11 @@ public:
   result exec(const std::string& sql);
   /// Runs one statement with $1… bound as text (nullopt = NULL).
   result exec_params(const std::string& sql, const std::vector<field>& params);
+  /// Runs `sql` (simple protocol; statements before the last run first) whose last statement
+  /// is a `COPY … FROM STDIN`, sends `data` as its whole input in the COPY's format, and returns
+  /// the COPY's result (`affected`: rows copied). Data the server refuses throws
+  /// server_error; the connection stays usable (inside a transaction, the transaction failed).
+  result copy_in(const std::string& sql, std::string_view data);
 
   /// Runs f() between BEGIN and COMMIT and returns what it returns; any exception from f()
   /// or COMMIT rolls back (when the connection still stands) and propagates. Not nestable.

@@ -4,16 +4,14 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <numeric>
 
 namespace sessiond::postgres {
 
 namespace {
 
-// The version fence is the architecture's rule: only a higher version replaces a row. A row
-// with a pending note in session_redis_repair was written in PostgreSQL while Redis was
-// unreachable, so it is newer than what Redis holds: the write-behind leaves it alone.
-constexpr const char* upsert_sql = R"(
+const std::string upsert_sql = R"(
 insert into user_session (session_id, user_id, data, version, status, is_active, created_at,
                           last_activity_at, expires_at, updated_at, revoked_at)
 select u.id, u.uid, u.data, u.version, u.status, u.active, to_timestamp(u.created_ms / 1000.0),
@@ -22,34 +20,12 @@ select u.id, u.uid, u.data, u.version, u.status, u.active, to_timestamp(u.create
 from unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::boolean[],
             $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
   as u(id, uid, data, version, status, active, created_ms, activity_ms, expires_ms, revoked_ms)
-on conflict (session_id) do update set
-  user_id = excluded.user_id, data = excluded.data, version = excluded.version,
-  status = excluded.status, is_active = excluded.is_active, created_at = excluded.created_at,
-  last_activity_at = excluded.last_activity_at, expires_at = excluded.expires_at,
-  updated_at = excluded.updated_at, revoked_at = excluded.revoked_at
-where (user_session.version < excluded.version
-       or (user_session.version = excluded.version
-           and user_session.last_activity_at < excluded.last_activity_at))
-  and not exists (select 1 from session_redis_repair r where r.session_id = excluded.session_id)
-returning session_id)";
+)" + std::string(upsert_fence_sql);
 
 constexpr const char* versions_sql = R"(
 select u.session_id, u.version, u.status,
        exists (select 1 from session_redis_repair r where r.session_id = u.session_id)
 from user_session u where u.session_id = any($1::text[]))";
-
-void validate(const session_row& r) {
-  auto bad = [&](const std::string& why) {
-    throw pg_error(errc::invalid_argument, "session " + r.session_id + ": " + why);
-  };
-  if (r.session_id.empty())
-    bad("empty session_id");
-  if (r.status != "ACTIVE" && r.status != "REVOKED" && r.status != "EXPIRED")
-    bad("unknown status '" + r.status + "'");
-  for (const std::string* s : {&r.session_id, &r.user_id, &r.data})
-    if (s->find('\0') != std::string::npos)
-      bad("a NUL byte in session_id, user_id or data");
-}
 
 /// The batch as columns, each a list of text values for array_literal().
 struct columns {
@@ -103,6 +79,58 @@ const std::string& required(const field& f, const char* column) {
 
 } // namespace
 
+// The version fence is the architecture's rule: only a higher version replaces a row. A row
+// with a pending note in session_redis_repair was written in PostgreSQL while Redis was
+// unreachable, so it is newer than what Redis holds: the write-behind leaves it alone.
+const char* const upsert_fence_sql = R"(
+on conflict (session_id) do update set
+  user_id = excluded.user_id, data = excluded.data, version = excluded.version,
+  status = excluded.status, is_active = excluded.is_active, created_at = excluded.created_at,
+  last_activity_at = excluded.last_activity_at, expires_at = excluded.expires_at,
+  updated_at = excluded.updated_at, revoked_at = excluded.revoked_at
+where (user_session.version < excluded.version
+       or (user_session.version = excluded.version
+           and user_session.last_activity_at < excluded.last_activity_at))
+  and not exists (select 1 from session_redis_repair r where r.session_id = excluded.session_id)
+returning session_id)";
+
+void validate_row(const session_row& r) {
+  auto bad = [&](const std::string& why) {
+    throw pg_error(errc::invalid_argument, "session " + r.session_id + ": " + why);
+  };
+  if (r.session_id.empty())
+    bad("empty session_id");
+  if (r.status != "ACTIVE" && r.status != "REVOKED" && r.status != "EXPIRED")
+    bad("unknown status '" + r.status + "'");
+  for (const std::string* s : {&r.session_id, &r.user_id, &r.data})
+    if (s->find('\0') != std::string::npos)
+      bad("a NUL byte in session_id, user_id or data");
+}
+
+result fenced_write(client& c, const std::function<result()>& write) {
+  if (c.in_transaction()) // the caller's transaction, at the caller's isolation level
+    return write();
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return c.transaction([&] {
+        c.exec("set transaction isolation level repeatable read");
+        return write();
+      });
+    } catch (const pg_error& e) {
+      if (e.sqlstate() != "40001" || attempt >= 5)
+        throw;
+    }
+  }
+}
+
+std::size_t written_rows(const result& res, std::vector<std::string>* written_ids) {
+  if (written_ids)
+    for (const auto& row : res.rows)
+      if (!row.empty() && row[0])
+        written_ids->push_back(*row[0]);
+  return res.rows.size();
+}
+
 std::vector<const session_row*> dedupe_batch(const std::vector<session_row>& rows) {
   std::vector<std::size_t> order(rows.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
@@ -125,28 +153,10 @@ std::size_t upsert_sessions(client& c, const std::vector<session_row>& rows,
   if (rows.empty())
     return 0;
   for (const auto& r : rows)
-    validate(r);
+    validate_row(r);
   auto params = columns(dedupe_batch(rows)).params();
-  result res;
-  if (c.in_transaction()) // the caller's transaction, at the caller's isolation level
-    res = c.exec_params(upsert_sql, params);
-  for (int attempt = 1; !c.in_transaction(); ++attempt) {
-    try {
-      res = c.transaction([&] {
-        c.exec("set transaction isolation level repeatable read");
-        return c.exec_params(upsert_sql, params);
-      });
-      break;
-    } catch (const pg_error& e) {
-      if (e.sqlstate() != "40001" || attempt >= 5)
-        throw;
-    }
-  }
-  if (written_ids)
-    for (const auto& row : res.rows)
-      if (!row.empty() && row[0])
-        written_ids->push_back(*row[0]);
-  return res.rows.size();
+  return written_rows(fenced_write(c, [&] { return c.exec_params(upsert_sql, params); }),
+                      written_ids);
 }
 
 std::vector<stored_version> load_versions(client& c, const std::vector<std::string>& ids) {

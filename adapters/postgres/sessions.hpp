@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,17 +41,34 @@ std::vector<const session_row*> dedupe_batch(const std::vector<session_row>& row
 /// version and duplicates dropped by dedupe_batch() do not count, so a retried batch returns 0.
 /// updated_at is the server's now().
 ///
-/// The statement runs in a REPEATABLE READ transaction, retried (up to 5 times) when PostgreSQL
-/// reports a concurrent update (40001): under READ COMMITTED a row written and noted by a
-/// concurrent degraded write would be re-checked against its new version but the note, in
-/// another table, against the statement's older snapshot, and Redis' older data could replace
-/// the degraded write. Inside the caller's transaction it runs once, at the caller's level.
+/// The statement runs through fenced_write() (REPEATABLE READ, retried on 40001).
 ///
 /// Throws pg_error: invalid_argument (empty session_id, unknown status, NUL byte: checked before
 /// anything is sent), server_error (e.g. data that is not JSON, 22P02, or holds \u0000, 22P05:
 /// the whole batch fails), connection_lost (outcome unknown: retrying is safe).
 std::size_t upsert_sessions(client& c, const std::vector<session_row>& rows,
                             std::vector<std::string>* written_ids = nullptr);
+
+/// The tail both write-behind upserts share (this one and bulk_upsert_sessions()): ON CONFLICT
+/// … DO UPDATE with the version fence (a higher version, or the same version with a later
+/// last_activity_at) and the guard for rows with a pending note in session_redis_repair
+/// (written in PostgreSQL while Redis was unreachable, so newer than what Redis holds), then
+/// RETURNING session_id. The INSERT before it names the rows `excluded` replaces.
+extern const char* const upsert_fence_sql;
+
+/// Checks a row before anything is sent: a session_id, a known status, no NUL byte in
+/// session_id, user_id or data. Throws pg_error(invalid_argument) naming the session.
+void validate_row(const session_row& r);
+
+/// Runs `write` (one write-behind upsert) in a REPEATABLE READ transaction, retried up to 5
+/// times when PostgreSQL reports a concurrent update (40001). Under READ COMMITTED a row written
+/// and noted by a concurrent degraded write would be re-checked against its new version but the
+/// note, in another table, against the statement's older snapshot, so Redis' older data could
+/// replace the degraded write. Inside the caller's transaction it runs once, at its level.
+result fenced_write(client& c, const std::function<result()>& write);
+
+/// The rows a RETURNING session_id result holds; appends their ids to `written_ids` if given.
+std::size_t written_rows(const result& res, std::vector<std::string>* written_ids);
 
 /// The stored version and status of a session.
 struct stored_version {

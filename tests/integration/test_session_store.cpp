@@ -2,6 +2,7 @@
 // session_store) against the PostgreSQL at POSTGRES_URL: statuses, versions, preconditions, TTL
 // arithmetic at explicit times (no test sleeps), concurrency on real connections, the repair
 // notes and the write-behind upsert's respect of them. Each test works in a schema of its own.
+#include "adapters/postgres/bulk_upsert.hpp"
 #include "adapters/postgres/client.hpp"
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/postgres/session_store.hpp"
@@ -128,6 +129,19 @@ struct fixture {
     result r = c.exec_params(sql, p);
     REQUIRE(r.rows.size() == 1);
     return r.rows[0][0].value_or("<NULL>");
+  }
+  /// Waits (up to 10 s) until `other`'s statement waits on a row lock; false if it never does.
+  bool waits_on_lock(const client& other) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      if (scalar("select count(*) from pg_stat_activity where pid = $1 and "
+                 "wait_event_type = 'Lock'",
+                 {std::to_string(other.backend_pid())}) == "1")
+        return true;
+      if (std::chrono::steady_clock::now() >= deadline)
+        return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
   }
 };
 
@@ -509,16 +523,7 @@ TEST_CASE("a PUT whose insert waits on another transaction's insert of the id re
       }
     });
     // The writer's insert now waits for the holder's transaction (a row lock, not a timer).
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    bool waiting = false;
-    while (!waiting && std::chrono::steady_clock::now() < deadline) {
-      waiting = f.scalar("select count(*) from pg_stat_activity where pid = $1 and "
-                         "wait_event_type = 'Lock'",
-                         {std::to_string(writer.backend_pid())}) == "1";
-      if (!waiting)
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    CHECK(waiting);
+    CHECK(f.waits_on_lock(writer));
     holder.exec(end);
     t.join();
     CHECK(error.empty());
@@ -665,9 +670,14 @@ TEST_CASE("the write-behind upsert never overwrites a row with a pending repair 
   CHECK(!load_versions(f.c, {"noted"}).at(0).repair_pending);
 }
 
-TEST_CASE("a write-behind upsert waiting on a noting write's row lock does not overwrite it "
-          "once that commits",
+TEST_CASE("a write-behind upsert (either path) waiting on a noting write's row lock does not "
+          "overwrite it once that commits",
           "[session_store]") {
+  using upsert_fn =
+      std::size_t (*)(client&, const std::vector<session_row>&, std::vector<std::string>*);
+  auto [path, upsert] = GENERATE(table<const char*, upsert_fn>(
+      {{"upsert_sessions", &upsert_sessions}, {"bulk_upsert_sessions", &bulk_upsert_sessions}}));
+  INFO(path);
   fixture f;
   auto settings = test_settings();
   settings.note_repairs = true;
@@ -688,27 +698,69 @@ TEST_CASE("a write-behind upsert waiting on a noting write's row lock does not o
   std::string error;
   std::thread t([&] {
     try {
-      written = upsert_sessions(sync, {from_redis});
+      written = upsert(sync, {from_redis}, nullptr);
     } catch (const std::exception& e) {
       error = e.what();
     }
   });
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  bool waiting = false;
-  while (!waiting && std::chrono::steady_clock::now() < deadline) {
-    waiting = f.scalar("select count(*) from pg_stat_activity where pid = $1 and "
-                       "wait_event_type = 'Lock'",
-                       {std::to_string(sync.backend_pid())}) == "1";
-    if (!waiting)
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  CHECK(waiting);
+  CHECK(f.waits_on_lock(sync));
   degraded.exec("commit");
   t.join();
   CHECK(error.empty());
   CHECK(written == 0);
   CHECK(f.row("raced").version == 2);
   CHECK(f.row("raced").data == R"({"degraded": 1})");
+}
+
+TEST_CASE("the COPY upsert stores exactly what the unnest upsert stores, with the same fence, "
+          "note guard and written ids",
+          "[session_store]") {
+  fixture f;
+  auto settings = test_settings();
+  settings.note_repairs = true;
+  session_store noting(settings);
+  auto make = [](const std::string& id, std::int64_t version, const std::string& status) {
+    session_row r;
+    r.session_id = id;
+    r.user_id = "u-" + id;
+    r.data = R"({"id":")" + id + R"(","n":[1,{"x":"\u00e9"}]})";
+    r.version = version;
+    r.status = status;
+    r.is_active = status == "ACTIVE";
+    r.created_at_ms = t0 + 1;
+    r.last_activity_at_ms = t0 + 2 * second + 3;
+    r.expires_at_ms = t0 + 3600 * second + 7;
+    r.revoked_at_ms = status == "REVOKED" ? t0 + 5 * second : 0;
+    return r;
+  };
+  std::vector<session_row> rows;
+  for (int i = 0; i < 40; ++i)
+    rows.push_back(make("k" + std::to_string(i), 3, i % 4 == 0 ? "REVOKED" : "ACTIVE"));
+  rows.push_back(make("k1", 2, "ACTIVE")); // a lower duplicate: dedupe_batch drops it
+  // The same rows through each path, in two schemas, give identical tables.
+  scratch_schema other;
+  client c2 = other.connect();
+  std::vector<std::string> ids_unnest, ids_copy;
+  CHECK(upsert_sessions(f.c, rows, &ids_unnest) == 40);
+  CHECK(bulk_upsert_sessions(c2, rows, &ids_copy) == 40);
+  std::sort(ids_unnest.begin(), ids_unnest.end());
+  std::sort(ids_copy.begin(), ids_copy.end());
+  CHECK(ids_unnest == ids_copy);
+  const std::string dump = "select session_id, user_id, data::text, version, status, is_active, "
+                           "created_at, last_activity_at, expires_at, revoked_at "
+                           "from user_session order by session_id";
+  CHECK(f.c.exec(dump).rows == c2.exec(dump).rows);
+  // Fenced: a lower or equal version changes nothing; a higher one writes; a noted row is kept.
+  CHECK(bulk_upsert_sessions(c2, {make("k2", 3, "ACTIVE"), make("k3", 1, "ACTIVE")}) == 0);
+  noting.put(c2, "k5", "u-k5", R"({"pg":1})", std::nullopt, none(), t0 + 10 * second);
+  std::vector<std::string> written;
+  CHECK(bulk_upsert_sessions(c2, {make("k2", 9, "ACTIVE"), make("k5", 9, "ACTIVE")}, &written) ==
+        1);
+  CHECK(written == std::vector<std::string>{"k2"});
+  CHECK(load_session(c2, "k5")->version == 4);
+  // Refused before anything is sent.
+  CHECK_THROWS_AS(bulk_upsert_sessions(c2, {make("", 1, "ACTIVE")}), pg_error);
+  CHECK_THROWS_AS(bulk_upsert_sessions(c2, {make("bad", 1, "GONE")}), pg_error);
 }
 
 // --- data -------------------------------------------------------------------------------------
