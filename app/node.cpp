@@ -483,25 +483,20 @@ struct node::impl {
   std::vector<api::dependency_check> readiness() {
     auto sy = sync_status->get();
     auto m = modes->snapshot();
-    bool degraded = m.state != redis_state::serving;
     std::string redis_detail;
     if (!modes->needs_redis())
-      redis_detail = degraded && m.degraded ? "degraded: sessions are served from PostgreSQL"
-                                            : "not required in mode " + cfg.sessions.mode;
+      redis_detail = m.degraded ? "degraded: sessions are served from PostgreSQL"
+                                : "not required in mode " + cfg.sessions.mode;
     std::string pg_detail;
-    if (modes->needs_postgres()) {
-      if (sy.last_error.size() && !sy.postgres_up)
-        pg_detail = "last error: " + sy.last_error;
-    } else {
+    if (!modes->needs_postgres())
       pg_detail = "not required (sessions land in Redis); sync backlog " +
                   std::to_string(sy.backlog) + ", circuit " + sy.circuit;
-      if (!sy.last_error.empty() && !sy.postgres_up)
-        pg_detail += ", last error: " + sy.last_error;
-    }
+    if (!sy.last_error.empty() && !sy.postgres_up)
+      pg_detail += (pg_detail.empty() ? "" : ", ") + std::string("last error: ") + sy.last_error;
     if (m.repairs_pending > 0)
       pg_detail += (pg_detail.empty() ? "" : "; ") + std::to_string(m.repairs_pending) +
                    " sessions to put back into Redis";
-    bool pg_up = modes->mode() == session_mode::redis_primary ? sy.postgres_up : postgres_up();
+    bool pg_up = modes->mode() == session_mode::postgres ? postgres_up() : sy.postgres_up;
     return {{"redis", redis->connected(), modes->needs_redis(), redis_detail},
             {"postgres", pg_up, modes->needs_postgres(), pg_detail}};
   }
