@@ -1,8 +1,10 @@
-// session_shard: one actor per slice of session ids. It sends every command for its keys, in
-// arrival order, on its own Redis connection, so Redis applies them in that order. GET, PUT and
-// DELETE are one round trip each and complete on the I/O thread that receives the reply; PATCH
-// (read, merge, compare-and-set write) holds its key until done, and PATCHes on one key queue
-// behind each other. The version CAS in the write script fences everything else.
+// session_shard: one actor per slice of session ids. GET, PUT and DELETE are one round trip
+// each: start_single() sends them from the calling thread (the API's I/O thread, no actor hop) on
+// a Redis connection of that thread, and the same thread completes them when the reply arrives.
+// PATCH (read, merge, compare-and-set write) needs the actor: its commands go out on the shard's
+// connection, it holds its key until done, and PATCHes on one key queue behind each other. Every
+// write is one script that checks the version, so operations that race on a key are fenced
+// whichever connection carries them.
 #include "actors/session_shard.hpp"
 
 #include "model/merge_patch.hpp"
@@ -65,21 +67,21 @@ session_result unavailable(const shard_env& env, const redis_done& d) {
 /// A reply handler that runs on the I/O thread: for the single-round-trip ops.
 using io_handler = void (*)(const shard_env&, std::size_t, session_op&, redis_done&);
 
-/// Sends a command whose reply completes the op right on the I/O thread (no actor hop back).
-void send_direct(self_ptr self, const op_ptr& op, std::vector<std::string> args, io_handler h) {
-  auto env = self->state.env;
-  auto index = self->state.index;
-  env->redis->command(index, std::move(args), [env, index, op, h](redis::errc e, redis::reply&& r) {
-    redis_done d{op, 0, e, std::move(r)};
-    h(*env, index, *op, d);
-  });
+/// Sends a command whose reply completes the op right on the I/O thread (no actor hop back), on
+/// a Redis connection of the calling thread when it has one (no hand-off between threads).
+void send_direct(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op,
+                 std::vector<std::string> args, io_handler h) {
+  env->redis->command(env->redis->local_hint(index), std::move(args),
+                      [env, index, op, h](redis::errc e, redis::reply&& r) {
+                        redis_done d{op, 0, e, std::move(r)};
+                        h(*env, index, *op, d);
+                      });
 }
 
-void eval_direct(self_ptr self, const op_ptr& op, const redis::script& s,
-                 std::vector<std::string> keys, std::vector<std::string> args, io_handler h) {
-  auto env = self->state.env;
-  auto index = self->state.index;
-  env->redis->eval(index, s, std::move(keys), std::move(args),
+void eval_direct(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op,
+                 const redis::script& s, std::vector<std::string> keys,
+                 std::vector<std::string> args, io_handler h) {
+  env->redis->eval(env->redis->local_hint(index), s, std::move(keys), std::move(args),
                    [env, index, op, h](redis::errc e, redis::reply&& r) {
                      redis_done d{op, 0, e, std::move(r)};
                      h(*env, index, *op, d);
@@ -358,39 +360,46 @@ void on_patch_reply(self_ptr self, redis_done& d) {
 }
 
 void start(self_ptr self, session_op&& op) {
-  const auto& env = *self->state.env;
-  auto index = self->state.index;
-  switch (op.kind) {
-  case session_op_kind::get: {
-    auto args = read_args(env, op.id);
-    return send_direct(self, std::make_shared<session_op>(std::move(op)), std::move(args), on_get);
-  }
-  case session_op_kind::put: {
-    auto keys = write_keys(env, index, op.id, op.user_id);
-    auto args = write_args(env, op.id, op.user_id, op.body, op.ttl_s.value_or(env.default_ttl_s),
-                           condition_arg(op.if_match, op.if_none_match));
-    return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.write,
-                       std::move(keys), std::move(args), on_put);
-  }
-  case session_op_kind::del: {
-    auto keys = revoke_keys(env, index, op);
-    auto args = revoke_args(env, op);
-    return eval_direct(self, std::make_shared<session_op>(std::move(op)), env.scripts.revoke,
-                       std::move(keys), std::move(args), on_revoke);
-  }
-  case session_op_kind::patch: {
-    auto& busy = self->state.busy;
-    if (auto it = busy.find(op.id); it != busy.end())
-      return it->second.push_back(std::move(op));
-    busy.emplace(op.id, std::deque<session_op>{});
-    return start_patch(self, std::make_shared<session_op>(std::move(op)));
-  }
-  default:
-    op.done->complete(status_only(500, "operation not handled by a shard"));
-  }
+  if (start_single(self->state.env, self->state.index, op))
+    return;
+  if (op.kind != session_op_kind::patch)
+    return op.done->complete(status_only(500, "operation not handled by a shard"));
+  auto& busy = self->state.busy;
+  if (auto it = busy.find(op.id); it != busy.end())
+    return it->second.push_back(std::move(op));
+  busy.emplace(op.id, std::deque<session_op>{});
+  start_patch(self, std::make_shared<session_op>(std::move(op)));
 }
 
 } // namespace
+
+bool start_single(const std::shared_ptr<const shard_env>& env, std::size_t index, session_op& op) {
+  const auto& e = *env;
+  switch (op.kind) {
+  case session_op_kind::get: {
+    auto args = read_args(e, op.id);
+    send_direct(env, index, std::make_shared<session_op>(std::move(op)), std::move(args), on_get);
+    return true;
+  }
+  case session_op_kind::put: {
+    auto keys = write_keys(e, index, op.id, op.user_id);
+    auto args = write_args(e, op.id, op.user_id, op.body, op.ttl_s.value_or(e.default_ttl_s),
+                           condition_arg(op.if_match, op.if_none_match));
+    eval_direct(env, index, std::make_shared<session_op>(std::move(op)), e.scripts.write,
+                std::move(keys), std::move(args), on_put);
+    return true;
+  }
+  case session_op_kind::del: {
+    auto keys = revoke_keys(e, index, op);
+    auto args = revoke_args(e, op);
+    eval_direct(env, index, std::make_shared<session_op>(std::move(op)), e.scripts.revoke,
+                std::move(keys), std::move(args), on_revoke);
+    return true;
+  }
+  default:
+    return false;
+  }
+}
 
 session_result redis_failure(const shard_env& env, redis::errc e, const redis::reply& r) {
   env.counters.redis_failures.fetch_add(1, std::memory_order_relaxed);

@@ -24,6 +24,12 @@ messages::shard_actor::behavior_type
 session_shard(messages::shard_actor::stateful_pointer<shard_state> self, std::size_t index,
               std::shared_ptr<const shard_env> env);
 
+/// Starts a GET, PUT or DELETE at once from the calling thread: one command on shard `index`'s
+/// Redis connection, completed on the I/O thread that receives the reply. False for the other
+/// kinds (PATCH needs the shard actor), and then `op` is left as it was.
+bool start_single(const std::shared_ptr<const shard_env>& env, std::size_t index,
+                  messages::session_op& op);
+
 /// The 503 answer to an op whose Redis command failed (transport error or error reply); counts it.
 messages::session_result redis_failure(const shard_env& env, redis::errc e, const redis::reply& r);
 

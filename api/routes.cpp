@@ -393,6 +393,8 @@ void routes::dispatch(session_op&& op, std::string_view key, http::responder_ptr
                                               opts_.stats.get());
   if (opts_.divert && opts_.divert(op))
     return;
+  if (opts_.start_inline && opts_.start_inline(op, shard))
+    return;
   if (op.kind == session_op_kind::list_user || op.kind == session_op_kind::revoke_user)
     caf::anon_send(table_->router(), std::move(op));
   else

@@ -39,7 +39,8 @@ private:
 /// The current handles of the router and of every shard, kept up to date by the supervisor
 /// (a restarted actor has a new handle). The API sends a session op straight to the shard that
 /// owns it (model::shard_for), so the router is not a funnel on the hot path; user-wide ops go
-/// to the router. Thread-safe: one small mutex per slot, held only to copy a handle.
+/// to the router. GET, PUT and DELETE do not even need the shard actor (api_options::
+/// start_inline). Thread-safe: one small mutex per slot, held only to copy a handle.
 class route_table {
 public:
   explicit route_table(std::size_t shards);
@@ -77,6 +78,10 @@ struct api_options {
   /// PostgreSQL first, degraded serving while Redis is down): true when it took `op` (moved
   /// from) and completes op.done. Absent or false: the op goes to its shard.
   std::function<bool(messages::session_op&)> divert;
+  /// Starts a single-round-trip op (GET, PUT, DELETE) on its shard's Redis connection right from
+  /// the I/O thread, without an actor hop: true when it took `op` (moved from). Absent or false:
+  /// the op goes to its shard actor (PATCH) or the router (user-wide ops).
+  std::function<bool(messages::session_op&, std::size_t shard)> start_inline;
   /// Readiness of each dependency, for /readyz.
   std::function<std::vector<dependency_check>()> readiness;
   /// GET /v1/status: the operator's dashboard as JSON (absent: 404).

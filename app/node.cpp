@@ -3,6 +3,7 @@
 #include "app/node.hpp"
 
 #include "actors/retention.hpp"
+#include "actors/session_shard.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/sync.hpp"
 #include "adapters/http/server.hpp"
@@ -110,8 +111,12 @@ struct node::impl {
   const model::clock& clock;
   caf::actor_system_config caf_cfg;
   caf::actor_system system;
-  boost::asio::io_context io;
-  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
+  /// One io_context per I/O thread, each run by its thread alone (concurrency hint 1: no locks
+  /// or wake-ups between threads). HTTP connections and Redis connections are spread over
+  /// them, so a session op starts and ends on one thread; timers run on the first (`io`).
+  std::vector<std::unique_ptr<boost::asio::io_context>> loops;
+  boost::asio::io_context& io;
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   std::unique_ptr<redis::client> redis;
   std::shared_ptr<actors::shard_env> env;
@@ -156,7 +161,38 @@ struct node::impl {
         clock(clk),
         caf_cfg(make_caf_config(cfg)),
         system(caf_cfg),
-        io(static_cast<int>(cfg.http.io_threads)) {}
+        loops(make_loops(cfg.http.io_threads)),
+        io(*loops.front()) {}
+
+  static std::vector<std::unique_ptr<boost::asio::io_context>> make_loops(std::int64_t n) {
+    std::vector<std::unique_ptr<boost::asio::io_context>> out;
+    for (std::int64_t i = 0; i < std::max<std::int64_t>(1, n); ++i)
+      out.push_back(std::make_unique<boost::asio::io_context>(1));
+    return out;
+  }
+
+  std::vector<boost::asio::io_context*> loop_ptrs() const {
+    std::vector<boost::asio::io_context*> out;
+    for (const auto& l : loops)
+      out.push_back(l.get());
+    return out;
+  }
+
+  void run_loops() {
+    for (auto& l : loops) {
+      work.push_back(boost::asio::make_work_guard(*l));
+      threads.emplace_back([&io = *l] { io.run(); });
+    }
+  }
+
+  void stop_loops() {
+    work.clear();
+    for (auto& l : loops)
+      l->stop();
+    for (auto& t : threads)
+      t.join();
+    threads.clear();
+  }
 
   void request_stop(int code) {
     std::lock_guard<std::mutex> guard{mtx};
@@ -532,6 +568,9 @@ struct node::impl {
     o.retry_after_s = cfg.sessions.retry_after_s;
     o.readiness = [this] { return readiness(); };
     o.divert = [this](messages::session_op& op) { return modes->divert(op); };
+    o.start_inline = [this](messages::session_op& op, std::size_t shard) {
+      return actors::start_single(env, shard, op);
+    };
     o.stats = stats;
     o.status_json = [this] { return status_json(); };
     o.status_page = api::status_page_html;
@@ -615,7 +654,7 @@ node::~node() {
 std::uint16_t node::start() {
   auto& d = *impl_;
   set_log_level(d.cfg.node.log_level);
-  d.redis = std::make_unique<redis::client>(d.io, redis_options(d.cfg));
+  d.redis = std::make_unique<redis::client>(d.loop_ptrs(), redis_options(d.cfg));
   d.make_env();
   d.make_modes();
   d.redis->on_state_change([m = d.modes.get()](bool up) {
@@ -628,23 +667,15 @@ std::uint16_t node::start() {
                                              d.cfg.sessions.max_in_flight);
   d.make_sync();
   d.make_retention();
-  d.http = std::make_unique<http::server>(d.io, http_options(d.cfg),
+  d.http = std::make_unique<http::server>(d.loop_ptrs(), http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
-  d.work =
-      std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-          d.io.get_executor());
   d.redis->start();
-  for (std::int64_t i = 0; i < d.cfg.http.io_threads; ++i)
-    d.threads.emplace_back([&io = d.io] { io.run(); });
+  d.run_loops();
   try {
     d.sync_backlog_first(); // before the sync actor exists: one engine, one runner at a time
   } catch (...) {
     d.redis->stop();
-    d.work.reset();
-    d.io.stop();
-    for (auto& t : d.threads)
-      t.join();
-    d.threads.clear();
+    d.stop_loops();
     throw;
   }
   d.spawn_supervisor();
@@ -677,11 +708,7 @@ void node::stop() {
   d.pg_pool->stop(); // before Redis: a job may still copy a row into it
   d.redis_poll->stop();
   d.redis->stop();
-  d.work.reset();
-  d.io.stop();
-  for (auto& t : d.threads)
-    t.join();
-  d.threads.clear();
+  d.stop_loops();
   d.http.reset();
   d.system.await_all_actors_done();
 }

@@ -2,6 +2,7 @@
 // keep-alive, size limits, header/idle timeouts, and answers from any thread via responders.
 #include "adapters/http/server.hpp"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -149,7 +150,7 @@ class connection;
 /// Connections keep it alive, so it outlives `server` while any connection does.
 class listener : public std::enable_shared_from_this<listener> {
 public:
-  listener(asio::io_context& io, server_options opts, handler h);
+  listener(std::vector<asio::io_context*> loops, server_options opts, handler h);
 
   std::uint16_t start();
   /// Closes the acceptor and tells every connection to finish; `force` closes them now.
@@ -169,8 +170,9 @@ private:
   void on_accept(error_code ec, socket_t socket);
   void admit(socket_t socket);
 
-  asio::io_context& io_;
+  const std::vector<asio::io_context*> loops_; ///< accepted connections go round-robin onto these
   std::mutex mu_; ///< guards the members below; taken on accept and close, never per request
+  std::size_t next_loop_ = 0;
   tcp::acceptor acceptor_;
   asio::steady_timer accept_retry_;
   bool accepting_ = false;
@@ -268,14 +270,14 @@ private:
 
 // ---- listener ---------------------------------------------------------------------------
 
-listener::listener(asio::io_context& io, server_options opts, handler h)
+listener::listener(std::vector<asio::io_context*> loops, server_options opts, handler h)
     : opts_(std::move(opts)),
       handler_(std::move(h)),
       tick_(std::max<steady::duration>(std::min(opts_.header_timeout, opts_.idle_timeout),
                                        std::chrono::milliseconds(1))),
-      io_(io),
-      acceptor_(io),
-      accept_retry_(io) {}
+      loops_(std::move(loops)),
+      acceptor_(*loops_.front()),
+      accept_retry_(*loops_.front()) {}
 
 std::uint16_t listener::start() {
   auto fail = [&](const error_code& ec, const char* what) {
@@ -312,7 +314,8 @@ std::uint16_t listener::start() {
 }
 
 void listener::accept_next() {
-  acceptor_.async_accept(asio::make_strand(io_),
+  auto& loop = *loops_[next_loop_++ % loops_.size()];
+  acceptor_.async_accept(asio::make_strand(loop),
                          [self = shared_from_this()](error_code ec, socket_t socket) {
                            self->on_accept(ec, std::move(socket));
                          });
@@ -529,7 +532,9 @@ void connection::reject(error_code ec) {
 void connection::deliver(response&& r) {
   if (strand_.running_in_this_thread())
     return write_response(std::move(r));
-  asio::post(strand_, [self = shared_from_this(), r = std::move(r)]() mutable {
+  // On the connection's own loop thread (the Redis reply of an op that stayed on that thread),
+  // dispatch writes at once unless the strand is busy; from elsewhere it queues like post.
+  asio::dispatch(strand_, [self = shared_from_this(), r = std::move(r)]() mutable {
     self->write_response(std::move(r));
   });
 }
@@ -727,7 +732,13 @@ struct server::impl : listener {
 };
 
 server::server(boost::asio::io_context& io, server_options opts, handler h)
-    : impl_(std::make_shared<impl>(io, std::move(opts), std::move(h))) {}
+    : server(std::vector<boost::asio::io_context*>{&io}, std::move(opts), std::move(h)) {}
+
+server::server(const std::vector<boost::asio::io_context*>& loops, server_options opts, handler h) {
+  if (loops.empty())
+    throw std::invalid_argument("http: server needs at least one io_context");
+  impl_ = std::make_shared<impl>(loops, std::move(opts), std::move(h));
+}
 
 server::~server() {
   impl_->stop(true);

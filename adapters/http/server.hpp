@@ -74,6 +74,9 @@ class server {
 public:
   /// Runs on `io`; the caller runs io.run() on as many threads as it wants.
   server(boost::asio::io_context& io, server_options opts, handler h);
+  /// Accepts on the first loop and spreads connections round-robin over all of them (one
+  /// io_context per I/O thread): a connection's reads, handler calls and writes stay on its loop.
+  server(const std::vector<boost::asio::io_context*>& loops, server_options opts, handler h);
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;

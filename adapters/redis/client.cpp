@@ -1,5 +1,5 @@
-// Redis client: hiredis formats commands and parses replies; Asio owns sockets, timers,
-// write batching and reconnects. One strand per connection serialises all of its state.
+// Redis client: our RESP encoder writes commands, hiredis' reader parses replies; Asio owns
+// sockets, timers, write batching and reconnects. One strand per connection serialises its state.
 // Past 800 lines on purpose: the target builds this one file; URL parsing is what to split out.
 #include "adapters/redis/client.hpp"
 
@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <unordered_map>
@@ -369,9 +370,10 @@ struct pending {
 
 class connection : public std::enable_shared_from_this<connection> {
 public:
-  explicit connection(std::shared_ptr<shared_state> st)
+  connection(std::shared_ptr<shared_state> st, asio::io_context& io)
       : st_(std::move(st)),
-        strand_(asio::make_strand(st_->io)),
+        io_(io),
+        strand_(asio::make_strand(io)),
         socket_(strand_),
         resolver_(strand_),
         deadline_(strand_),
@@ -381,6 +383,8 @@ public:
         rng_(std::random_device{}()) {}
 
   bool up() const { return up_.load(std::memory_order_acquire); }
+  /// True on a thread that runs this connection's io_context.
+  bool local() const { return io_.get_executor().running_in_this_thread(); }
   void start() {
     post([](connection& c) { c.connect(); });
   }
@@ -439,6 +443,7 @@ private:
   void on_deadline();
 
   std::shared_ptr<shared_state> st_;
+  asio::io_context& io_;
   std::atomic<bool> up_{false};
   asio::strand<asio::io_context::executor_type> strand_;
   tcp::socket socket_;
@@ -655,13 +660,7 @@ void connection::enqueue_eval(pending&& p) {
 bool connection::append_command() {
   if (argv_.empty())
     return false;
-  char* cmd = nullptr;
-  int len =
-      redisFormatCommandArgv(&cmd, static_cast<int>(argv_.size()), argv_.data(), argvlen_.data());
-  if (len < 0)
-    return false;
-  out_.append(cmd, static_cast<std::size_t>(len));
-  redisFreeCommand(cmd);
+  redis::append_command(out_, argv_.size(), argv_.data(), argvlen_.data());
   return true;
 }
 
@@ -805,6 +804,33 @@ void connection::on_deadline() {
 
 // --- client ---------------------------------------------------------------------------------
 
+namespace {
+
+void append_header(std::string& out, char kind, std::size_t n) {
+  char buf[24];
+  buf[0] = kind;
+  auto* end = std::to_chars(buf + 1, buf + sizeof buf - 2, n).ptr;
+  *end++ = '\r';
+  *end++ = '\n';
+  out.append(buf, end);
+}
+
+} // namespace
+
+void append_command(std::string& out, std::size_t argc, const char* const* argv,
+                    const std::size_t* lens) {
+  std::size_t total = 16;
+  for (std::size_t i = 0; i < argc; ++i)
+    total += lens[i] + 16;
+  out.reserve(out.size() + total);
+  append_header(out, '*', argc);
+  for (std::size_t i = 0; i < argc; ++i) {
+    append_header(out, '$', lens[i]);
+    out.append(argv[i], lens[i]);
+    out.append("\r\n", 2);
+  }
+}
+
 struct client::impl {
   std::shared_ptr<shared_state> st;
   std::vector<std::shared_ptr<connection>> conns;
@@ -831,12 +857,17 @@ struct client::impl {
   }
 };
 
-client::client(boost::asio::io_context& io, client_options opts) : impl_(std::make_shared<impl>()) {
+client::client(boost::asio::io_context& io, client_options opts)
+    : client(std::vector<boost::asio::io_context*>{&io}, std::move(opts)) {}
+
+client::client(const std::vector<boost::asio::io_context*>& loops, client_options opts)
+    : impl_(std::make_shared<impl>()) {
+  if (loops.empty())
+    throw std::invalid_argument("redis: client needs at least one io_context");
   opts.connections = std::max<std::size_t>(1, opts.connections);
-  impl_->st = std::make_shared<shared_state>(io, std::move(opts));
-  for (std::size_t i = 0; i < impl_->st->opts.connections; ++i) {
-    impl_->conns.push_back(std::make_shared<connection>(impl_->st));
-  }
+  impl_->st = std::make_shared<shared_state>(*loops.front(), std::move(opts));
+  for (std::size_t i = 0; i < impl_->st->opts.connections; ++i)
+    impl_->conns.push_back(std::make_shared<connection>(impl_->st, *loops[i % loops.size()]));
 }
 
 client::~client() {
@@ -871,6 +902,16 @@ void client::command(std::size_t conn_hint, std::vector<std::string> args, callb
 void client::eval(std::size_t conn_hint, const script& s, std::vector<std::string> keys,
                   std::vector<std::string> args, callback cb) {
   impl_->submit(conn_hint, request{std::move(keys), std::move(args), intern(s), std::move(cb)});
+}
+
+std::size_t client::local_hint(std::size_t hint) const {
+  const auto& conns = impl_->conns;
+  for (std::size_t k = 0; k < conns.size(); ++k) {
+    auto i = (hint + k) % conns.size();
+    if (conns[i]->local() && conns[i]->up())
+      return i;
+  }
+  return hint;
 }
 
 bool client::connected() const {

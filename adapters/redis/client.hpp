@@ -58,6 +58,11 @@ struct client_options {
 /// Returns false and sets `error`, leaving `out` alone.
 bool parse_url(std::string_view url, client_options& out, std::string& error);
 
+/// Appends one command in RESP (`*N`, then `$len` and the bytes of each argument) to `out`.
+/// The same bytes as hiredis' redisFormatCommandArgv, without its printf and allocation.
+void append_command(std::string& out, std::size_t argc, const char* const* argv,
+                    const std::size_t* lens);
+
 /// A Lua script run with EVALSHA; loaded with SCRIPT LOAD on first use per connection and on
 /// NOSCRIPT (then retried once).
 struct script {
@@ -83,6 +88,10 @@ struct client_stats {
 class client {
 public:
   client(boost::asio::io_context& io, client_options opts);
+  /// Connection i runs on loops[i % loops.size()] (one io_context per I/O thread), so a caller
+  /// on an I/O thread can use a connection of its own thread (local_hint). Timers and state
+  /// notifications run on the first.
+  client(const std::vector<boost::asio::io_context*>& loops, client_options opts);
   ~client();
   client(const client&) = delete;
   client& operator=(const client&) = delete;
@@ -102,6 +111,11 @@ public:
   /// that retry completes after commands sent meanwhile.
   void eval(std::size_t conn_hint, const script& s, std::vector<std::string> keys,
             std::vector<std::string> args, callback cb);
+
+  /// A hint naming a connection that is up and runs on the calling thread's io_context, trying
+  /// `hint` first; `hint` itself when there is none (a thread that runs no loop of this client).
+  /// Commands sent with it need no hand-off to another thread.
+  std::size_t local_hint(std::size_t hint) const;
 
   /// True when at least one connection is up.
   bool connected() const;

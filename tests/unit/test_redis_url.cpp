@@ -1,10 +1,13 @@
-// Unit tests of the Redis adapter's pure parts: URL parsing, script SHA-1, errc names.
+// Unit tests of the Redis adapter's pure parts: URL parsing, script SHA-1, errc names, RESP
+// encoding.
 #include "adapters/redis/client.hpp"
 
 #include <catch2/catch.hpp>
+#include <hiredis/hiredis.h>
 
 #include <set>
 #include <string>
+#include <vector>
 
 using namespace sessiond::redis;
 
@@ -141,4 +144,34 @@ TEST_CASE("every errc value has its own name") {
   CHECK(names.size() == 5);
   CHECK(std::string(to_string(errc::timeout)) == "timeout");
   CHECK(std::string(to_string(static_cast<errc>(99))) == "unknown");
+}
+
+TEST_CASE("append_command writes the RESP bytes hiredis' formatter writes") {
+  const std::string big(70000, 'x');
+  const std::vector<std::vector<std::string>> commands = {
+      {"PING"},
+      {"GET", "sessiond:s:abc"},
+      {"SET", "k", ""},                           // empty argument
+      {"SET", "k\r\n*3", std::string("a\0b", 3)}, // CR LF and NUL inside arguments
+      {"EVALSHA", "0123456789abcdef0123456789abcdef01234567", "3", "k1", "k2", "k3", big},
+  };
+  std::string all;
+  for (const auto& cmd : commands) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (const auto& a : cmd) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    char* expected = nullptr;
+    int len =
+        redisFormatCommandArgv(&expected, static_cast<int>(argv.size()), argv.data(), lens.data());
+    REQUIRE(len > 0);
+    std::string out = "prefix"; // appends, keeps what was there
+    append_command(out, argv.size(), argv.data(), lens.data());
+    CHECK(out == "prefix" + std::string(expected, static_cast<std::size_t>(len)));
+    redisFreeCommand(expected);
+    append_command(all, argv.size(), argv.data(), lens.data());
+  }
+  CHECK(all.rfind("*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$14\r\nsessiond:s:abc\r\n", 0) == 0);
 }
