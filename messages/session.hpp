@@ -105,8 +105,9 @@ struct redis_done {
 using get_shard_atom = caf::atom_constant<caf::atom("getshard")>;
 using set_shard_atom = caf::atom_constant<caf::atom("setshard")>;
 
-/// Owns the Redis keys of one slice of the session ids and applies the operations on one key
-/// in arrival order (one in flight per key, the rest queued behind it).
+/// Runs the PATCHes of one slice of the session ids in arrival order per key (one in flight per
+/// key, the rest queued behind it). The API sends GET, PUT and DELETE without it
+/// (actors::start_single); a shard given one runs it the same way.
 using shard_actor = caf::typed_actor<
     // Start (or queue behind the key's current op) one session operation.
     caf::reacts_to<session_op>,

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -195,7 +196,14 @@ TEST_CASE("two nodes writing the same sessions: PostgreSQL ends at Redis's versi
   tb.join();
   CHECK_FALSE(failed);
   client c(a.port);
-  admin_sync(c);
+  // Node b's own sync (every 100 ms) may hold a dirty set's lease right now, and a's pass then
+  // skips that set. A pass that skipped no set has synced everything written before it.
+  int passes = 1;
+  while (admin_sync(c)["skipped_sets"] != 0 && passes < 100) {
+    ++passes;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(passes < 100);
   std::map<std::string, std::string> redis_versions;
   for (int k = 0; k < 40; ++k) {
     auto id = "both" + std::to_string(k);
