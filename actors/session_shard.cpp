@@ -67,25 +67,29 @@ session_result unavailable(const shard_env& env, const redis_done& d) {
 /// A reply handler that runs on the I/O thread: for the single-round-trip ops.
 using io_handler = void (*)(const shard_env&, std::size_t, session_op&, redis_done&);
 
-/// Sends a command whose reply completes the op right on the I/O thread (no actor hop back), on
-/// a Redis connection of the calling thread when it has one (no hand-off between threads).
+/// The callback that completes a single-round-trip op with its reply, on the I/O thread that
+/// receives it (no actor hop back).
+redis::callback complete_on_reply(const std::shared_ptr<const shard_env>& env, std::size_t index,
+                                  const op_ptr& op, io_handler h) {
+  return [env, index, op, h](redis::errc e, redis::reply&& r) {
+    redis_done d{op, 0, e, std::move(r)};
+    h(*env, index, *op, d);
+  };
+}
+
+/// Sends a command for a single-round-trip op, on a Redis connection of the calling thread when
+/// it has one (no hand-off between threads).
 void send_direct(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op,
                  std::vector<std::string> args, io_handler h) {
   env->redis->command(env->redis->local_hint(index), std::move(args),
-                      [env, index, op, h](redis::errc e, redis::reply&& r) {
-                        redis_done d{op, 0, e, std::move(r)};
-                        h(*env, index, *op, d);
-                      });
+                      complete_on_reply(env, index, op, h));
 }
 
 void eval_direct(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op,
                  const redis::script& s, std::vector<std::string> keys,
                  std::vector<std::string> args, io_handler h) {
   env->redis->eval(env->redis->local_hint(index), s, std::move(keys), std::move(args),
-                   [env, index, op, h](redis::errc e, redis::reply&& r) {
-                     redis_done d{op, 0, e, std::move(r)};
-                     h(*env, index, *op, d);
-                   });
+                   complete_on_reply(env, index, op, h));
 }
 
 /// Sends a command whose reply comes back to the shard as a redis_done message (PATCH).
