@@ -4,18 +4,17 @@
 
 #include "adapters/postgres/client.hpp"
 #include "app/node.hpp"
+#include "pg_schema.hpp"
 #include "support.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <random>
 #include <string>
 
 namespace sessiond::test {
 
 inline std::string unique_schema() {
-  std::random_device rd;
-  return "t_" + std::to_string(getpid()) + "_" + std::to_string(rd() % 1000000);
+  return unique_name("t_");
 }
 
 /// test_config() with the test PostgreSQL, a schema of its own and a long sync interval (the

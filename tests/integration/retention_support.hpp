@@ -6,15 +6,13 @@
 #include "adapters/postgres/client.hpp"
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/postgres/retention.hpp"
+#include "tests/integration/pg_schema.hpp"
 
 #include <catch2/catch.hpp>
-#include <unistd.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -22,42 +20,10 @@ namespace sessiond::test::retention {
 
 using namespace sessiond::postgres;
 
-inline std::string env_url() {
-  const char* url = std::getenv("POSTGRES_URL");
-  if (url == nullptr || *url == '\0')
-    FAIL("POSTGRES_URL is not set: run scripts/test, or `scripts/services start` and "
-         "`eval \"$(scripts/services env)\"`");
-  return url;
-}
-
-inline client_options env_options() {
-  client_options o;
-  o.url = env_url();
-  return o;
-}
-
 /// A schema of its own for one test, dropped (with everything in it) at the end. The retention
 /// lock is keyed on the table's oid, so tests in other schemas never see each other's lock.
-struct scratch_schema {
-  std::string name;
-  client admin{env_options()};
-
-  scratch_schema() {
-    std::random_device rd;
-    name = "r_" + std::to_string(::getpid()) + "_" + std::to_string(rd() % 1000000000);
-    admin.exec("create schema " + name);
-  }
-  ~scratch_schema() {
-    try {
-      admin.exec("drop schema " + name + " cascade");
-    } catch (...) { // a failed drop must not mask the test's own result
-    }
-  }
-  client_options options() const {
-    client_options o = env_options();
-    o.search_path = name;
-    return o;
-  }
+struct scratch_schema : test::pg_schema {
+  scratch_schema() : pg_schema("r_") {}
   /// A connection in the schema, TimeZone UTC so that `interval '1 day'` is 24 hours.
   client connect() const {
     client c(options());

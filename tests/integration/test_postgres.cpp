@@ -3,6 +3,7 @@
 #include "adapters/postgres/client.hpp"
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/postgres/sessions.hpp"
+#include "tests/integration/pg_schema.hpp"
 
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>
@@ -32,44 +33,11 @@ namespace {
 
 const fs::path migrations_dir = SESSIOND_MIGRATIONS_DIR;
 
-std::string env_url() {
-  const char* url = std::getenv("POSTGRES_URL");
-  if (url == nullptr || *url == '\0')
-    FAIL("POSTGRES_URL is not set: run scripts/test, or `scripts/services start` and "
-         "`eval \"$(scripts/services env)\"` (e.g. "
-         "POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/"
-         "sessiond)");
-  return url;
-}
-
-client_options env_options() {
-  client_options o;
-  o.url = env_url();
-  return o;
-}
-
-std::string unique_name(const std::string& prefix) {
-  std::random_device rd;
-  return prefix + std::to_string(::getpid()) + "_" + std::to_string(rd() % 1000000000);
-}
+using sessiond::test::unique_name;
 
 /// A schema of its own for one test, dropped (with everything in it) at the end.
-struct scratch_schema {
-  std::string name = unique_name("t_");
-  client admin{env_options()};
-
-  scratch_schema() { admin.exec("create schema " + name); }
-  ~scratch_schema() {
-    try {
-      admin.exec("drop schema " + name + " cascade");
-    } catch (...) { // a failed drop must not mask the test's own result
-    }
-  }
-  client_options options() const {
-    client_options o = env_options();
-    o.search_path = name;
-    return o;
-  }
+struct scratch_schema : sessiond::test::pg_schema {
+  scratch_schema() : pg_schema("t_") {}
   client connect() const { return client(options()); }
   /// A client with the schema migrated.
   client migrated() const {

@@ -7,16 +7,14 @@
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/postgres/session_store.hpp"
 #include "adapters/postgres/sessions.hpp"
+#include "tests/integration/pg_schema.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -27,44 +25,14 @@ using sessiond::model::etag_condition;
 
 namespace {
 
-std::string env_url() {
-  const char* url = std::getenv("POSTGRES_URL");
-  if (url == nullptr || *url == '\0')
-    FAIL("POSTGRES_URL is not set: run scripts/test, or `scripts/services start` and "
-         "`eval \"$(scripts/services env)\"`");
-  return url;
-}
-
-client_options env_options() {
-  client_options o;
-  o.url = env_url();
-  return o;
-}
-
 /// A schema of its own for one test with the migrations embedded in this build applied (so the
 /// CMake glob that embeds them is exercised too), dropped with everything in it at the end.
-struct scratch_schema {
-  std::string name;
-  client admin{env_options()};
-
-  scratch_schema() {
-    std::random_device rd;
-    name = "ss_" + std::to_string(::getpid()) + "_" + std::to_string(rd() % 1000000000);
-    admin.exec("create schema " + name);
+struct scratch_schema : sessiond::test::pg_schema {
+  scratch_schema() : pg_schema("ss_") {
     client c = connect();
     apply_migrations(c, embedded_migrations());
   }
-  ~scratch_schema() {
-    try {
-      admin.exec("drop schema " + name + " cascade");
-    } catch (...) { // a failed drop must not mask the test's own result
-    }
-  }
-  client connect() const {
-    client_options o = env_options();
-    o.search_path = name;
-    return client(o);
-  }
+  client connect() const { return client(options()); }
 };
 
 const std::int64_t t0 = 1'700'000'000'000;
