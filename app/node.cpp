@@ -597,6 +597,23 @@ struct node::impl {
     return o;
   }
 
+  /// Undoes a start() that threw once the loops ran, in stop()'s order, so the node is destroyed
+  /// cleanly and the caller reports the error (no final sync: nothing was served).
+  void abort_start() {
+    if (supervisor)
+      caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
+    if (sample_timer)
+      boost::asio::post(io, [this] { sample_timer->cancel(); });
+    modes->stop();
+    pg_pool->stop();
+    if (redis_poll)
+      redis_poll->stop();
+    redis->stop();
+    stop_loops();
+    http.reset();
+    system.await_all_actors_done();
+  }
+
   /// SIGTERM's last step before the actors stop: write what is dirty to PostgreSQL.
   void final_sync() {
     if (cfg.sessions.mode == "postgres")
@@ -669,23 +686,23 @@ std::uint16_t node::start() {
   d.make_retention();
   d.http = std::make_unique<http::server>(d.loop_ptrs(), http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
+  d.port = d.http->bind(); // a port in use fails here, before any thread or actor runs
   d.redis->start();
   d.run_loops();
   try {
     d.sync_backlog_first(); // before the sync actor exists: one engine, one runner at a time
+    d.spawn_supervisor();
+    d.modes->start();
+    d.redis_poll = std::make_unique<redis_poller>(
+        d.io, *d.redis, d.redis_info, std::chrono::milliseconds(d.cfg.metrics.redis_poll_ms));
+    d.redis_poll->start();
+    d.sample_timer = std::make_unique<boost::asio::steady_timer>(d.io);
+    boost::asio::post(d.io, [&d] { d.sample_ops(); });
+    d.http->start();
   } catch (...) {
-    d.redis->stop();
-    d.stop_loops();
+    d.abort_start();
     throw;
   }
-  d.spawn_supervisor();
-  d.modes->start();
-  d.redis_poll = std::make_unique<redis_poller>(
-      d.io, *d.redis, d.redis_info, std::chrono::milliseconds(d.cfg.metrics.redis_poll_ms));
-  d.redis_poll->start();
-  d.sample_timer = std::make_unique<boost::asio::steady_timer>(d.io);
-  boost::asio::post(d.io, [&d] { d.sample_ops(); });
-  d.port = d.http->start();
   d.started = true;
   return d.port;
 }

@@ -152,6 +152,7 @@ class listener : public std::enable_shared_from_this<listener> {
 public:
   listener(std::vector<asio::io_context*> loops, server_options opts, handler h);
 
+  std::uint16_t bind();
   std::uint16_t start();
   /// Closes the acceptor and tells every connection to finish; `force` closes them now.
   void stop(bool force);
@@ -176,6 +177,7 @@ private:
   tcp::acceptor acceptor_;
   asio::steady_timer accept_retry_;
   bool accepting_ = false;
+  std::uint16_t bound_port_ = 0;
   std::list<connection*> conns_;
 };
 
@@ -279,7 +281,7 @@ listener::listener(std::vector<asio::io_context*> loops, server_options opts, ha
       acceptor_(*loops_.front()),
       accept_retry_(*loops_.front()) {}
 
-std::uint16_t listener::start() {
+std::uint16_t listener::bind() {
   auto fail = [&](const error_code& ec, const char* what) {
     error_code ignored;
     acceptor_.close(ignored);
@@ -287,14 +289,14 @@ std::uint16_t listener::start() {
                                                                   opts_.address + ":" +
                                                                   std::to_string(opts_.port));
   };
+  std::lock_guard<std::mutex> lock(mu_);
+  if (acceptor_.is_open() || draining_)
+    throw std::logic_error("http: server bound twice");
   error_code ec;
   auto addr = asio::ip::make_address(opts_.address, ec);
   if (ec)
     fail(ec, "invalid listen address");
   tcp::endpoint ep(addr, opts_.port);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (accepting_ || draining_)
-    throw std::logic_error("http: server started twice");
   acceptor_.open(ep.protocol(), ec);
   if (ec)
     fail(ec, "cannot open a socket for");
@@ -305,12 +307,26 @@ std::uint16_t listener::start() {
   acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
     fail(ec, "cannot listen on");
-  auto port = acceptor_.local_endpoint(ec).port();
+  bound_port_ = acceptor_.local_endpoint(ec).port();
   if (ec)
     fail(ec, "cannot read the bound port of");
+  return bound_port_;
+}
+
+std::uint16_t listener::start() {
+  bool bound = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (accepting_ || draining_)
+      throw std::logic_error("http: server started twice");
+    bound = acceptor_.is_open();
+  }
+  if (!bound)
+    bind();
+  std::lock_guard<std::mutex> lock(mu_);
   accepting_ = true;
   accept_next();
-  return port;
+  return bound_port_;
 }
 
 void listener::accept_next() {
@@ -742,6 +758,10 @@ server::server(const std::vector<boost::asio::io_context*>& loops, server_option
 
 server::~server() {
   impl_->stop(true);
+}
+
+std::uint16_t server::bind() {
+  return impl_->bind();
 }
 
 std::uint16_t server::start() {

@@ -2,7 +2,10 @@
 // graceful exit 0 on SIGTERM.
 #include "support.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -157,4 +160,24 @@ TEST_CASE("sessiond prints where it listens, serves, and exits 0 on SIGTERM") {
     CHECK(c.put("/v1/sessions/bin1", R"({"user_id":"u","data":{}})").status == 201);
   }
   CHECK(sd.terminate() == 0);
+}
+
+TEST_CASE("a listen port in use stops start-up with exit 1 and one line naming the address") {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(fd, 1) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  auto port = std::to_string(ntohs(addr.sin_port));
+  auto r = run("", "SESSIOND_REDIS_URL=" + test::env_or_fail("REDIS_URL") +
+                       " SESSIOND_REDIS_KEY_PREFIX=" + test::unique_prefix() +
+                       " SESSIOND_HTTP_LISTEN=127.0.0.1:" + port);
+  close(fd);
+  CHECK(r.code == 1); // not a crash (-1) while the threads it had started were torn down
+  CHECK(r.out.find("cannot bind 127.0.0.1:" + port) != std::string::npos);
+  CHECK(r.out.find("listening") == std::string::npos);
 }

@@ -645,3 +645,37 @@ TEST_CASE("connections over max_connections are refused and counted") {
   first.send(get("/b"));
   REQUIRE(first.read());
 }
+
+TEST_CASE("bind claims the port before start; a port in use fails bind naming the address") {
+  recorder rec;
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  server_options o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  server srv(io, o, echo_or_hold(rec));
+  auto port = srv.bind();
+  REQUIRE(port != 0);
+
+  server_options taken = o;
+  taken.port = port;
+  server second(io, taken, echo_or_hold(rec));
+  try {
+    second.bind();
+    FAIL("binding a port in use did not throw");
+  } catch (const std::system_error& e) {
+    CHECK(std::string(e.what()).find("cannot bind 127.0.0.1:" + std::to_string(port)) !=
+          std::string::npos);
+  }
+
+  std::thread runner([&] { io.run(); });
+  client c(port); // waits in the listen backlog until start()
+  c.send(get("/early"));
+  CHECK(srv.start() == port);
+  auto res = c.read();
+  REQUIRE(res);
+  CHECK(res->body() == "/early");
+  work.reset();
+  io.stop();
+  runner.join();
+}
