@@ -134,6 +134,37 @@ end
 return n
 )lua";
 
+// KEYS: dirty, rejected. ARGV: session key prefix, the dirty set's index, now_ms, then (id,
+// version, last activity, reason) quads for rows PostgreSQL refused (a data error or a constraint
+// of the row alone). Moves each mark from the dirty set into the rejected hash, whose value is
+// "<set> <version> <now_ms> <reason>", only when the session is still what was read: a save that
+// landed meanwhile keeps its mark and is tried again. Returns the number moved.
+constexpr const char* sync_reject_body = R"lua(
+local n = 0
+for i = 4, #ARGV, 4 do
+  local f = redis.call('HMGET', ARGV[1] .. ARGV[i], 'v', 'la')
+  if (f[1] or '') == ARGV[i + 1] and (f[2] or '') == ARGV[i + 2] then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[2] .. ' ' .. ARGV[i + 1] .. ' ' .. ARGV[3] .. ' ' ..
+               ARGV[i + 3])
+    n = n + 1
+  end
+end
+return n
+)lua";
+
+// KEYS: rejected. ARGV: dirty set key prefix ("<prefix>dirty:"), now_ms. Marks every rejected
+// session dirty again in its set and empties the rejected hash. Returns the number requeued.
+constexpr const char* sync_requeue_body = R"lua(
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local set = string.match(all[i + 1], '^(%d+) ')
+  if set then redis.call('ZADD', ARGV[1] .. set, 'NX', ARGV[2], all[i]) end
+end
+redis.call('DEL', KEYS[1])
+return #all / 2
+)lua";
+
 // KEYS: dirty. ARGV: session key prefix, now_ms, tombstone ttl ms, then (id, version read,
 // PostgreSQL version, PostgreSQL status) quads for sessions whose PostgreSQL row is at a higher
 // version than Redis (Redis lost the key and the id was written again from version 1). An id
@@ -251,6 +282,8 @@ redis_scripts::redis_scripts()
       sync_read(sync_read_body),
       sync_ack(sync_ack_body),
       sync_repair(sync_repair_body),
+      sync_reject(sync_reject_body),
+      sync_requeue(sync_requeue_body),
       restore(std::string(apply_row) + restore_body),
       mirror(std::string(apply_row) + mirror_body),
       put_back(std::string(apply_row) + put_back_body) {}

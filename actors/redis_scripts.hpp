@@ -13,16 +13,18 @@ namespace sessiond::actors {
 
 /// The scripts, loaded once per node (EVALSHA, reloaded on NOSCRIPT by the client).
 struct redis_scripts {
-  redis::script write;       ///< PUT and PATCH: conditional replace
-  redis::script revoke;      ///< DELETE: versioned tombstone
-  redis::script touch;       ///< slide the idle TTL when the version is unchanged
-  redis::script list_user;   ///< a user's live sessions, trimming dead ids from the index
-  redis::script sync_read;   ///< the oldest dirty ids of one dirty set with their fields
-  redis::script sync_ack;    ///< clear dirty marks of sessions unchanged since sync_read
-  redis::script sync_repair; ///< move a session past PostgreSQL's version after Redis lost it
-  redis::script restore;     ///< read-through: put a PostgreSQL row back if the key is absent
-  redis::script mirror;      ///< copy a row written in PostgreSQL first (shadow, redis-read)
-  redis::script put_back;    ///< repair a session written in PostgreSQL while Redis was down
+  redis::script write;        ///< PUT and PATCH: conditional replace
+  redis::script revoke;       ///< DELETE: versioned tombstone
+  redis::script touch;        ///< slide the idle TTL when the version is unchanged
+  redis::script list_user;    ///< a user's live sessions, trimming dead ids from the index
+  redis::script sync_read;    ///< the oldest dirty ids of one dirty set with their fields
+  redis::script sync_ack;     ///< clear dirty marks of sessions unchanged since sync_read
+  redis::script sync_repair;  ///< move a session past PostgreSQL's version after Redis lost it
+  redis::script sync_reject;  ///< move marks of rows PostgreSQL refused into the rejected hash
+  redis::script sync_requeue; ///< mark every rejected session dirty again
+  redis::script restore;      ///< read-through: put a PostgreSQL row back if the key is absent
+  redis::script mirror;       ///< copy a row written in PostgreSQL first (shadow, redis-read)
+  redis::script put_back;     ///< repair a session written in PostgreSQL while Redis was down
   redis_scripts();
 };
 

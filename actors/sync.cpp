@@ -41,6 +41,13 @@ sync_report run_once(self_ptr self) {
     rep.read = c.read;
     rep.repaired = c.repaired;
     rep.skipped_sets = c.skipped_sets;
+    rep.rejected = c.rejected;
+    if (c.rejected > 0)
+      log(st, "warn",
+          "sync: PostgreSQL refused " + std::to_string(c.rejected) +
+              " sessions; they are set aside in the rejected hash (GET /v1/admin/sync/rejected), "
+              "the last: " +
+              c.last_rejection);
   } catch (const sync_error& e) {
     rep.error = e.what();
     postgres_failed = e.postgres();
@@ -70,6 +77,7 @@ sync_report run_once(self_ptr self) {
       s.last_success_ms = now;
       s.rows_written += rep.synced;
       s.repaired += rep.repaired;
+      s.rejected_total += rep.rejected;
       s.postgres_up = true;
       s.next_attempt_ms = 0;
     } else {
@@ -95,11 +103,16 @@ sync_report run_once(self_ptr self) {
 void refresh_backlog(self_ptr self) {
   auto& st = self->state;
   std::int64_t backlog = -1;
+  std::int64_t rejected = -1;
   try {
     backlog = st.engine->backlog();
+    rejected = st.engine->rejected();
   } catch (const std::exception&) {
   }
-  st.status->update([&](messages::sync_status::snapshot& s) { s.backlog = backlog; });
+  st.status->update([&](messages::sync_status::snapshot& s) {
+    s.backlog = backlog;
+    s.rejected = rejected;
+  });
 }
 
 /// Until PostgreSQL answered once (or after it failed), connect to it when the circuit allows,

@@ -114,6 +114,15 @@ redis::reply checked(redis::waited&& w) {
 
 } // namespace
 
+bool row_refused(const postgres::pg_error& e) {
+  if (e.code() == postgres::errc::invalid_argument)
+    return true;
+  if (e.code() != postgres::errc::server_error || e.sqlstate().size() != 5)
+    return false;
+  auto cls = e.sqlstate().substr(0, 2);
+  return cls == "22" || cls == "23" || cls == "54" || cls == "P0";
+}
+
 std::vector<dirty_entry> parse_dirty(const redis::reply& r, std::int64_t now_ms) {
   if (r.type != redis::reply::kind::array || r.elements.size() % 2 != 0)
     throw sync_error(false, "sync_read: unexpected reply from Redis");
@@ -225,6 +234,13 @@ std::int64_t sync_engine::backlog() {
   return total;
 }
 
+std::int64_t sync_engine::rejected() {
+  auto n = call({"HLEN", settings_.prefix + "sync:rejected"}).integer;
+  if (n > 0)
+    rejected_present_ = true;
+  return n;
+}
+
 // The ids come from one ZRANGE (waited for: a short reply); their hashes from one HGETALL each,
 // pipelined and not waited for: the worker writes the previous batch meanwhile. The ids and the
 // hashes are not read atomically, which the ack makes harmless: it compares each session with
@@ -288,6 +304,41 @@ std::vector<dirty_entry> sync_engine::await_read(batch_read& read, sync_counts& 
   return entries;
 }
 
+void sync_engine::upsert_isolating(std::size_t worker, std::vector<postgres::session_row> rows,
+                                   std::vector<std::string>& written,
+                                   std::vector<std::pair<std::string, std::string>>& refused,
+                                   sync_counts& counts) {
+  if (rows.empty())
+    return;
+  try {
+    ++counts.statements;
+    counts.written += postgres::bulk_upsert_sessions(pg(worker), rows, &written);
+    return;
+  } catch (const postgres::pg_error& e) {
+    if (!row_refused(e))
+      throw sync_error(true, std::string("PostgreSQL: ") + e.what());
+    if (rows.size() == 1) {
+      // A few bad rows are set aside; a table that refuses many (a new constraint, a schema
+      // change) fails the run instead of emptying the dirty sets into the rejected hash.
+      if (++refused_in_run_ > settings_.max_rejected_per_run)
+        throw sync_error(true, "PostgreSQL refused more than " +
+                                   std::to_string(settings_.max_rejected_per_run) +
+                                   " rows in one run (sync.max_rejected_per_run), which points at "
+                                   "the table rather than at its rows; the last: " +
+                                   std::string(e.what()));
+      refused.emplace_back(rows.front().session_id, e.what());
+      return;
+    }
+  }
+  // One bad row costs about 2 log2(n) statements and 2n rows sent; the good rows are written.
+  auto mid = rows.begin() + static_cast<std::ptrdiff_t>(rows.size() / 2);
+  std::vector<postgres::session_row> second(std::make_move_iterator(mid),
+                                            std::make_move_iterator(rows.end()));
+  rows.erase(mid, rows.end());
+  upsert_isolating(worker, std::move(rows), written, refused, counts);
+  upsert_isolating(worker, std::move(second), written, refused, counts);
+}
+
 void sync_engine::write_batch(std::size_t set, std::size_t worker,
                               std::vector<dirty_entry>& entries, sync_counts& counts) {
   auto dirty_key = settings_.prefix + "dirty:" + std::to_string(set);
@@ -296,19 +347,21 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
   for (auto& e : entries)
     if (e.present)
       rows.push_back(std::move(e.row));
+  auto to_write = rows.size();
   std::vector<std::string> written;
+  std::vector<std::pair<std::string, std::string>> refused;         // id, PostgreSQL's reason
   std::unordered_map<std::string, postgres::stored_version> stored; // of the rows not written
   auto started = std::chrono::steady_clock::now();
   try {
-    if (!rows.empty())
-      ++counts.statements;
-    counts.written += postgres::bulk_upsert_sessions(pg(worker), rows, &written);
-    if (written.size() < rows.size()) {
-      std::unordered_set<std::string> done(written.begin(), written.end());
+    upsert_isolating(worker, std::move(rows), written, refused, counts);
+    if (written.size() + refused.size() < to_write) {
+      std::unordered_set<std::string_view> done(written.begin(), written.end());
+      for (const auto& r : refused)
+        done.insert(r.first);
       std::vector<std::string> fenced;
-      for (const auto& r : rows)
-        if (!done.count(r.session_id))
-          fenced.push_back(r.session_id);
+      for (const auto& e : entries)
+        if (e.present && !done.count(e.id))
+          fenced.push_back(e.id);
       ++counts.statements;
       for (auto& v : postgres::load_versions(pg(worker), fenced))
         stored.emplace(v.session_id, std::move(v));
@@ -316,14 +369,25 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
   } catch (const postgres::pg_error& e) {
     counts.postgres_us += micros_since(started);
     throw sync_error(true, std::string("PostgreSQL: ") + e.what());
+  } catch (const sync_error&) {
+    counts.postgres_us += micros_since(started);
+    throw;
   }
   counts.postgres_us += micros_since(started);
   auto now = clock_.now_ms();
+  std::unordered_map<std::string, std::string> refused_by_id(refused.begin(), refused.end());
   std::vector<std::string> ack{settings_.prefix + "s:"};
   std::vector<std::string> repair{settings_.prefix + "s:", std::to_string(now),
                                   std::to_string(settings_.tombstone_ttl_ms)};
+  std::vector<std::string> reject{settings_.prefix + "s:", std::to_string(set),
+                                  std::to_string(now)};
   ack.reserve(1 + 3 * entries.size());
   for (const auto& e : entries) {
+    if (auto r = refused_by_id.find(e.id); r != refused_by_id.end()) {
+      reject.insert(reject.end(), {e.id, e.version, e.last_activity, r->second});
+      counts.last_rejection = e.id + " v" + e.version + ": " + r->second;
+      continue;
+    }
     auto it = e.present ? stored.find(e.id) : stored.end();
     if (it != stored.end() && it->second.repair_pending)
       continue; // PostgreSQL holds a newer write made while Redis was down: the node puts it
@@ -336,12 +400,24 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
     ack.insert(ack.end(), {e.id, e.version, e.last_activity});
   }
   started = std::chrono::steady_clock::now();
+  auto rejected_key = settings_.prefix + "sync:rejected";
   if (ack.size() > 1)
     counts.acked +=
         static_cast<std::uint64_t>(eval(scripts_.sync_ack, {dirty_key}, ack, worker).integer);
   if (repair.size() > 3)
     counts.repaired +=
         static_cast<std::uint64_t>(eval(scripts_.sync_repair, {dirty_key}, repair, worker).integer);
+  if (reject.size() > 3) {
+    counts.rejected += static_cast<std::uint64_t>(
+        eval(scripts_.sync_reject, {dirty_key, rejected_key}, reject, worker).integer);
+    rejected_present_ = true;
+  }
+  if (rejected_present_ && !written.empty()) {
+    // Written now: no longer rejected (a later save PostgreSQL took, or a requeue).
+    std::vector<std::string> hdel{"HDEL", rejected_key};
+    hdel.insert(hdel.end(), written.begin(), written.end());
+    call(std::move(hdel), worker);
+  }
   counts.redis_wait_us += micros_since(started);
 }
 
@@ -390,6 +466,8 @@ void sync_engine::sync_set(std::size_t set, std::size_t worker, sync_counts& cou
 }
 
 sync_counts sync_engine::run() {
+  rejected_present_ = rejected() > 0;
+  refused_in_run_ = 0;
   std::atomic<std::size_t> next{0};
   std::atomic<bool> failed{false};
   std::mutex mtx;
@@ -413,6 +491,9 @@ sync_counts sync_engine::run() {
     total.acked += mine.acked;
     total.repaired += mine.repaired;
     total.skipped_sets += mine.skipped_sets;
+    total.rejected += mine.rejected;
+    if (!mine.last_rejection.empty())
+      total.last_rejection = mine.last_rejection;
     total.postgres_us += mine.postgres_us;
     total.redis_wait_us += mine.redis_wait_us;
   };

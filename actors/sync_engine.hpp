@@ -10,6 +10,7 @@
 #include "adapters/redis/client.hpp"
 #include "model/ttl.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -30,6 +31,8 @@ struct sync_settings {
   std::int64_t tombstone_ttl_ms = 604800000;
   bool migrate = true;         ///< apply the embedded migrations on the first PostgreSQL connect
   std::size_t connections = 2; ///< dirty sets written in parallel, one PostgreSQL connection each
+  /// Rows PostgreSQL refuses that one run sets aside (a table that refuses more fails the run).
+  std::size_t max_rejected_per_run = 100;
 };
 
 /// A sync step failed; the dirty marks of what was not written are still in Redis.
@@ -51,6 +54,8 @@ struct sync_counts {
   std::uint64_t acked = 0;      ///< dirty marks cleared
   std::uint64_t repaired = 0;   ///< sessions moved past PostgreSQL's version
   std::uint64_t skipped_sets = 0;
+  std::uint64_t rejected = 0;      ///< marks moved to the rejected hash (rows PostgreSQL refused)
+  std::string last_rejection;      ///< "<id> v<version>: <PostgreSQL's message>" of the last one
   std::uint64_t postgres_us = 0;   ///< time the workers waited for PostgreSQL (summed)
   std::uint64_t redis_wait_us = 0; ///< time the workers waited for Redis replies (summed)
 };
@@ -83,6 +88,8 @@ public:
   sync_counts run();
   /// Dirty ids over all sets (ZCARD each). Throws sync_error when Redis fails.
   std::int64_t backlog();
+  /// Sessions in the rejected hash (HLEN). Throws sync_error when Redis fails.
+  std::int64_t rejected();
   /// Connects to PostgreSQL now if not connected (throws sync_error).
   void ping_postgres();
 
@@ -102,7 +109,15 @@ private:
                                         const std::vector<dirty_entry>& skip, sync_counts& counts);
   /// The batch once every reply is in; sync_error when Redis failed or did not answer in time.
   std::vector<dirty_entry> await_read(batch_read& read, sync_counts& counts);
-  /// Upserts `entries` (their rows are moved out), then acks or repairs them.
+  /// Upserts `rows`; when PostgreSQL refuses the batch for its data (row_refused()), halves it
+  /// until the refused rows stand alone and appends them with the reason to `refused`, writing
+  /// the others. Throws sync_error on any other failure.
+  void upsert_isolating(std::size_t worker, std::vector<postgres::session_row> rows,
+                        std::vector<std::string>& written,
+                        std::vector<std::pair<std::string, std::string>>& refused,
+                        sync_counts& counts);
+  /// Upserts `entries` (their rows are moved out), then acks or repairs them; refused rows are
+  /// moved to the rejected hash.
   void write_batch(std::size_t set, std::size_t worker, std::vector<dirty_entry>& entries,
                    sync_counts& counts);
 
@@ -114,6 +129,16 @@ private:
   std::vector<std::unique_ptr<postgres::client>> pg_; ///< one per worker, connected lazily
   std::mutex migrate_mtx_;
   bool migrated_ = false;
+  /// The rejected hash had entries at the start of this run (or got some in it): written ids are
+  /// then removed from it, so it only lists sessions PostgreSQL still does not hold.
+  std::atomic<bool> rejected_present_{false};
+  std::atomic<std::size_t> refused_in_run_{0};
 };
+
+/// True when PostgreSQL refused a batch because of the data of some row in it (SQLSTATE class 22
+/// data exception, 23 integrity constraint, 54 program limit, P0 raised by a trigger, or a row
+/// the client would not encode), so smaller batches without that row would succeed. False for
+/// failures of the connection, the server or the schema, which a later retry may cure.
+bool row_refused(const postgres::pg_error& e);
 
 } // namespace sessiond::actors

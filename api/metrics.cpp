@@ -51,6 +51,10 @@ route_id classify(std::string_view path) {
     return route_id::status;
   if (path == "/v1/admin/sync")
     return route_id::admin_sync;
+  if (path == "/v1/admin/sync/rejected")
+    return route_id::admin_sync_rejected;
+  if (path == "/v1/admin/sync/rejected/requeue")
+    return route_id::admin_sync_requeue;
   if (path == "/v1/admin/retention")
     return route_id::admin_retention;
   if (path == "/")
@@ -66,6 +70,8 @@ const char* to_string(route_id r) {
                                 "/metrics",
                                 "/v1/status",
                                 "/v1/admin/sync",
+                                "/v1/admin/sync/rejected",
+                                "/v1/admin/sync/rejected/requeue",
                                 "/v1/admin/retention",
                                 "/",
                                 "other"};

@@ -22,11 +22,13 @@ enum class route_id : std::uint8_t {
   metrics,
   status,
   admin_sync,
+  admin_sync_rejected,
+  admin_sync_requeue,
   admin_retention,
   status_page,
   other
 };
-constexpr std::size_t route_count = 10;
+constexpr std::size_t route_count = 12;
 route_id classify(std::string_view path);
 const char* to_string(route_id r);
 

@@ -1,5 +1,6 @@
-// The operator's routes: GET / (status page), GET /v1/status, POST /v1/admin/sync and
-// POST /v1/admin/retention. The node supplies what they show and do through api_options.
+// The operator's routes: GET / (status page), GET /v1/status, POST /v1/admin/sync, the sessions
+// the sync set aside (GET /v1/admin/sync/rejected, POST …/requeue) and POST /v1/admin/retention.
+// The node supplies what they show and do through api_options.
 #include "api/routes.hpp"
 
 #include <nlohmann/json.hpp>
@@ -75,6 +76,16 @@ bool routes::operator_route(std::string_view path, http::request& req,
     if (req.verb != http::method::post)
       return method_not_allowed(res, "POST"), true;
     return opts_.sync_now(answer_to(res)), true;
+  }
+  if (path == "/v1/admin/sync/rejected" && opts_.sync_rejected) {
+    if (req.verb != http::method::get)
+      return method_not_allowed(res, "GET"), true;
+    return opts_.sync_rejected(answer_to(res)), true;
+  }
+  if (path == "/v1/admin/sync/rejected/requeue" && opts_.sync_requeue) {
+    if (req.verb != http::method::post)
+      return method_not_allowed(res, "POST"), true;
+    return opts_.sync_requeue(answer_to(res)), true;
   }
   if (path == "/v1/admin/retention" && opts_.retention_now) {
     if (req.verb != http::method::post)

@@ -88,6 +88,10 @@ struct api_options {
   std::function<std::string()> status_json;
   /// POST /v1/admin/sync: run a sync now and answer when it finished (absent: 404).
   std::function<void(answer_fn)> sync_now;
+  /// GET /v1/admin/sync/rejected: the sessions PostgreSQL refused, set aside (absent: 404).
+  std::function<void(answer_fn)> sync_rejected;
+  /// POST /v1/admin/sync/rejected/requeue: mark them all dirty again (absent: 404).
+  std::function<void(answer_fn)> sync_requeue;
   /// POST /v1/admin/retention: run retention now, `dry_run` counts only (absent: 404).
   std::function<void(bool dry_run, answer_fn)> retention_now;
   /// GET /: the HTML status page (absent: 404).

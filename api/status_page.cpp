@@ -76,6 +76,7 @@ const char* const page = R"html(<!DOCTYPE html>
       <dt>since last sync (s)</dt><dd><span id="sync-age" class="v">…</span></dd>
       <dt>last sync took (ms)</dt><dd><span id="sync-duration" class="v">…</span></dd>
       <dt>failed syncs</dt><dd><span id="sync-failed" class="v">…</span></dd>
+      <dt>sessions PostgreSQL refused</dt><dd><span id="sync-rejected" class="v">…</span></dd>
       <dt>circuit</dt><dd><span id="sync-circuit" class="v">…</span></dd>
     </dl>
   </section>
@@ -133,6 +134,8 @@ function render(s) {
   set("sync-duration", num(pick(s, "sync.last_duration_ms"), 1));
   const failed = pick(s, "sync.failed");
   set("sync-failed", int(failed), isNum(failed) && failed > 0 ? "warn" : "");
+  const rejected = pick(s, "sync.rejected");
+  set("sync-rejected", int(rejected), isNum(rejected) && rejected > 0 ? "warn" : "");
   const circuit = pick(s, "sync.circuit");
   set("sync-circuit", circuit == null ? none : String(circuit), circuit === "open" ? "bad" : "");
 }

@@ -32,10 +32,12 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <future>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -100,8 +102,39 @@ nlohmann::json sync_report_json(const messages::sync_report& r) {
   return {{"synced", r.synced},
           {"read", r.read},
           {"repaired", r.repaired},
+          {"rejected", r.rejected},
           {"skipped_sets", r.skipped_sets},
           {"duration_ms", r.duration_ms}};
+}
+
+/// The rejected hash (id → "<set> <version> <ms> <reason>") as {"count", "sessions": [{"id",
+/// "version", "rejected_at", "error"}]}, oldest first, at most 1,000 entries.
+nlohmann::json rejected_json(const redis::reply& r) {
+  struct entry {
+    std::string id;
+    std::int64_t version = 0, at_ms = 0;
+    std::string error;
+  };
+  std::vector<entry> all;
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+    std::istringstream in(r.elements[i + 1].str);
+    entry e;
+    std::size_t set = 0;
+    e.id = r.elements[i].str;
+    in >> set >> e.version >> e.at_ms;
+    std::getline(in >> std::ws, e.error);
+    all.push_back(std::move(e));
+  }
+  std::sort(all.begin(), all.end(), [](const entry& a, const entry& b) {
+    return a.at_ms != b.at_ms ? a.at_ms < b.at_ms : a.id < b.id;
+  });
+  auto list = nlohmann::json::array();
+  for (std::size_t i = 0; i < all.size() && i < 1000; ++i)
+    list.push_back({{"id", all[i].id},
+                    {"version", all[i].version},
+                    {"rejected_at", model::rfc3339_ms(all[i].at_ms)},
+                    {"error", all[i].error}});
+  return {{"count", all.size()}, {"sessions", std::move(list)}};
 }
 
 } // namespace
@@ -362,6 +395,7 @@ struct node::impl {
     st.tombstone_ttl_ms = cfg.sessions.tombstone_ttl_s * 1000;
     st.migrate = cfg.postgres.migrate_on_start;
     st.connections = static_cast<std::size_t>(cfg.sync.connections);
+    st.max_rejected_per_run = static_cast<std::size_t>(cfg.sync.max_rejected_per_run);
     sync_engine = std::make_shared<actors::sync_engine>(*redis, env->scripts, postgres_options(cfg),
                                                         st, clock);
     auto opts = std::make_shared<actors::sync_options>();
@@ -434,6 +468,33 @@ struct node::impl {
         messages::sync_now_atom::value);
   }
 
+  std::string rejected_key() const { return cfg.redis.key_prefix + "sync:rejected"; }
+
+  /// GET /v1/admin/sync/rejected: the sessions the sync set aside because PostgreSQL refused
+  /// their row, oldest first (at most 1,000 listed; `count` says how many there are).
+  void list_rejected(api::answer_fn answer) {
+    redis->command(redis->local_hint(0), {"HGETALL", rejected_key()},
+                   [answer](redis::errc e, redis::reply&& r) {
+                     if (e != redis::errc::ok || r.is_error())
+                       return answer(503, std::string("Redis: ") +
+                                              (e != redis::errc::ok ? redis::to_string(e) : r.str));
+                     answer(200, rejected_json(r).dump());
+                   });
+  }
+
+  /// POST /v1/admin/sync/rejected/requeue: marks every set-aside session dirty again, for the
+  /// next sync to try (after the table or the data was fixed).
+  void requeue_rejected(api::answer_fn answer) {
+    redis->eval(redis->local_hint(0), env->scripts.sync_requeue, {rejected_key()},
+                {cfg.redis.key_prefix + "dirty:", std::to_string(clock.now_ms())},
+                [answer](redis::errc e, redis::reply&& r) {
+                  if (e != redis::errc::ok || r.is_error())
+                    return answer(503, std::string("Redis: ") +
+                                           (e != redis::errc::ok ? redis::to_string(e) : r.str));
+                  answer(200, nlohmann::json{{"requeued", r.integer}}.dump());
+                });
+  }
+
   /// Samples op_stats once a second, keeping ~10 s for the /v1/status window.
   void sample_ops() {
     {
@@ -500,6 +561,8 @@ struct node::impl {
                  {"runs", sy.runs},
                  {"rows_written", sy.rows_written},
                  {"repaired", sy.repaired},
+                 {"rejected", sy.rejected < 0 ? nlohmann::json() : nlohmann::json(sy.rejected)},
+                 {"rejected_total", sy.rejected_total},
                  {"circuit", sy.circuit},
                  {"interval_ms", cfg.sync.interval_ms},
                  {"last_error", sy.last_error}};
@@ -577,7 +640,7 @@ struct node::impl {
     o.retention_now = [this](bool dry_run, api::answer_fn answer) {
       request_retention(dry_run, std::move(answer));
     };
-    if (cfg.sessions.mode != "postgres")
+    if (cfg.sessions.mode != "postgres") {
       o.sync_now = [this](api::answer_fn answer) {
         request_sync([answer](messages::sync_report r) {
           if (r.ok)
@@ -586,6 +649,9 @@ struct node::impl {
             answer(503, "sync failed: " + r.error);
         });
       };
+      o.sync_rejected = [this](api::answer_fn answer) { list_rejected(std::move(answer)); };
+      o.sync_requeue = [this](api::answer_fn answer) { requeue_rejected(std::move(answer)); };
+    }
     if (cfg.metrics.enabled) {
       o.metrics = std::make_shared<api::api_metrics>(*registry);
       node_meters = std::make_unique<node_metrics>(*registry, gate->shards(), cfg.sessions.mode);

@@ -37,6 +37,9 @@ node_metrics::node_metrics(metrics::Registry& r, std::size_t shards, const std::
       touches_{counter(r, "sessiond_session_touches_total", "Idle-TTL slides sent by reads.")},
       sync_backlog_(add_gauge(r, "sessiond_sync_backlog",
                               "Sessions marked dirty in Redis, waiting for a sync (-1: unknown).")),
+      sync_rejected_(add_gauge(r, "sessiond_sync_rejected",
+                               "Sessions PostgreSQL refused, set aside in the rejected hash "
+                               "until saved again or requeued (-1: unknown).")),
       sync_last_success_(add_gauge(r, "sessiond_sync_last_success_timestamp_seconds",
                                    "Unix time of the last successful sync run (0: none yet).")),
       sync_circuit_open_(add_gauge(r, "sessiond_sync_circuit_open",
@@ -49,6 +52,9 @@ node_metrics::node_metrics(metrics::Registry& r, std::size_t shards, const std::
       sync_failures_{counter(r, "sessiond_sync_failures_total", "Sync runs that failed.")},
       sync_rows_{counter(r, "sessiond_sync_rows_written_total",
                          "Session rows inserted or replaced in PostgreSQL by sync.")},
+      sync_rejected_rows_{counter(r, "sessiond_sync_rejected_rows_total",
+                                  "Session rows PostgreSQL refused (a data error or a "
+                                  "constraint), set aside in the rejected hash.")},
       served_postgres_{counter(r, "sessiond_sessions_served_postgres_total",
                                "Session operations answered from PostgreSQL (its modes, or "
                                "degraded while Redis is down).")},
@@ -96,6 +102,7 @@ void node_metrics::update(const node_sample& s) {
   for (std::size_t i = 0; i < in_flight_.size() && i < s.in_flight.size(); ++i)
     in_flight_[i]->Set(static_cast<double>(s.in_flight[i]));
   sync_backlog_.Set(static_cast<double>(s.sync.backlog));
+  sync_rejected_.Set(static_cast<double>(s.sync.rejected));
   sync_last_success_.Set(static_cast<double>(s.sync.last_success_ms) / 1000.0);
   sync_circuit_open_.Set(s.sync.circuit == "closed" ? 0 : 1);
   postgres_up_.Set(s.sync.postgres_up ? 1 : 0);
@@ -103,6 +110,7 @@ void node_metrics::update(const node_sample& s) {
   sync_runs_.advance(s.sync.runs);
   sync_failures_.advance(s.sync.failures);
   sync_rows_.advance(s.sync.rows_written);
+  sync_rejected_rows_.advance(s.sync.rejected_total);
   served_postgres_.advance(s.served_postgres);
   mirror_failures_.advance(s.mirror_failures);
   put_back_.advance(s.put_back);

@@ -50,9 +50,10 @@ private:
   follower redis_commands_, redis_errors_, redis_reconnects_, op_failures_, shard_restarts_,
       router_restarts_, cas_retries_, touches_;
   std::vector<metrics::Gauge*> in_flight_;
-  metrics::Gauge &sync_backlog_, &sync_last_success_, &sync_circuit_open_, &postgres_up_,
-      &degraded_;
-  follower sync_runs_, sync_failures_, sync_rows_, served_postgres_, mirror_failures_, put_back_;
+  metrics::Gauge &sync_backlog_, &sync_rejected_, &sync_last_success_, &sync_circuit_open_,
+      &postgres_up_, &degraded_;
+  follower sync_runs_, sync_failures_, sync_rows_, sync_rejected_rows_, served_postgres_,
+      mirror_failures_, put_back_;
   metrics::Gauge& put_back_pending_;
   metrics::Histogram& sync_duration_;
 };

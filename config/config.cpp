@@ -257,6 +257,9 @@ const std::vector<key_spec>& key_table() {
               "how often session activity is recorded in PostgreSQL, in s"),
       integer("sync.connections", &at<&C::sync, &sync_s::connections>, 1, 64,
               "PostgreSQL connections a sync run writes on in parallel (one dirty set each)"),
+      integer("sync.max_rejected_per_run", &at<&C::sync, &sync_s::max_rejected_per_run>, 0, 1000000,
+              "rows PostgreSQL refuses that one run sets aside at most; past it the run fails "
+              "(0: never set aside)"),
 
       integer("cache.tenant_ttl_s", &at<&C::cache, &cache_section::tenant_ttl_s>, 1, 31536000,
               "how long a tenant record stays cached, in s"),

@@ -61,12 +61,13 @@ struct sessions_section {
 };
 
 struct sync_section {
-  std::int64_t interval_ms = 60000;       ///< [100, 86400000] (legacy SESSION_SYNC_INTERVAL)
-  std::int64_t batch_size = 2000;         ///< [1, 100000]
-  std::int64_t max_dirty = 100000;        ///< [1, 100000000]
-  std::int64_t max_backoff_ms = 60000;    ///< [100, 3600000]
-  std::int64_t activity_interval_s = 300; ///< [1, 86400]
-  std::int64_t connections = 2;           ///< [1, 64] parallel PostgreSQL writers per run
+  std::int64_t interval_ms = 60000;        ///< [100, 86400000] (legacy SESSION_SYNC_INTERVAL)
+  std::int64_t batch_size = 2000;          ///< [1, 100000]
+  std::int64_t max_dirty = 100000;         ///< [1, 100000000]
+  std::int64_t max_backoff_ms = 60000;     ///< [100, 3600000]
+  std::int64_t activity_interval_s = 300;  ///< [1, 86400]
+  std::int64_t connections = 2;            ///< [1, 64] parallel PostgreSQL writers per run
+  std::int64_t max_rejected_per_run = 100; ///< [0, 1000000] refused rows set aside per run
 };
 
 struct cache_section {

@@ -24,6 +24,7 @@ struct sync_report {
   std::uint64_t read = 0;         ///< dirty sessions read from Redis
   std::uint64_t repaired = 0;     ///< sessions moved past a higher PostgreSQL version
   std::uint64_t skipped_sets = 0; ///< dirty sets another node was syncing
+  std::uint64_t rejected = 0;     ///< sessions PostgreSQL refused, moved to the rejected hash
   std::int64_t duration_ms = 0;
   std::string error; ///< when !ok
 };
@@ -37,6 +38,8 @@ struct sync_snapshot {
   std::uint64_t failures = 0;        ///< runs that failed
   std::uint64_t rows_written = 0;    ///< rows written to PostgreSQL, all runs
   std::uint64_t repaired = 0;        ///< sessions repaired, all runs
+  std::uint64_t rejected_total = 0;  ///< sessions moved to the rejected hash, all runs
+  std::int64_t rejected = -1;        ///< sessions in the rejected hash now; -1 unknown
   std::int64_t next_attempt_ms = 0;  ///< wall time of the next allowed attempt after a failure
   bool postgres_up = false;          ///< the last PostgreSQL contact succeeded
   std::string circuit = "closed";    ///< closed | open | half-open

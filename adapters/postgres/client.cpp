@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <string_view>
 #include <utility>
 
 namespace sessiond::postgres {
@@ -212,7 +213,10 @@ std::string error_message(const PGresult* r, PGconn* c) {
   if (primary == nullptr)
     return one_line(PQerrorMessage(c));
   std::string out = primary;
-  if (const char* detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL))
+  // A constraint's "Failing row contains (…)" detail would copy a session's data into logs,
+  // /v1/status and the sync's rejected list: left out (the primary message names the constraint).
+  const char* detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+  if (detail != nullptr && std::string_view(detail).rfind("Failing row contains", 0) != 0)
     out += " (" + one_line(detail) + ")";
   return out;
 }

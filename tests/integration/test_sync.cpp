@@ -426,3 +426,75 @@ TEST_CASE("a sync actor that is killed is restarted by the supervisor and syncs 
   }));
   CHECK(one(cfg, "select count(*) from user_session") == "2");
 }
+
+TEST_CASE("rows PostgreSQL refuses are set aside, the rest of their batch is written, and the "
+          "sync goes on") {
+  auto cfg = pg_config();
+  cfg.sync.max_rejected_per_run = 4;
+  running_node n(cfg);
+  client c(n.port);
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(c.put("/v1/sessions/ok" + std::to_string(i), body("u", "{}")).status == 201);
+  REQUIRE(c.put("/v1/sessions/bad1", body("blocked", R"({"n":1})")).status == 201);
+  REQUIRE(c.put("/v1/sessions/bad2", body("blocked", R"({"n":2})")).status == 201);
+  auto rejected = [&] {
+    auto r = c.get("/v1/admin/sync/rejected");
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+  };
+  auto status = [&] { return json::parse(c.get("/v1/status").body)["sync"]; };
+
+  // A table that refuses every row (a new constraint) is a table problem: past
+  // sync.max_rejected_per_run refusals the run fails, and the marks of the rest stay.
+  sql(cfg, "alter table user_session add constraint t_nobody check (user_id = 'nobody')");
+  auto failed = c.call(test::bhttp::verb::post, "/v1/admin/sync");
+  CHECK(failed.status == 503);
+  CHECK(failed.body.find("refused more than 4 rows in one run") != std::string::npos);
+  CHECK(one(cfg, "select count(*) from user_session") == "0");
+  CHECK(rejected()["count"] <= 4);
+  REQUIRE(test::eventually([&] { return status()["backlog"] >= 18; }));
+  sql(cfg, "alter table user_session drop constraint t_nobody");
+  REQUIRE(c.call(test::bhttp::verb::post, "/v1/admin/sync/rejected/requeue").status == 200);
+  REQUIRE(test::eventually([&] { return status()["backlog"] == 22; }));
+
+  // Two bad rows in a batch of 22: they are set aside, the 20 others are written.
+  sql(cfg, "alter table user_session add constraint t_no_blocked check (user_id <> 'blocked')");
+  auto report = admin_sync(c);
+  CHECK(report["synced"] == 20);
+  CHECK(report["rejected"] == 2);
+  CHECK(one(cfg, "select count(*) from user_session") == "20");
+  auto list = rejected();
+  CHECK(list["count"] == 2);
+  REQUIRE(list["sessions"].size() == 2);
+  std::set<std::string> ids;
+  for (const auto& s : list["sessions"]) {
+    ids.insert(s["id"].get<std::string>());
+    CHECK(s["version"] == 1);
+    CHECK(s["error"].get<std::string>().find("t_no_blocked") != std::string::npos);
+    CHECK(s["error"].get<std::string>().find("\"n\"") == std::string::npos); // no session data
+  }
+  CHECK(ids == std::set<std::string>{"bad1", "bad2"});
+  auto again = admin_sync(c); // set aside: not tried again, not blocking
+  CHECK(again["synced"] == 0);
+  CHECK(again["rejected"] == 0);
+  REQUIRE(test::eventually([&] { return status()["rejected"] == 2; }));
+  CHECK(status()["backlog"] == 0);
+  CHECK(status()["rejected_total"] == 2);
+  CHECK(c.get("/v1/sessions/bad1").status == 200); // still served from Redis
+
+  // Fixed: a new save is synced and leaves the list; a requeue brings back the rest.
+  sql(cfg, "alter table user_session drop constraint t_no_blocked");
+  REQUIRE(c.put("/v1/sessions/bad2", body("blocked", R"({"n":3})")).status == 200);
+  CHECK(admin_sync(c)["synced"] == 1);
+  CHECK(one(cfg, "select data->>'n' from user_session where session_id = 'bad2'") == "3");
+  list = rejected();
+  CHECK(list["count"] == 1);
+  CHECK(list["sessions"][0]["id"] == "bad1");
+  auto requeued = c.call(test::bhttp::verb::post, "/v1/admin/sync/rejected/requeue");
+  REQUIRE(requeued.status == 200);
+  CHECK(json::parse(requeued.body)["requeued"] == 1);
+  CHECK(admin_sync(c)["synced"] == 1);
+  CHECK(one(cfg, "select version from user_session where session_id = 'bad1'") == "1");
+  CHECK(rejected()["count"] == 0);
+  CHECK(c.get("/v1/admin/sync/rejected/requeue").status == 405);
+}

@@ -118,6 +118,7 @@ const std::vector<integer_bounds> header_bounds = {
     {"sync.max_backoff_ms", 100, 3600000, {}},
     {"sync.activity_interval_s", 1, 86400, {}},
     {"sync.connections", 1, 64, {}},
+    {"sync.max_rejected_per_run", 0, 1000000, {}},
     {"cache.tenant_ttl_s", 1, 31536000, {}},
     {"metrics.redis_poll_ms", 100, 3600000, {}},
     {"retention.days", 1, 36500, {}},
@@ -198,6 +199,7 @@ max_dirty = 17
 max_backoff_ms = 1900
 activity_interval_s = 23
 connections = 5
+max_rejected_per_run = 7
 [cache]
 tenant_ttl_s = 29
 [metrics]
