@@ -14,26 +14,6 @@ namespace {
   throw usage_error(std::string(flag) + " '" + std::string(value) + "': " + std::string(why));
 }
 
-std::uint64_t parse_uint(std::string_view flag, std::string_view text, std::uint64_t min,
-                         std::uint64_t max) {
-  std::uint64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-    bad(flag, text, "not a whole number");
-  if (v < min || v > max)
-    bad(flag, text, "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
-  return v;
-}
-
-double parse_double(std::string_view flag, std::string_view text) {
-  std::string s(text);
-  char* end = nullptr;
-  double v = s.empty() ? NAN : std::strtod(s.c_str(), &end);
-  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v))
-    bad(flag, text, "not a number");
-  return v;
-}
-
 bool parse_bool(std::string_view flag, std::string_view text) {
   if (text == "on" || text == "true" || text == "1" || text == "yes")
     return true;
@@ -61,6 +41,26 @@ void parse_userinfo(std::string_view info, target& t) {
 }
 
 } // namespace
+
+std::uint64_t parse_whole(std::string_view flag, std::string_view text, std::uint64_t min,
+                          std::uint64_t max) {
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
+    bad(flag, text, "not a whole number");
+  if (v < min || v > max)
+    bad(flag, text, "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  return v;
+}
+
+double parse_number(std::string_view flag, std::string_view text) {
+  std::string s(text);
+  char* end = nullptr;
+  double v = s.empty() ? NAN : std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v))
+    bad(flag, text, "not a number");
+  return v;
+}
 
 std::string shown_url(const target& t) {
   std::string auth = t.password.empty() ? "" : t.user + ":***@";
@@ -99,7 +99,7 @@ std::chrono::nanoseconds parse_duration(std::string_view flag, std::string_view 
   auto unit = scale.find(text.substr(unit_at));
   if (unit == scale.end())
     bad(flag, text, "unknown unit; use ms, s, m or h");
-  double ns = parse_double(flag, text.substr(0, unit_at)) * unit->second;
+  double ns = parse_number(flag, text.substr(0, unit_at)) * unit->second;
   if (ns > 1e9 * 86400 * 7)
     bad(flag, text, "longer than a week");
   return std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
@@ -181,11 +181,11 @@ struct flag_spec {
 };
 
 std::uint64_t count_flag(std::string_view f, std::string_view v, std::uint64_t max) {
-  return parse_uint(f, v, 1, max);
+  return parse_whole(f, v, 1, max);
 }
 
 long pid_flag(std::string_view f, std::string_view v) {
-  return static_cast<long>(parse_uint(f, v, 1, 1 << 30));
+  return static_cast<long>(parse_whole(f, v, 1, 1 << 30));
 }
 
 const std::map<std::string_view, flag_spec>& flag_table() {
@@ -200,7 +200,7 @@ const std::map<std::string_view, flag_spec>& flag_table() {
       {"--rate",
        {true,
         [](options& o, auto f, auto v) {
-          o.rate = parse_double(f, v);
+          o.rate = parse_number(f, v);
           if (o.rate < 0 || o.rate > 1e8)
             bad(f, v, "must be in [0, 1e8] (0 or no --rate: closed loop)");
         }}},
@@ -208,7 +208,7 @@ const std::map<std::string_view, flag_spec>& flag_table() {
       {"--sessions",
        {true, [](options& o, auto f, auto v) { o.sessions = count_flag(f, v, 1000000000); }}},
       {"--value-bytes",
-       {true, [](options& o, auto f, auto v) { o.value_bytes = parse_uint(f, v, 8, 64 << 20); }}},
+       {true, [](options& o, auto f, auto v) { o.value_bytes = parse_whole(f, v, 8, 64 << 20); }}},
       {"--prefill", {false, [](options& o, auto f, auto v) { o.prefill = parse_bool(f, v); }}},
       {"--no-prefill", {false, [](options& o, auto, auto) { o.prefill = false; }}},
       {"--json", {false, [](options& o, auto f, auto v) { o.json = parse_bool(f, v); }}},

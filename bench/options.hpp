@@ -62,6 +62,14 @@ options parse_options(const std::vector<std::string>& args, bool& help);
 /// The --help text.
 const char* help_text();
 
+/// A whole number in [min, max] ("1e5", "12x" and "-1" are refused). Throws usage_error naming
+/// `flag`.
+std::uint64_t parse_whole(std::string_view flag, std::string_view text, std::uint64_t min,
+                          std::uint64_t max);
+
+/// A finite number ("1e5" is fine). Throws usage_error naming `flag`.
+double parse_number(std::string_view flag, std::string_view text);
+
 /// Parses "500ms", "30s", "5m", "1.5h". Throws usage_error naming `flag`.
 std::chrono::nanoseconds parse_duration(std::string_view flag, std::string_view text);
 

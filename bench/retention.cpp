@@ -8,6 +8,7 @@
 #include "adapters/postgres/client.hpp"
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/postgres/retention.hpp"
+#include "bench/options.hpp"
 
 #include <unistd.h>
 
@@ -73,10 +74,8 @@ retention_args parse(const std::vector<std::string>& a) {
     };
     auto number = [&](std::int64_t min) {
       const std::string& flag = a[i];
-      std::int64_t v = std::stoll(next());
-      if (v < min)
-        throw std::runtime_error(flag + " must be at least " + std::to_string(min));
-      return v;
+      return static_cast<std::int64_t>(
+          parse_whole(flag, next(), static_cast<std::uint64_t>(min), 1000000000000));
     };
     if (a[i] == "--postgres")
       s.postgres = next();

@@ -10,6 +10,7 @@
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/redis/blocking.hpp"
 #include "adapters/redis/client.hpp"
+#include "bench/options.hpp"
 #include "model/shard_for.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -83,31 +84,34 @@ sync_args parse(const std::vector<std::string>& a) {
     else if (a[i] == "--postgres")
       s.postgres = next();
     else if (a[i] == "--rows")
-      s.rows = std::stoul(next());
+      s.rows = parse_whole("--rows", next(), 1, 100000000);
     else if (a[i] == "--batch-size")
-      s.batch = std::stoul(next());
+      s.batch = parse_whole("--batch-size", next(), 1, 100000);
     else if (a[i] == "--value-bytes")
-      s.value_bytes = std::stoul(next());
+      s.value_bytes = parse_whole("--value-bytes", next(), 2, 64 << 20);
     else if (a[i] == "--connections")
-      s.connections = std::stoul(next());
+      s.connections = parse_whole("--connections", next(), 1, 64);
     else if (a[i] == "--rate")
-      s.rate = std::stod(next());
+      s.rate = parse_number("--rate", next());
     else if (a[i] == "--lag-seconds")
-      s.lag_seconds = std::stod(next());
+      s.lag_seconds = parse_number("--lag-seconds", next());
     else if (a[i] == "--interval-ms")
-      s.interval_ms = std::stoll(next());
+      s.interval_ms =
+          static_cast<std::int64_t>(parse_whole("--interval-ms", next(), 100, 86400000));
     else if (a[i] == "--sessions")
-      s.sessions = std::stoul(next());
+      s.sessions = parse_whole("--sessions", next(), 0, 100000000);
     else if (a[i] == "--lag-only")
       s.lag_only = true;
     else if (a[i] == "--postmaster-pid")
-      s.postmaster_pid = std::stol(next());
+      s.postmaster_pid = static_cast<long>(parse_whole("--postmaster-pid", next(), 1, 1 << 30));
     else if (a[i] == "--help") {
       std::cout << help;
       std::exit(0);
     } else
       throw std::runtime_error("unknown argument " + a[i]);
   }
+  if (!(s.rate > 0) || !(s.lag_seconds > 0))
+    throw usage_error("--rate and --lag-seconds must be above 0");
   return s;
 }
 
