@@ -506,6 +506,10 @@ sync_counts sync_engine::run() {
     t.join();
   if (first_error)
     std::rethrow_exception(first_error);
+  // Nothing was dirty, so nothing went to PostgreSQL: ask it, or an idle node would report it up
+  // (sessiond_postgres_up, /readyz) however long it has been gone.
+  if (total.statements == 0)
+    ping_postgres();
   return total;
 }
 

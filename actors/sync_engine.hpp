@@ -82,9 +82,10 @@ public:
   ~sync_engine();
 
   /// One complete pass over every dirty set: each set's ids present at the start are written
-  /// (later writes may be included). Sets are shared out to `connections` workers (the calling
-  /// thread and connections - 1 more). Throws sync_error (the first failure; the other workers
-  /// stop after their current batch); what was written before stays written.
+  /// (later writes may be included); with nothing dirty, a `select 1` checks PostgreSQL instead.
+  /// Sets are shared out to `connections` workers (the calling thread and connections - 1 more).
+  /// Throws sync_error (the first failure; the other workers stop after their current batch); what
+  /// was written before stays written.
   sync_counts run();
   /// Dirty ids over all sets (ZCARD each). Throws sync_error when Redis fails.
   std::int64_t backlog();
