@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Redis CPU per session of the sync's ack script: one ZREM per cleared mark inside the loop (the
-script before 57ee4d6) against one ZREM per 1,000 (actors/redis_scripts.cpp, sync_ack).
+script before 57ee4d6) against the current one, read from actors/redis_scripts.cpp (sync_ack:
+one ZREM per 1,000).
 
     bench/sync-ack-cost.py redis://127.0.0.1:6379/0 [rounds]
 
@@ -11,6 +12,7 @@ the Python standard library (RESP spoken directly)."""
 import re
 import socket
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 PER_MARK = """local n = 0
@@ -22,18 +24,16 @@ for i = 2, #ARGV, 3 do
 end
 return n"""
 
-BATCHED = """local done = {}
-for i = 2, #ARGV, 3 do
-  local f = redis.call('HMGET', ARGV[1] .. ARGV[i], 'v', 'la')
-  if (f[1] or '') == ARGV[i + 1] and (f[2] or '') == ARGV[i + 2] then
-    done[#done + 1] = ARGV[i]
-  end
-end
-local n = 0
-for i = 1, #done, 1000 do
-  n = n + redis.call('ZREM', KEYS[1], unpack(done, i, math.min(i + 999, #done)))
-end
-return n"""
+
+
+def current_ack():
+    """The ack script as built: sync_ack_body in actors/redis_scripts.cpp."""
+    source = Path(__file__).resolve().parent.parent / "actors" / "redis_scripts.cpp"
+    m = re.search(r'sync_ack_body = R"lua\((.*?)\)lua"', source.read_text(), re.S)
+    if not m:
+        sys.exit(f"sync_ack_body not found in {source}")
+    return m.group(1)
+
 
 N = 2000
 PREFIX = "ackcost:"
@@ -89,7 +89,7 @@ def main():
         args += [str(i), "3", "1700000000000"]
     zadd = enc("ZADD", f"{PREFIX}dirty", *[x for i in range(N) for x in ("1", str(i))])
     try:
-        for name, body in [("per-mark ZREM", PER_MARK), ("batched ZREM", BATCHED)] * rounds:
+        for name, body in [("per-mark ZREM", PER_MARK), ("current ack", current_ack())] * rounds:
             r.cmd("CONFIG", "RESETSTAT")
             ev = enc("EVAL", body, 1, f"{PREFIX}dirty", *args)
             cleared = 0
