@@ -752,7 +752,8 @@ std::uint16_t node::start() {
   d.make_retention();
   d.http = std::make_unique<http::server>(d.loop_ptrs(), http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
-  d.port = d.http->bind(); // a port in use fails here, before any thread or actor runs
+  d.port = d.http->bind(); // a port in use fails here, before any thread or actor runs; clients
+                           // are refused until http->start() listens
   d.redis->start();
   d.run_loops();
   try {

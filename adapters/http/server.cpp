@@ -167,6 +167,8 @@ public:
   std::atomic<std::size_t> in_flight_{0};
 
 private:
+  /// Closes the acceptor and throws std::system_error naming the address.
+  [[noreturn]] void fail(const error_code& ec, const char* what);
   void accept_next();
   void on_accept(error_code ec, socket_t socket);
   void admit(socket_t socket);
@@ -281,14 +283,15 @@ listener::listener(std::vector<asio::io_context*> loops, server_options opts, ha
       acceptor_(*loops_.front()),
       accept_retry_(*loops_.front()) {}
 
+void listener::fail(const error_code& ec, const char* what) {
+  error_code ignored;
+  acceptor_.close(ignored);
+  throw std::system_error(static_cast<std::error_code>(ec), std::string("http: ") + what + " " +
+                                                                opts_.address + ":" +
+                                                                std::to_string(opts_.port));
+}
+
 std::uint16_t listener::bind() {
-  auto fail = [&](const error_code& ec, const char* what) {
-    error_code ignored;
-    acceptor_.close(ignored);
-    throw std::system_error(static_cast<std::error_code>(ec), std::string("http: ") + what + " " +
-                                                                  opts_.address + ":" +
-                                                                  std::to_string(opts_.port));
-  };
   std::lock_guard<std::mutex> lock(mu_);
   if (acceptor_.is_open() || draining_)
     throw std::logic_error("http: server bound twice");
@@ -304,9 +307,6 @@ std::uint16_t listener::bind() {
   acceptor_.bind(ep, ec);
   if (ec)
     fail(ec, "cannot bind");
-  acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
-    fail(ec, "cannot listen on");
   bound_port_ = acceptor_.local_endpoint(ec).port();
   if (ec)
     fail(ec, "cannot read the bound port of");
@@ -324,6 +324,10 @@ std::uint16_t listener::start() {
   if (!bound)
     bind();
   std::lock_guard<std::mutex> lock(mu_);
+  error_code ec;
+  acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    fail(ec, "cannot listen on");
   accepting_ = true;
   accept_next();
   return bound_port_;

@@ -81,11 +81,12 @@ public:
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
-  /// Binds and listens without accepting yet (connections wait in the backlog), so a node can
-  /// claim its port before it starts anything else. Returns the bound port; throws
-  /// std::system_error naming the address.
+  /// Binds without listening, so a node claims its port (a port in use fails here) before it
+  /// starts anything else, while clients are still refused at once rather than left waiting.
+  /// Returns the bound port; throws std::system_error naming the address.
   std::uint16_t bind();
-  /// Starts accepting, binding first if bind() was not called. Returns the bound port.
+  /// Listens and starts accepting, binding first if bind() was not called. Returns the bound
+  /// port; throws std::system_error naming the address.
   std::uint16_t start();
   /// Stops accepting new connections; open connections finish their current request
   /// and close instead of waiting for the next one.

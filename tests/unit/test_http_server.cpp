@@ -646,7 +646,7 @@ TEST_CASE("connections over max_connections are refused and counted") {
   REQUIRE(first.read());
 }
 
-TEST_CASE("bind claims the port before start; a port in use fails bind naming the address") {
+TEST_CASE("bind claims the port and refuses clients until start; a port in use fails bind") {
   recorder rec;
   asio::io_context io;
   auto work = asio::make_work_guard(io);
@@ -656,6 +656,14 @@ TEST_CASE("bind claims the port before start; a port in use fails bind naming th
   server srv(io, o, echo_or_hold(rec));
   auto port = srv.bind();
   REQUIRE(port != 0);
+  std::thread runner([&] { io.run(); });
+  CHECK_THROWS(client(port)); // bound, not listening: refused at once, not left waiting
+  CHECK(srv.start() == port);
+  client c(port);
+  c.send(get("/now"));
+  auto res = c.read();
+  REQUIRE(res);
+  CHECK(res->body() == "/now");
 
   server_options taken = o;
   taken.port = port;
@@ -667,14 +675,6 @@ TEST_CASE("bind claims the port before start; a port in use fails bind naming th
     CHECK(std::string(e.what()).find("cannot bind 127.0.0.1:" + std::to_string(port)) !=
           std::string::npos);
   }
-
-  std::thread runner([&] { io.run(); });
-  client c(port); // waits in the listen backlog until start()
-  c.send(get("/early"));
-  CHECK(srv.start() == port);
-  auto res = c.read();
-  REQUIRE(res);
-  CHECK(res->body() == "/early");
   work.reset();
   io.stop();
   runner.join();
