@@ -76,6 +76,7 @@ redis::client_options redis_options(const config::config& c) {
   o.command_timeout = std::chrono::milliseconds(c.redis.command_timeout_ms);
   o.reconnect_min = std::chrono::milliseconds(c.redis.reconnect_min_ms);
   o.reconnect_max = std::chrono::milliseconds(c.redis.reconnect_max_ms);
+  o.tls_ca_file = c.redis.tls_ca_file;
   return o;
 }
 
@@ -582,10 +583,11 @@ struct node::impl {
   std::vector<api::dependency_check> readiness() {
     auto sy = sync_status->get();
     auto m = modes->snapshot();
-    std::string redis_detail;
+    std::string redis_detail = redis->connected() ? "" : redis->last_error();
     if (!modes->needs_redis())
-      redis_detail = m.degraded ? "degraded: sessions are served from PostgreSQL"
-                                : "not required in mode " + cfg.sessions.mode;
+      redis_detail = (m.degraded ? "degraded: sessions are served from PostgreSQL"
+                                 : "not required in mode " + cfg.sessions.mode) +
+                     (redis_detail.empty() ? "" : "; " + redis_detail);
     std::string pg_detail;
     if (!modes->needs_postgres())
       pg_detail = "not required (sessions land in Redis); sync backlog " +

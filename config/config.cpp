@@ -146,7 +146,13 @@ bool url_chars(std::string_view v) {
 }
 
 bool valid_redis_url(std::string_view v) {
-  return starts_with(v, "redis://") && url_chars(v);
+  return (starts_with(v, "redis://") || starts_with(v, "rediss://")) && url_chars(v);
+}
+
+/// Empty, or a path of printable characters (it is printed back into TOML and logs).
+bool valid_optional_path(std::string_view v) {
+  return v.size() <= 4096 &&
+         std::all_of(v.begin(), v.end(), [](char ch) { return ch >= ' ' && ch < 0x7f; });
 }
 
 bool valid_postgres_url(std::string_view v) {
@@ -193,8 +199,11 @@ const std::vector<key_spec>& key_table() {
               "on SIGTERM, how long in-flight requests may still finish, in ms"),
 
       text("redis.url", &at<&C::redis, &redis_s::url>, valid_redis_url,
-           "a redis:// URL without spaces", "Redis server; the password is masked when printed",
-           true),
+           "a redis:// or rediss:// (TLS) URL without spaces",
+           "Redis server, rediss:// for TLS; the password is masked when printed", true),
+      text("redis.tls_ca_file", &at<&C::redis, &redis_s::tls_ca_file>, valid_optional_path,
+           "empty or a file path of printable characters",
+           "CA certificates (PEM) that verify a rediss:// server; empty: the system's"),
       integer("redis.connections", &at<&C::redis, &redis_s::connections>, 1, 64,
               "connections to Redis"),
       integer("redis.connect_timeout_ms", &at<&C::redis, &redis_s::connect_timeout_ms>, 10, 60000,

@@ -36,6 +36,7 @@ struct redis_section {
   std::int64_t reconnect_min_ms = 100;          ///< [1, 60000]
   std::int64_t reconnect_max_ms = 5000;         ///< [1, 600000], >= reconnect_min_ms
   std::string key_prefix = "sessiond:";         ///< 1-64 chars of [A-Za-z0-9:_.-]
+  std::string tls_ca_file;                      ///< rediss://: CA file (PEM); empty: system's
 };
 
 struct postgres_section {

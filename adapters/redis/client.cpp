@@ -8,6 +8,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
@@ -18,7 +21,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -166,12 +172,10 @@ bool parse_db(std::string_view path, client_options& out, std::string& error) {
 } // namespace
 
 bool parse_url(std::string_view url, client_options& out, std::string& error) {
-  constexpr std::string_view scheme = "redis://";
-  if (starts_with_nocase(url, "rediss://"))
-    return fail(error, "rediss:// (TLS) is not supported");
-  if (!starts_with_nocase(url, scheme))
-    return fail(error, "URL must start with redis://");
-  auto rest = url.substr(scheme.size());
+  bool tls = starts_with_nocase(url, "rediss://");
+  if (!tls && !starts_with_nocase(url, "redis://"))
+    return fail(error, "URL must start with redis:// (or rediss:// for TLS)");
+  auto rest = url.substr(tls ? 9 : 8);
   if (rest.find_first_of("?#") != std::string_view::npos) {
     return fail(error, "query and fragment are not supported");
   }
@@ -182,6 +186,7 @@ bool parse_url(std::string_view url, client_options& out, std::string& error) {
   parsed.password.clear();
   parsed.port = 6379;
   parsed.db = 0;
+  parsed.tls = tls;
   auto at = authority.rfind('@');
   if (at != std::string_view::npos) {
     if (!parse_userinfo(authority.substr(0, at), parsed, error))
@@ -316,9 +321,41 @@ std::shared_ptr<const script> intern(const script& s) {
 
 // --- state shared by the client and its connections ----------------------------------------
 
+/// The TLS context of a rediss:// client: the peer's certificate is verified against
+/// `tls_ca_file` (or the system's CAs) and must name the host. Throws std::runtime_error.
+std::unique_ptr<asio::ssl::context> make_tls_context(const client_options& o) {
+  if (!o.tls)
+    return nullptr;
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  boost::system::error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                   asio::ssl::context::no_tlsv1_1);
+  if (o.tls_ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    std::ifstream probe(o.tls_ca_file);
+    if (!probe)
+      throw std::runtime_error("redis: cannot read the TLS CA file " + o.tls_ca_file + ": " +
+                               std::strerror(errno));
+    ctx->load_verify_file(o.tls_ca_file, ec);
+  }
+  if (ec)
+    throw std::runtime_error(
+        "redis: cannot load the TLS CA certificates" +
+        (o.tls_ca_file.empty() ? std::string(" of the system") : " from " + o.tls_ca_file) + ": " +
+        ec.message());
+  ctx->set_verify_mode(asio::ssl::verify_peer);
+  ctx->set_verify_callback(asio::ssl::host_name_verification(o.host));
+  return ctx;
+}
+
 struct shared_state {
   shared_state(asio::io_context& io, client_options o)
-      : io(io), opts(std::move(o)), notify_strand(asio::make_strand(io)) {}
+      : io(io),
+        opts(std::move(o)),
+        notify_strand(asio::make_strand(io)),
+        tls(make_tls_context(opts)) {}
   asio::io_context& io;
   const client_options opts;
   std::atomic<bool> stopped{false};
@@ -328,6 +365,14 @@ struct shared_state {
   std::mutex notify_mu; // guards on_state and is held while it runs
   std::function<void(bool)> on_state;
   asio::strand<asio::io_context::executor_type> notify_strand;
+  const std::unique_ptr<asio::ssl::context> tls; ///< rediss:// only
+  std::mutex error_mu;
+  std::string last_error; ///< why the last connect failed after TCP (TLS), for operators
+  void note_tls_error(const std::string& why) {
+    std::lock_guard<std::mutex> lk(error_mu);
+    last_error =
+        "TLS handshake with " + opts.host + ":" + std::to_string(opts.port) + " failed: " + why;
+  }
 };
 
 /// Counts a connection going up or down; posts a notification when "any up" flips.
@@ -447,6 +492,8 @@ private:
   std::atomic<bool> up_{false};
   asio::strand<asio::io_context::executor_type> strand_;
   tcp::socket socket_;
+  /// rediss://: TLS over socket_, made anew for every connect.
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   tcp::resolver resolver_;
   asio::steady_timer deadline_;   // the oldest pending command's deadline
   asio::steady_timer conn_timer_; // connect timeout, then reconnect backoff
@@ -500,8 +547,22 @@ void connection::on_connected() {
   socket_.set_option(tcp::no_delay(true), ignored);
   socket_.set_option(asio::socket_base::keep_alive(true), ignored);
   phase_ = phase::handshaking;
-  read_loop();
-  send_handshake();
+  if (!st_->tls) {
+    read_loop();
+    return send_handshake();
+  }
+  // TLS first (within connect_timeout, like the rest of the handshake), then AUTH/SELECT/PING.
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *st_->tls);
+  SSL_set_tlsext_host_name(tls_->native_handle(), st_->opts.host.c_str());
+  tls_->async_handshake(asio::ssl::stream_base::client, on_strand([](connection& c, error_code ec) {
+                          if (ec) {
+                            if (c.attempt_ <= 1)
+                              c.st_->note_tls_error(ec.message());
+                            return c.reset(errc::closed);
+                          }
+                          c.read_loop();
+                          c.send_handshake();
+                        }));
 }
 
 /// AUTH and SELECT when configured, else PING: the connection is up only once Redis answered,
@@ -532,6 +593,10 @@ void connection::send_handshake() {
 
 void connection::mark_up() {
   conn_timer_.cancel();
+  if (st_->tls) {
+    std::lock_guard<std::mutex> lk(st_->error_mu);
+    st_->last_error.clear();
+  }
   phase_ = phase::up;
   attempt_ = 0;
   if (ever_up_)
@@ -560,6 +625,7 @@ void connection::reset(errc why) {
   }
   error_code ignored;
   socket_.close(ignored);
+  tls_.reset();
   resolver_.cancel();
   deadline_.cancel();
   conn_timer_.cancel();
@@ -679,27 +745,33 @@ void connection::flush() {
     return;
   std::swap(out_, wbuf_);
   writing_ = true;
-  asio::async_write(socket_, asio::buffer(wbuf_),
-                    on_strand([](connection& c, error_code ec, std::size_t) {
-                      c.writing_ = false;
-                      if (ec)
-                        return c.reset(errc::closed);
-                      if (c.wbuf_.capacity() > (1u << 20))
-                        std::string().swap(c.wbuf_);
-                      c.wbuf_.clear();
-                      c.flush();
-                    }));
+  auto done = on_strand([](connection& c, error_code ec, std::size_t) {
+    c.writing_ = false;
+    if (ec)
+      return c.reset(errc::closed);
+    if (c.wbuf_.capacity() > (1u << 20))
+      std::string().swap(c.wbuf_);
+    c.wbuf_.clear();
+    c.flush();
+  });
+  if (tls_)
+    asio::async_write(*tls_, asio::buffer(wbuf_), std::move(done));
+  else
+    asio::async_write(socket_, asio::buffer(wbuf_), std::move(done));
 }
 
 // --- receiving ---
 
 void connection::read_loop() {
-  socket_.async_read_some(asio::buffer(rbuf_),
-                          on_strand([](connection& c, error_code ec, std::size_t n) {
-                            if (ec)
-                              return c.reset(errc::closed);
-                            c.on_read(n);
-                          }));
+  auto done = on_strand([](connection& c, error_code ec, std::size_t n) {
+    if (ec)
+      return c.reset(errc::closed);
+    c.on_read(n);
+  });
+  if (tls_)
+    tls_->async_read_some(asio::buffer(rbuf_), std::move(done));
+  else
+    socket_.async_read_some(asio::buffer(rbuf_), std::move(done));
 }
 
 void connection::on_read(std::size_t n) {
@@ -916,6 +988,11 @@ std::size_t client::local_hint(std::size_t hint) const {
 
 bool client::connected() const {
   return impl_->st->up_count.load() > 0;
+}
+
+std::string client::last_error() const {
+  std::lock_guard<std::mutex> lk(impl_->st->error_mu);
+  return impl_->st->last_error;
 }
 
 client_stats client::stats() const {

@@ -51,10 +51,13 @@ struct client_options {
   std::chrono::milliseconds command_timeout{1000};
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};
+  bool tls = false;        ///< rediss://: TLS 1.2 or later, the server's certificate verified
+  std::string tls_ca_file; ///< CA certificates (PEM) to verify it with; empty: the system's
 };
 
-/// Parses redis://[[user]:password@]host[:port][/db] into host, port (6379), password (none;
-/// %-decoded) and db (0); the user is ignored, [v6] hosts are accepted and other options kept.
+/// Parses redis://[[user]:password@]host[:port][/db] (or rediss:// for TLS) into host, port
+/// (6379), password (none; %-decoded), db (0) and tls; the user is ignored, [v6] hosts are
+/// accepted and other options kept.
 /// Returns false and sets `error`, leaving `out` alone.
 bool parse_url(std::string_view url, client_options& out, std::string& error);
 
@@ -117,6 +120,9 @@ public:
   /// Commands sent with it need no hand-off to another thread.
   std::size_t local_hint(std::size_t hint) const;
 
+  /// Why the last TLS handshake failed (certificate not trusted, name mismatch, …); empty once a
+  /// connection is up, and always for redis://.
+  std::string last_error() const;
   /// True when at least one connection is up.
   bool connected() const;
   client_stats stats() const;

@@ -430,3 +430,133 @@ TEST_CASE("a killed Redis fails commands fast and the client reconnects when it 
   CHECK(call(c, {"GET", "k"}, 1).r.str == "w");
   CHECK(c.stats().reconnects >= 2);
 }
+
+namespace {
+
+/// A throw-away CA and a server certificate for 127.0.0.1 and localhost (openssl CLI), and a
+/// redis-server of the test's own serving TLS only with it.
+class tls_redis {
+public:
+  tls_redis() {
+    char tmpl[] = "/tmp/sessiond-tls-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    dir_ = tmpl;
+    std::string d = dir_ + "/";
+    std::string cmds =
+        "cd " + dir_ +
+        " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=sessiond-test-ca"
+        " -keyout ca.key -out ca.pem"
+        " && openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key"
+        " -out server.csr"
+        " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf"
+        " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
+        " -extfile ext.cnf -out server.pem"
+        " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca"
+        " -keyout other.key -out other.pem";
+    REQUIRE(std::system(("(" + cmds + ") >/dev/null 2>&1").c_str()) == 0);
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    port_ = a.local_endpoint().port();
+    a.close();
+    pid_ = fork();
+    if (pid_ == 0) {
+      int devnull = open("/dev/null", O_WRONLY);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      const char* bin = std::getenv("REDIS_SERVER_BIN");
+      std::string b = bin && *bin ? bin : "redis-server";
+      std::string port = std::to_string(port_);
+      std::string cert = d + "server.pem", key = d + "server.key", ca = d + "ca.pem";
+      execlp(b.c_str(), b.c_str(), "--port", "0", "--tls-port", port.c_str(), "--bind", "127.0.0.1",
+             "127.0.0.2", "--tls-cert-file", cert.c_str(), "--tls-key-file", key.c_str(),
+             "--tls-ca-cert-file", ca.c_str(), "--tls-auth-clients", "no", "--save", "",
+             "--appendonly", "no", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 200; ++i) {
+      try {
+        asio::ip::tcp::socket s(io);
+        s.connect({asio::ip::make_address("127.0.0.1"), port_});
+        return;
+      } catch (...) {
+        std::this_thread::sleep_for(25ms);
+      }
+    }
+    FAIL("redis-server with TLS did not start");
+  }
+  ~tls_redis() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    std::system(("rm -rf " + dir_).c_str());
+  }
+  client_options options(const std::string& ca_file, const std::string& host = "127.0.0.1") {
+    client_options o;
+    std::string error;
+    REQUIRE(parse_url("rediss://" + host + ":" + std::to_string(port_) + "/0", o, error));
+    o.tls_ca_file = ca_file;
+    o.connect_timeout = 1s;
+    return o;
+  }
+  std::string file(const char* name) const { return dir_ + "/" + name; }
+  std::uint16_t port() const { return port_; }
+
+private:
+  std::string dir_;
+  std::uint16_t port_ = 0;
+  pid_t pid_ = -1;
+};
+
+} // namespace
+
+TEST_CASE("rediss:// talks TLS to Redis: commands, pipelining and scripts work over it") {
+  tls_redis server;
+  io_threads t;
+  client c(t.io, server.options(server.file("ca.pem")));
+  require_connected(c);
+  CHECK(c.last_error().empty());
+  CHECK(call(c, {"SET", "tls:k", std::string(40000, 'x')}).r.str == "OK");
+  std::vector<waiter> many(200);
+  for (std::size_t i = 0; i < many.size(); ++i)
+    c.command(0, {"INCR", "tls:n"}, many[i].cb());
+  for (std::size_t i = 0; i < many.size(); ++i)
+    CHECK(many[i].get().r.integer == static_cast<long long>(i + 1));
+  CHECK(call(c, {"GET", "tls:k"}).r.str.size() == 40000);
+  script s{"return redis.call('GET', KEYS[1])"};
+  CHECK(run(c, s, {"tls:n"}, {}).r.str == "200");
+}
+
+TEST_CASE("rediss:// refuses a server it cannot verify and says why; redis:// gets nothing") {
+  tls_redis server;
+  io_threads t;
+  SECTION("a certificate from another CA") {
+    client c(t.io, server.options(server.file("other.pem")));
+    c.start();
+    CHECK_FALSE(wait_until([&] { return c.connected(); }, 1500ms));
+    CHECK(call(c, {"PING"}).e == errc::disconnected);
+    CHECK(c.last_error().find("TLS handshake with 127.0.0.1:" + std::to_string(server.port())) !=
+          std::string::npos);
+  }
+  SECTION("a certificate that does not name the host") {
+    auto o = server.options(server.file("ca.pem"));
+    o.host = "127.0.0.2"; // the same server, at an address the certificate does not name
+    client c(t.io, o);
+    c.start();
+    CHECK_FALSE(wait_until([&] { return c.connected(); }, 1500ms));
+    CHECK_FALSE(c.last_error().empty());
+  }
+  SECTION("plain redis:// to the TLS port") {
+    client_options o;
+    std::string error;
+    REQUIRE(parse_url("redis://127.0.0.1:" + std::to_string(server.port()) + "/0", o, error));
+    o.connect_timeout = 500ms;
+    client c(t.io, o);
+    c.start();
+    CHECK_FALSE(wait_until([&] { return c.connected(); }, 1500ms));
+  }
+  SECTION("a CA file that cannot be read stops the client at construction") {
+    CHECK_THROWS_WITH(client(t.io, server.options("/nonexistent/ca.pem")),
+                      Catch::Contains("cannot read the TLS CA file /nonexistent/ca.pem"));
+    CHECK_THROWS_WITH(client(t.io, server.options(server.file("ext.cnf"))), // not PEM
+                      Catch::Contains("cannot load the TLS CA certificates from"));
+  }
+}

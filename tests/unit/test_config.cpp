@@ -174,6 +174,7 @@ command_timeout_ms = 30
 reconnect_min_ms = 40
 reconnect_max_ms = 50
 key_prefix = "app:sess."
+tls_ca_file = "/etc/ssl/redis-ca.pem"
 [postgres]
 url = "postgres://app@db.internal/s?application_name=a\"b\\c"
 schema = "tenant_a"
@@ -411,7 +412,9 @@ TEST_CASE("retention.at must be HH:MM between 00:00 and 23:59") {
 TEST_CASE("the URLs must use the redis:// and postgresql:// or postgres:// schemes") {
   CHECK(error_of("[redis]\nurl = \"http://127.0.0.1:6379\"") ==
         R"(config: redis.url = "http://127.0.0.1:6379" is invalid )"
-        "(allowed: a redis:// URL without spaces)");
+        "(allowed: a redis:// or rediss:// (TLS) URL without spaces)");
+  CHECK(cfg::load_string("[redis]\nurl = \"rediss://cache:6380/0\"", {}).redis.url ==
+        "rediss://cache:6380/0");
   CHECK(error_of("[postgres]\nurl = \"mysql://db/s\"") ==
         R"(config: postgres.url = "mysql://db/s" is invalid )"
         "(allowed: a postgresql:// or postgres:// URL without spaces)");

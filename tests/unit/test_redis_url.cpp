@@ -95,9 +95,24 @@ TEST_CASE("parsing keeps the options the URL does not name") {
   CHECK(o.password.empty()); // the URL names no password, so none is kept
 }
 
+TEST_CASE("rediss:// turns TLS on, with the same host, port, password and db rules") {
+  auto o = parsed("rediss://:s3cret@cache.internal:6380/2");
+  CHECK(o.tls);
+  CHECK(o.host == "cache.internal");
+  CHECK(o.port == 6380);
+  CHECK(o.password == "s3cret");
+  CHECK(o.db == 2);
+  CHECK(parsed("REDISS://h").port == 6379);
+  CHECK_FALSE(parsed("redis://h").tls);
+  client_options reused = parsed("rediss://h");
+  std::string error;
+  REQUIRE(parse_url("redis://h", reused, error));
+  CHECK_FALSE(reused.tls); // parsing a redis:// URL turns TLS off again
+}
+
 TEST_CASE("other schemes are refused") {
   CHECK(parse_error("http://host:6379").find("redis://") != std::string::npos);
-  CHECK(parse_error("rediss://host").find("TLS") != std::string::npos);
+  CHECK(parse_error("http://host:6379").find("rediss://") != std::string::npos);
   parse_error("unix:///tmp/redis.sock");
   parse_error("host:6379");
   parse_error("");
