@@ -492,8 +492,10 @@ private:
   std::atomic<bool> up_{false};
   asio::strand<asio::io_context::executor_type> strand_;
   tcp::socket socket_;
-  /// rediss://: TLS over socket_, made anew for every connect.
-  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
+  /// rediss://: TLS over socket_, made anew for every connect. Every handler of an operation on
+  /// it holds a reference: reset() drops ours while operations may still be in flight, and the
+  /// stream must outlive them (they complete with operation_aborted after the socket closes).
+  std::shared_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   tcp::resolver resolver_;
   asio::steady_timer deadline_;   // the oldest pending command's deadline
   asio::steady_timer conn_timer_; // connect timeout, then reconnect backoff
@@ -552,9 +554,10 @@ void connection::on_connected() {
     return send_handshake();
   }
   // TLS first (within connect_timeout, like the rest of the handshake), then AUTH/SELECT/PING.
-  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *st_->tls);
+  tls_ = std::make_shared<asio::ssl::stream<tcp::socket&>>(socket_, *st_->tls);
   SSL_set_tlsext_host_name(tls_->native_handle(), st_->opts.host.c_str());
-  tls_->async_handshake(asio::ssl::stream_base::client, on_strand([](connection& c, error_code ec) {
+  tls_->async_handshake(asio::ssl::stream_base::client,
+                        on_strand([keep = tls_](connection& c, error_code ec) {
                           if (ec) {
                             if (c.attempt_ <= 1)
                               c.st_->note_tls_error(ec.message());
@@ -745,7 +748,7 @@ void connection::flush() {
     return;
   std::swap(out_, wbuf_);
   writing_ = true;
-  auto done = on_strand([](connection& c, error_code ec, std::size_t) {
+  auto done = on_strand([keep = tls_](connection& c, error_code ec, std::size_t) {
     c.writing_ = false;
     if (ec)
       return c.reset(errc::closed);
@@ -763,7 +766,7 @@ void connection::flush() {
 // --- receiving ---
 
 void connection::read_loop() {
-  auto done = on_strand([](connection& c, error_code ec, std::size_t n) {
+  auto done = on_strand([keep = tls_](connection& c, error_code ec, std::size_t n) {
     if (ec)
       return c.reset(errc::closed);
     c.on_read(n);
