@@ -148,7 +148,19 @@ struct node::impl {
   /// One io_context per I/O thread, each run by its thread alone (concurrency hint 1: no locks
   /// or wake-ups between threads). HTTP connections and Redis connections are spread over
   /// them, so a session op starts and ends on one thread; timers run on the first (`io`).
-  std::vector<std::unique_ptr<boost::asio::io_context>> loops;
+  /// Destroyed last to first: a handler still queued on loop i > 0 may hold the last reference
+  /// to a Redis connection whose client state has a strand on loop 0, which must still exist.
+  struct loop_list : std::vector<std::unique_ptr<boost::asio::io_context>> {
+    using vector::vector;
+    explicit loop_list(vector v) : vector(std::move(v)) {}
+    loop_list(const loop_list&) = delete;
+    loop_list& operator=(const loop_list&) = delete;
+    ~loop_list() {
+      while (!empty())
+        pop_back();
+    }
+  };
+  loop_list loops;
   boost::asio::io_context& io;
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
@@ -439,11 +451,15 @@ struct node::impl {
   template <class Handle, class Timeout, class OnReply, class... Ts>
   void ask(Handle to, Timeout timeout, OnReply on_reply,
            std::function<void(const std::string&)> on_error, Ts... args) {
-    system.spawn([=](caf::event_based_actor* self) {
-      self->request(to, timeout, args...).then(on_reply, [on_error](caf::error& e) {
-        on_error(caf::to_string(e));
-      });
-    });
+    // `to` goes in as a spawn argument: CAF 0.17 dereferences a null argument tuple when a
+    // function actor is spawned without one (UBSan: reference binding to null pointer).
+    system.spawn(
+        [=](caf::event_based_actor* self, const Handle& dest) {
+          self->request(dest, timeout, args...).then(on_reply, [on_error](caf::error& e) {
+            on_error(caf::to_string(e));
+          });
+        },
+        std::move(to));
   }
 
   /// A copy of the current handle of a supervised actor (the supervisor replaces it).
