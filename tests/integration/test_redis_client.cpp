@@ -314,28 +314,23 @@ bool accepts(std::uint16_t port) {
 }
 
 /// A redis-server child process on a fixed port, killed with SIGKILL (no clean shutdown).
+/// `extra` arguments come last and override the defaults (e.g. "--port 0 --tls-port N").
 struct redis_process {
   std::uint16_t port;
+  std::vector<std::string> extra;
   pid_t pid = -1;
-  explicit redis_process(std::uint16_t p) : port(p) {}
+  explicit redis_process(std::uint16_t p, std::vector<std::string> more = {})
+      : port(p), extra(std::move(more)) {}
   ~redis_process() { kill(); }
   void start() {
     const char* env = std::getenv("REDIS_SERVER_BIN");
     std::string bin = env != nullptr ? env : "redis-server", p = std::to_string(port);
-    std::vector<const char*> argv{bin.c_str(),
-                                  "--port",
-                                  p.c_str(),
-                                  "--bind",
-                                  "127.0.0.1",
-                                  "--save",
-                                  "",
-                                  "--appendonly",
-                                  "no",
-                                  "--daemonize",
-                                  "no",
-                                  "--requirepass",
-                                  "sessiond-test",
-                                  nullptr};
+    std::vector<const char*> argv{
+        bin.c_str(),    "--port", p.c_str(),     "--bind", "127.0.0.1",     "--save",       "",
+        "--appendonly", "no",     "--daemonize", "no",     "--requirepass", "sessiond-test"};
+    for (const auto& a : extra)
+      argv.push_back(a.c_str());
+    argv.push_back(nullptr);
     pid = ::fork();
     REQUIRE(pid >= 0);
     if (pid == 0) { // only async-signal-safe calls between fork and exec
@@ -434,16 +429,39 @@ TEST_CASE("a killed Redis fails commands fast and the client reconnects when it 
 namespace {
 
 /// A throw-away CA and a server certificate for 127.0.0.1 and localhost (openssl CLI), and a
-/// redis-server of the test's own serving TLS only with it.
+/// redis_process serving TLS only with it.
 class tls_redis {
 public:
-  tls_redis() {
+  tls_redis() : tls_redis(free_port()) {}
+  ~tls_redis() {
+    server_.kill();
+    std::system(("rm -rf " + dir_).c_str());
+  }
+  client_options options(const std::string& ca_file, const std::string& host = "127.0.0.1") {
+    client_options o;
+    std::string error;
+    REQUIRE(parse_url("rediss://:sessiond-test@" + host + ":" + std::to_string(port()) + "/0", o,
+                      error));
+    o.tls_ca_file = ca_file;
+    o.connect_timeout = 2s;
+    o.command_timeout = 5s; // sanitizer builds are slow
+    return o;
+  }
+  std::string file(const char* name) const { return dir_ + "/" + name; }
+  std::uint16_t port() const { return server_.port; }
+
+private:
+  explicit tls_redis(std::uint16_t port)
+      : dir_(make_certificates()), server_(port, tls_arguments(dir_, port)) {
+    server_.start();
+  }
+
+  static std::string make_certificates() {
     char tmpl[] = "/tmp/sessiond-tls-XXXXXX";
     REQUIRE(mkdtemp(tmpl) != nullptr);
-    dir_ = tmpl;
-    std::string d = dir_ + "/";
+    std::string dir = tmpl;
     std::string cmds =
-        "cd " + dir_ +
+        "cd " + dir +
         " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=sessiond-test-ca"
         " -keyout ca.key -out ca.pem"
         " && openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key"
@@ -454,57 +472,30 @@ public:
         " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca"
         " -keyout other.key -out other.pem";
     REQUIRE(std::system(("(" + cmds + ") >/dev/null 2>&1").c_str()) == 0);
-    asio::io_context io;
-    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
-    port_ = a.local_endpoint().port();
-    a.close();
-    pid_ = fork();
-    if (pid_ == 0) {
-      int devnull = open("/dev/null", O_WRONLY);
-      dup2(devnull, 1);
-      dup2(devnull, 2);
-      const char* bin = std::getenv("REDIS_SERVER_BIN");
-      std::string b = bin && *bin ? bin : "redis-server";
-      std::string port = std::to_string(port_);
-      std::string cert = d + "server.pem", key = d + "server.key", ca = d + "ca.pem";
-      execlp(b.c_str(), b.c_str(), "--port", "0", "--tls-port", port.c_str(), "--bind", "127.0.0.1",
-             "127.0.0.2", "--tls-cert-file", cert.c_str(), "--tls-key-file", key.c_str(),
-             "--tls-ca-cert-file", ca.c_str(), "--tls-auth-clients", "no", "--save", "",
-             "--appendonly", "no", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    for (int i = 0; i < 200; ++i) {
-      try {
-        asio::ip::tcp::socket s(io);
-        s.connect({asio::ip::make_address("127.0.0.1"), port_});
-        return;
-      } catch (...) {
-        std::this_thread::sleep_for(25ms);
-      }
-    }
-    FAIL("redis-server with TLS did not start");
+    return dir;
   }
-  ~tls_redis() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    std::system(("rm -rf " + dir_).c_str());
+  /// TLS only, on `port` (the plain port off); also on 127.0.0.2, an address the certificate
+  /// does not name.
+  static std::vector<std::string> tls_arguments(const std::string& dir, std::uint16_t port) {
+    return {"--port",
+            "0",
+            "--tls-port",
+            std::to_string(port),
+            "--bind",
+            "127.0.0.1",
+            "127.0.0.2",
+            "--tls-cert-file",
+            dir + "/server.pem",
+            "--tls-key-file",
+            dir + "/server.key",
+            "--tls-ca-cert-file",
+            dir + "/ca.pem",
+            "--tls-auth-clients",
+            "no"};
   }
-  client_options options(const std::string& ca_file, const std::string& host = "127.0.0.1") {
-    client_options o;
-    std::string error;
-    REQUIRE(parse_url("rediss://" + host + ":" + std::to_string(port_) + "/0", o, error));
-    o.tls_ca_file = ca_file;
-    o.connect_timeout = 2s;
-    o.command_timeout = 5s; // sanitizer builds are slow
-    return o;
-  }
-  std::string file(const char* name) const { return dir_ + "/" + name; }
-  std::uint16_t port() const { return port_; }
 
-private:
   std::string dir_;
-  std::uint16_t port_ = 0;
-  pid_t pid_ = -1;
+  redis_process server_;
 };
 
 } // namespace
