@@ -235,10 +235,7 @@ std::int64_t sync_engine::backlog() {
 }
 
 std::int64_t sync_engine::rejected() {
-  auto n = call({"HLEN", settings_.prefix + "sync:rejected"}).integer;
-  if (n > 0)
-    rejected_present_ = true;
-  return n;
+  return call({"HLEN", rejected_hash_key(settings_.prefix)}).integer;
 }
 
 // The ids come from one ZRANGE (waited for: a short reply); their hashes from one HGETALL each,
@@ -316,7 +313,7 @@ void sync_engine::upsert_isolating(std::size_t worker, std::vector<postgres::ses
     return;
   } catch (const postgres::pg_error& e) {
     if (!row_refused(e))
-      throw sync_error(true, std::string("PostgreSQL: ") + e.what());
+      throw; // write_batch reports it as a PostgreSQL failure
     if (rows.size() == 1) {
       // A few bad rows are set aside; a table that refuses many (a new constraint, a schema
       // change) fails the run instead of emptying the dirty sets into the rejected hash.
@@ -400,7 +397,7 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
     ack.insert(ack.end(), {e.id, e.version, e.last_activity});
   }
   started = std::chrono::steady_clock::now();
-  auto rejected_key = settings_.prefix + "sync:rejected";
+  auto rejected_key = rejected_hash_key(settings_.prefix);
   if (ack.size() > 1)
     counts.acked +=
         static_cast<std::uint64_t>(eval(scripts_.sync_ack, {dirty_key}, ack, worker).integer);

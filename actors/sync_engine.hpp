@@ -112,7 +112,7 @@ private:
   std::vector<dirty_entry> await_read(batch_read& read, sync_counts& counts);
   /// Upserts `rows`; when PostgreSQL refuses the batch for its data (row_refused()), halves it
   /// until the refused rows stand alone and appends them with the reason to `refused`, writing
-  /// the others. Throws sync_error on any other failure.
+  /// the others. Rethrows any other pg_error; sync_error past max_rejected_per_run.
   void upsert_isolating(std::size_t worker, std::vector<postgres::session_row> rows,
                         std::vector<std::string>& written,
                         std::vector<std::pair<std::string, std::string>>& refused,
@@ -135,6 +135,11 @@ private:
   std::atomic<bool> rejected_present_{false};
   std::atomic<std::size_t> refused_in_run_{0};
 };
+
+/// The hash of sessions whose row PostgreSQL refused: id → "<set> <version> <ms> <reason>".
+inline std::string rejected_hash_key(const std::string& prefix) {
+  return prefix + "sync:rejected";
+}
 
 /// True when PostgreSQL refused a batch because of the data of some row in it (SQLSTATE class 22
 /// data exception, 23 integrity constraint, 54 program limit, P0 raised by a trigger, or a row

@@ -108,6 +108,13 @@ nlohmann::json sync_report_json(const messages::sync_report& r) {
           {"duration_ms", r.duration_ms}};
 }
 
+/// Why a Redis call failed ("Redis: …" naming the transport failure or the error reply), or empty.
+std::string redis_failure(redis::errc e, const redis::reply& r) {
+  if (e != redis::errc::ok)
+    return std::string("Redis: ") + redis::to_string(e);
+  return r.is_error() ? "Redis: " + r.str : std::string();
+}
+
 /// The rejected hash (id → "<set> <version> <ms> <reason>") as {"count", "sessions": [{"id",
 /// "version", "rejected_at", "error"}]}, oldest first, at most 1,000 entries.
 nlohmann::json rejected_json(const redis::reply& r) {
@@ -485,16 +492,15 @@ struct node::impl {
         messages::sync_now_atom::value);
   }
 
-  std::string rejected_key() const { return cfg.redis.key_prefix + "sync:rejected"; }
+  std::string rejected_key() const { return actors::rejected_hash_key(cfg.redis.key_prefix); }
 
   /// GET /v1/admin/sync/rejected: the sessions the sync set aside because PostgreSQL refused
   /// their row, oldest first (at most 1,000 listed; `count` says how many there are).
   void list_rejected(api::answer_fn answer) {
     redis->command(redis->local_hint(0), {"HGETALL", rejected_key()},
                    [answer](redis::errc e, redis::reply&& r) {
-                     if (e != redis::errc::ok || r.is_error())
-                       return answer(503, std::string("Redis: ") +
-                                              (e != redis::errc::ok ? redis::to_string(e) : r.str));
+                     if (auto why = redis_failure(e, r); !why.empty())
+                       return answer(503, why);
                      answer(200, rejected_json(r).dump());
                    });
   }
@@ -505,9 +511,8 @@ struct node::impl {
     redis->eval(redis->local_hint(0), env->scripts.sync_requeue, {rejected_key()},
                 {cfg.redis.key_prefix + "dirty:", std::to_string(clock.now_ms())},
                 [answer](redis::errc e, redis::reply&& r) {
-                  if (e != redis::errc::ok || r.is_error())
-                    return answer(503, std::string("Redis: ") +
-                                           (e != redis::errc::ok ? redis::to_string(e) : r.str));
+                  if (auto why = redis_failure(e, r); !why.empty())
+                    return answer(503, why);
                   answer(200, nlohmann::json{{"requeued", r.integer}}.dump());
                 });
   }
@@ -681,15 +686,16 @@ struct node::impl {
     return o;
   }
 
-  /// Undoes a start() that threw once the loops ran, in stop()'s order, so the node is destroyed
-  /// cleanly and the caller reports the error (no final sync: nothing was served).
-  void abort_start() {
+  /// Stops whatever start() got to, in order: stop() after its drain and final sync, and a
+  /// start() that threw once the loops ran (so the node is destroyed cleanly and the caller
+  /// reports the error).
+  void teardown() {
     if (supervisor)
       caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
     if (sample_timer)
       boost::asio::post(io, [this] { sample_timer->cancel(); });
     modes->stop();
-    pg_pool->stop();
+    pg_pool->stop(); // before Redis: a job may still copy a row into it
     if (redis_poll)
       redis_poll->stop();
     redis->stop();
@@ -785,7 +791,7 @@ std::uint16_t node::start() {
     boost::asio::post(d.io, [&d] { d.sample_ops(); });
     d.http->start();
   } catch (...) {
-    d.abort_start();
+    d.teardown();
     throw;
   }
   d.started = true;
@@ -804,15 +810,7 @@ void node::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   d.retention_opts->stop->store(true); // a run in progress ends after its current batch
   d.final_sync();
-  caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
-  boost::asio::post(d.io, [&d] { d.sample_timer->cancel(); });
-  d.modes->stop();
-  d.pg_pool->stop(); // before Redis: a job may still copy a row into it
-  d.redis_poll->stop();
-  d.redis->stop();
-  d.stop_loops();
-  d.http.reset();
-  d.system.await_all_actors_done();
+  d.teardown();
 }
 
 int node::wait_for_stop() {
