@@ -559,8 +559,7 @@ void connection::on_connected() {
   tls_->async_handshake(asio::ssl::stream_base::client,
                         on_strand([keep = tls_](connection& c, error_code ec) {
                           if (ec) {
-                            if (c.attempt_ <= 1)
-                              c.st_->note_tls_error(ec.message());
+                            c.st_->note_tls_error(ec.message());
                             return c.reset(errc::closed);
                           }
                           c.read_loop();
