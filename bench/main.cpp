@@ -1,4 +1,5 @@
 // sessiond-bench: parses the flags, runs the sessiond and/or Redis phases, prints the report.
+#include "bench/floor.hpp"
 #include "bench/load.hpp"
 #include "bench/options.hpp"
 #include "bench/protocol.hpp"
@@ -72,6 +73,8 @@ int main(int argc, char** argv) {
     return bench::run_sync_bench(std::vector<std::string>(argv + 2, argv + argc));
   if (argc > 1 && std::string(argv[1]) == "retention")
     return bench::run_retention_bench(std::vector<std::string>(argv + 2, argv + argc));
+  if (argc > 1 && std::string(argv[1]) == "floor")
+    return bench::run_floor_server(std::vector<std::string>(argv + 2, argv + argc));
   bench::options o;
   bool help = false;
   try {

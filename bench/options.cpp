@@ -311,6 +311,12 @@ baseline and output
   --json               print one JSON object (parameters and results) instead of text
   --help               this text
 
+subcommands (each has its own --help)
+  sessiond-bench sync ...       write-behind throughput and lag (sync_engine alone)
+  sessiond-bench retention ...  deletion rate of the retention run
+  sessiond-bench floor ...      a server doing only the HTTP and Redis work a session node
+                                cannot avoid, to load in turn with sessiond
+
 exit status: 0 done, 1 could not connect or run, 2 bad flags.
 )";
 }
