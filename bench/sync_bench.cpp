@@ -7,6 +7,7 @@
 
 #include "actors/redis_scripts.hpp"
 #include "actors/sync_engine.hpp"
+#include "adapters/postgres/bulk_upsert.hpp"
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/redis/blocking.hpp"
 #include "adapters/redis/client.hpp"
@@ -62,7 +63,8 @@ constexpr const char* help = R"(usage: sessiond-bench sync [--redis URL] [--post
 Measures the write-behind alone, in a scratch schema and key prefix of its own:
   throughput  --rows dirty sessions drained into an empty table (inserts), then all saved again
               and drained (updates), against one INSERT ... SELECT ... ON CONFLICT statement
-              over the same rows in the same run
+              over the same rows in the same run, and the sync's PostgreSQL writes alone (the
+              same rows from memory through its upsert, no Redis: the sync's floor)
   lag         saves (the node's write script) at --rate for --lag-seconds, cycling over
               --sessions ids (0: every save a new session), synced every --interval-ms (start
               to start) as the sync actor does; p50/p99 of (row's updated_at - save
@@ -282,11 +284,73 @@ struct throughput {
   double postgres_s = 0, redis_s = 0; ///< what its workers waited for, summed over workers
   double rows = 0, statement_rows = 0;
   cpu_times sync_cpu, statement_cpu;
+  double alone_rows_s = 0, alone_rows = 0; ///< the sync's PostgreSQL writes alone
+  cpu_times alone_cpu;
 };
+
+/// The rows of `staging` as the sync engine hands them to bulk_upsert_sessions, versions moved
+/// up by `bump`.
+std::vector<postgres::session_row> staged_rows(postgres::client& pg, std::int64_t bump) {
+  auto res = pg.exec("select session_id, user_id, data::text, version, status, is_active, "
+                     "(extract(epoch from created_at) * 1000)::bigint, "
+                     "(extract(epoch from last_activity_at) * 1000)::bigint, "
+                     "(extract(epoch from expires_at) * 1000)::bigint, "
+                     "coalesce((extract(epoch from revoked_at) * 1000)::bigint, 0) from staging");
+  std::vector<postgres::session_row> rows(res.rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& f = res.rows[i];
+    auto& r = rows[i];
+    r.session_id = *f[0];
+    r.user_id = *f[1];
+    r.data = *f[2];
+    r.version = std::stoll(*f[3]) + bump;
+    r.status = *f[4];
+    r.is_active = *f[5] == "t";
+    r.created_at_ms = std::stoll(*f[6]);
+    r.last_activity_at_ms = std::stoll(*f[7]);
+    r.expires_at_ms = std::stoll(*f[8]);
+    r.revoked_at_ms = std::stoll(*f[9]);
+  }
+  return rows;
+}
+
+/// The floor of the sync on PostgreSQL's side: `rows` written by bulk_upsert_sessions (the
+/// engine's upsert) in batches of --batch-size on --connections connections, with no Redis read
+/// before and no ack after. Returns the rows written.
+std::size_t write_alone(const sync_args& a, const std::string& schema,
+                        const std::vector<postgres::session_row>& rows) {
+  std::atomic<std::size_t> next{0}, written{0};
+  std::vector<std::thread> workers;
+  std::vector<std::exception_ptr> errors(a.connections);
+  for (std::size_t w = 0; w < a.connections; ++w)
+    workers.emplace_back([&, w] {
+      try {
+        postgres::client c(pg_options(a, schema));
+        std::vector<postgres::session_row> batch;
+        for (;;) {
+          std::size_t from = next.fetch_add(a.batch);
+          if (from >= rows.size())
+            break;
+          batch.assign(rows.begin() + static_cast<std::ptrdiff_t>(from),
+                       rows.begin() +
+                           static_cast<std::ptrdiff_t>(std::min(from + a.batch, rows.size())));
+          written += postgres::bulk_upsert_sessions(c, batch);
+        }
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+    });
+  for (auto& t : workers)
+    t.join();
+  for (auto& e : errors)
+    if (e)
+      std::rethrow_exception(e);
+  return written;
+}
 
 /// One pass: sync_engine drains the dirty sets; then the same rows through one statement.
 throughput pass(const sync_args& a, redis_pipe& r, postgres::client& pg, actors::sync_engine& eng,
-                bool updates) {
+                const std::string& schema, bool updates) {
   throughput t;
   auto cpu = cpu_now(r, a.postmaster_pid);
   auto start = steady::now();
@@ -317,6 +381,19 @@ throughput pass(const sync_args& a, redis_pipe& r, postgres::client& pg, actors:
   t.statement_rows_s = static_cast<double>(res.affected) / seconds_since(start);
   t.statement_cpu = cpu_now(r, a.postmaster_pid) - cpu;
   t.statement_rows = static_cast<double>(res.affected);
+  // The sync's PostgreSQL part alone: the same rows again, from memory, through the engine's
+  // upsert (inserts into an emptied table; updates at one version above the statement's).
+  auto rows = staged_rows(pg, updates ? 1 : 0);
+  if (!updates)
+    pg.exec("truncate user_session");
+  pg.exec("vacuum analyze user_session");
+  pg.exec("checkpoint");
+  cpu = cpu_now(r, a.postmaster_pid);
+  start = steady::now();
+  auto n = write_alone(a, schema, rows);
+  t.alone_rows_s = static_cast<double>(n) / seconds_since(start);
+  t.alone_cpu = cpu_now(r, a.postmaster_pid) - cpu;
+  t.alone_rows = static_cast<double>(n);
   return t;
 }
 
@@ -431,6 +508,10 @@ void print_throughput(const char* what, const throughput& t) {
   };
   cpu("the sync", t.sync_cpu, t.rows);
   cpu("the statement", t.statement_cpu, t.statement_rows);
+  std::cout << "    the sync's PostgreSQL writes alone (same rows from memory, no Redis): "
+            << static_cast<long>(t.alone_rows_s) << " rows/s, ratio "
+            << t.alone_rows_s / t.statement_rows_s << "\n";
+  cpu("those writes", t.alone_cpu, t.alone_rows);
 }
 
 } // namespace
@@ -465,10 +546,10 @@ int run_sync_bench(const std::vector<std::string>& args) {
               << " bytes, batches of " << a.batch << ", " << a.connections << " connection(s):\n";
     if (!a.lag_only) {
       fill(r, prefix, a.rows, a.sets, a.value_bytes, 1, now);
-      print_throughput("insert", pass(a, r, pg, eng, false));
+      print_throughput("insert", pass(a, r, pg, eng, schema, false));
       pg.exec("truncate user_session; insert into user_session select * from staging");
       fill(r, prefix, a.rows, a.sets, a.value_bytes, 3, now);
-      print_throughput("update", pass(a, r, pg, eng, true));
+      print_throughput("update", pass(a, r, pg, eng, schema, true));
     }
     lag_phase(a, r, scripts, eng, pg, prefix);
     pg.exec("drop schema " + schema + " cascade");
