@@ -1,6 +1,8 @@
 // retention: waits for retention.at (looking at the injected clock at least every max_wait),
-// runs postgres::run_retention on its own connection, and records each run in the metrics, in
-// retention_info and in one log line. Runs on request too. No handler lets an exception out.
+// catches up once after start-up when the last retention.at passed without a run (see
+// retention_options::catch_up), runs postgres::run_retention on its own connection, and records
+// each run in the metrics, in retention_info and in one log line. Runs on request too. No handler
+// lets an exception out.
 #include "actors/retention.hpp"
 
 #include "adapters/metrics/helpers.hpp"
@@ -30,6 +32,7 @@ retention_options make_retention_options(const config::config& cfg) {
   o.enabled = r.enabled;
   o.dry_run = r.dry_run;
   o.at = r.at;
+  o.catch_up = r.catch_up;
   o.params.days = r.days;
   o.params.batch_size = r.batch_size;
   o.params.pause = std::chrono::milliseconds(r.pause_ms);
@@ -226,12 +229,43 @@ void log_run(const retention_state& st, const retention_report& r) {
   st.opts->log(bad ? "warn" : "info", retention_log_line(r));
 }
 
-/// Waits for the next tick: until the due time, but never longer than max_wait.
+constexpr std::int64_t day_ms = 86'400'000;
+/// A scheduled run this close after the catch-up check makes the catch-up pointless.
+constexpr std::int64_t catch_up_margin_ms = 3'600'000;
+
+/// Waits for the next tick: until the due time (the catch-up check's, when it comes first), but
+/// never longer than max_wait.
 void wait_for_due(self_ptr self) {
   auto& st = self->state;
-  auto left = st.next_run_ms - st.clock->now_ms();
+  auto due = st.catch_up_ms != 0 ? std::min(st.next_run_ms, st.catch_up_ms) : st.next_run_ms;
+  auto left = due - st.clock->now_ms();
   auto wait = std::clamp<std::int64_t>(left, 1, st.opts->max_wait.count());
   self->delayed_send(self, std::chrono::milliseconds(wait), messages::retention_tick_atom::value);
+}
+
+/// The catch-up check: runs now when no run of any node started since the scheduled time before
+/// start-up (a node that was down or restarting at retention.at would otherwise wait a day).
+void catch_up(self_ptr self) {
+  auto& st = self->state;
+  const auto& o = *st.opts;
+  bool ran = false;
+  try {
+    if (!st.db)
+      st.db.emplace(o.db);
+    ran = postgres::retention_ran_since(*st.db, st.missed_due_ms, o.dry_run);
+  } catch (const std::exception& e) {
+    if (o.log)
+      o.log("warn", std::string("retention: catch-up check failed, the next run is the scheduled "
+                                "one at ") +
+                        rfc3339(st.next_run_ms) + ": " + e.what());
+    return;
+  }
+  if (ran)
+    return;
+  if (o.log)
+    o.log("info", "retention: catch-up: no run started since " + rfc3339(st.missed_due_ms) +
+                      " (retention.at), running now");
+  log_run(st, run_now(self, false));
 }
 
 void on_tick(self_ptr self) {
@@ -240,11 +274,15 @@ void on_tick(self_ptr self) {
     return;
   auto due = st.next_run_ms;
   if (st.clock->now_ms() >= due) {
+    st.catch_up_ms = 0; // the scheduled run is the one the catch-up would have made up for
     log_run(st, run_now(self, false));
     // From the due time, not the clock: a tick that came early by the clock never runs twice.
     st.next_run_ms =
         postgres::next_retention_run_ms(st.opts->at, std::max(st.clock->now_ms(), due));
     st.info->update([&](messages::retention_info::snapshot& s) { s.next_run_ms = st.next_run_ms; });
+  } else if (st.catch_up_ms != 0 && st.clock->now_ms() >= st.catch_up_ms) {
+    st.catch_up_ms = 0;
+    catch_up(self);
   }
   wait_for_due(self);
 }
@@ -254,6 +292,11 @@ void start_schedule(self_ptr self) {
   try {
     if (st.opts->enabled)
       st.next_run_ms = postgres::next_retention_run_ms(st.opts->at, st.clock->now_ms());
+    auto check = st.clock->now_ms() + st.opts->catch_up_delay.count();
+    if (st.next_run_ms != 0 && st.opts->catch_up && st.next_run_ms - check > catch_up_margin_ms) {
+      st.catch_up_ms = check;
+      st.missed_due_ms = st.next_run_ms - day_ms;
+    }
   } catch (const std::exception& e) { // config validation makes this unreachable
     if (st.opts->log)
       st.opts->log("warn", std::string("retention: not scheduled: ") + e.what());

@@ -35,6 +35,11 @@ struct retention_options {
   /// The actor looks at the clock at least this often while waiting for retention.at, so a
   /// wall-clock step (NTP, suspend) moves the run with it.
   std::chrono::milliseconds max_wait{60000};
+  /// retention.catch_up: catch_up_delay after start-up (on the injected clock), when no run of
+  /// any node started since the last retention.at before start-up (session_retention_audit),
+  /// one runs then. Not when the scheduled run comes less than an hour after that check.
+  bool catch_up = true;
+  std::chrono::milliseconds catch_up_delay{60000};
   /// One line per run, with a level ("info", "warn").
   std::function<void(std::string level, std::string line)> log;
   /// Set by the node at shutdown: a run in progress stops before its next batch (within one
@@ -70,6 +75,8 @@ struct retention_state {
   const model::clock* clock = nullptr;
   std::optional<postgres::client> db; ///< connected on the first run; reconnects by itself
   std::int64_t next_run_ms = 0;       ///< 0 while disabled
+  std::int64_t catch_up_ms = 0;       ///< when the catch-up check is due; 0: none pending
+  std::int64_t missed_due_ms = 0;     ///< the scheduled time before start-up it looks back to
   static inline const char* name = "retention";
 };
 
@@ -80,7 +87,8 @@ retention(messages::retention_actor::stateful_pointer<retention_state> self,
           const model::clock* clock);
 
 /// Spawns the retention actor detached. `registry` and `clock` must outlive it; `info` is what
-/// /v1/status reads. The first scheduled run is the next retention.at after now.
+/// /v1/status reads. The first scheduled run is the next retention.at after now (and a catch-up
+/// run a minute after start when the last one was missed, see retention_options::catch_up).
 messages::retention_actor spawn_retention(caf::actor_system& sys,
                                           std::shared_ptr<const retention_options> opts,
                                           metrics::Registry& registry,

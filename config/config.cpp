@@ -286,6 +286,8 @@ const std::vector<key_spec>& key_table() {
               "an ended session row is deleted once idle this many days"),
       text("retention.at", &at<&C::retention, &ret_s::at>, valid_hh_mm, "HH:MM from 00:00 to 23:59",
            "time of day the retention run starts, UTC"),
+      boolean("retention.catch_up", &at<&C::retention, &ret_s::catch_up>,
+              "a minute after start-up, run if no run started since the last retention.at"),
       integer("retention.batch_size", &at<&C::retention, &ret_s::batch_size>, 1, 1000000,
               "rows deleted per statement"),
       integer("retention.pause_ms", &at<&C::retention, &ret_s::pause_ms>, 0, 600000,

@@ -85,6 +85,7 @@ struct retention_section {
   bool dry_run = false;
   std::int64_t days = 60;                   ///< [1, 36500]
   std::string at = "03:30";                 ///< HH:MM UTC
+  bool catch_up = true;                     ///< run after start-up if the last `at` was missed
   std::int64_t batch_size = 5000;           ///< [1, 1000000]
   std::int64_t pause_ms = 50;               ///< [0, 600000]
   std::int64_t max_rows_per_run = 10000000; ///< [1, 1000000000]

@@ -401,6 +401,14 @@ std::optional<int> parse_hh_mm(std::string_view s) {
   return h * 60 + m;
 }
 
+bool retention_ran_since(client& c, std::int64_t since_ms, bool count_dry) {
+  auto r = c.exec_params("select exists (select 1 from session_retention_audit where "
+                         "started_at >= $1::timestamptz and error is null and "
+                         "(not dry_run or $2::boolean))",
+                         {timestamptz_literal(since_ms * 1000), count_dry ? "true" : "false"});
+  return !r.rows.empty() && r.rows[0][0] == std::optional<std::string>("t");
+}
+
 std::int64_t next_retention_run_ms(std::string_view hh_mm, std::int64_t now_ms) {
   auto minutes = parse_hh_mm(hh_mm);
   if (!minutes)

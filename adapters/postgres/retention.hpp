@@ -112,6 +112,12 @@ retention_report run_retention(client& c, const retention_params& p,
 /// picks are locked for that long. For docs/retention.md, the bench and operators.
 std::string explain_retention_batch(client& c, const retention_params& p);
 
+/// True when session_retention_audit holds a run, of any node, that started at or after
+/// `since_ms` (epoch ms) and did not fail (a run still going counts); dry runs count only when
+/// `count_dry`. The retention actor's catch-up asks it at start-up about the last scheduled run.
+/// Throws pg_error.
+bool retention_ran_since(client& c, std::int64_t since_ms, bool count_dry);
+
 /// Minutes after midnight of "HH:MM" (00:00–23:59, two digits each); nullopt otherwise.
 std::optional<int> parse_hh_mm(std::string_view hh_mm);
 

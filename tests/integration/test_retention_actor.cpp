@@ -1,6 +1,6 @@
 // Integration tests of the retention actor against the PostgreSQL at POSTGRES_URL: requested and
-// scheduled runs, two nodes at once, disabled and dry-run configurations, shutdown, metrics,
-// the log line and the JSON report.
+// scheduled runs, the catch-up after a missed retention.at, two nodes at once, disabled and dry-run
+// configurations, shutdown, metrics, the log line and the JSON report.
 #include "actors/retention.hpp"
 #include "adapters/metrics/registry.hpp"
 #include "adapters/metrics/text_serializer.hpp"
@@ -12,6 +12,7 @@
 #include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -86,6 +87,7 @@ struct fixture {
     o->params.pause = 0ms;
     o->params.node_id = "node-a";
     o->log = log.fn();
+    o->catch_up = false; // the catch-up test turns it on
     return o;
   }
 };
@@ -238,6 +240,105 @@ TEST_CASE("the scheduled run starts when the clock reaches retention.at, then wa
   clock.set(due + day - 1);
   std::this_thread::sleep_for(100ms);
   CHECK(count(f.db, "select count(*) from session_retention_audit") == 1);
+}
+
+TEST_CASE("a node that starts after a missed retention.at catches up a minute later, once, unless "
+          "a run started since",
+          "[retention]") {
+  fixture f;
+  fill_simple(f.db, 100);
+  const std::int64_t day = 86'400'000;
+  const std::int64_t missed = 1'795'231'800'000; // 2026-11-21 03:30:00 UTC
+  const std::int64_t start = missed + 2 * 3'600'000;
+  test_clock clock(start); // 05:30: today's run was missed, tomorrow's is 22 h away
+  auto o = f.options();
+  o->at = "03:30";
+  o->max_wait = 20ms;
+  o->catch_up = true;
+  auto add_audit = [&](const char* started_at, bool dry, const char* error) {
+    f.db.exec_params("insert into session_retention_audit (started_at, finished_at, criterion, "
+                     "actor, node_id, dry_run, error) values ($1::timestamptz, $1::timestamptz, "
+                     "'test', 'sessiond:retention', 'node-b', $2::boolean, $3)",
+                     {std::string(started_at), std::string(dry ? "true" : "false"),
+                      error ? sessiond::postgres::field(error) : std::nullopt});
+  };
+  auto wait_started = [](const std::shared_ptr<messages::retention_info>& info) {
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (info->get().next_run_ms == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+    REQUIRE(info->get().next_run_ms == missed + day);
+  };
+  auto runs = [&] { return count(f.db, "select count(*) from session_retention_audit"); };
+
+  SECTION("no run since: one run a minute after start-up, none later") {
+    // Runs before the missed time, failed runs and dry runs since do not count.
+    add_audit("2026-11-20 03:30:00+00", false, nullptr);
+    add_audit("2026-11-21 03:30:05+00", false, "retention: lock_timeout");
+    add_audit("2026-11-21 03:31:00+00", true, nullptr);
+    auto info = std::make_shared<messages::retention_info>();
+    f.spawn(o, info, clock);
+    wait_started(info);
+    std::this_thread::sleep_for(200ms); // ticks come and go: the minute has not passed
+    CHECK(runs() == 3);
+    CHECK(remaining(f.db, "e") == 100);
+
+    clock.set(start + 60'000);
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!info->get().last && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    auto snap = info->get();
+    REQUIRE(snap.last);
+    CHECK(snap.last->status == retention_status::ran);
+    CHECK(snap.last->rows_deleted == 100);
+    CHECK(snap.next_run_ms == missed + day); // the schedule stays as it was
+    CHECK(remaining(f.db, "e") == 0);
+    CHECK(runs() == 4);
+    auto lines = f.log.get();
+    CHECK(std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
+            return l == "info retention: catch-up: no run started since "
+                        "2026-11-21T03:30:00.000Z (retention.at), running now";
+          }) == 1);
+
+    clock.set(start + 3'600'000);
+    std::this_thread::sleep_for(200ms);
+    CHECK(runs() == 4);
+  }
+  SECTION("a run of another node since the missed time: no catch-up") {
+    add_audit("2026-11-21 03:30:01+00", false, nullptr);
+    auto info = std::make_shared<messages::retention_info>();
+    f.spawn(o, info, clock);
+    wait_started(info);
+    clock.set(start + 60'000);
+    std::this_thread::sleep_for(300ms);
+    CHECK(runs() == 1);
+    CHECK(remaining(f.db, "e") == 100);
+    CHECK_FALSE(info->get().last);
+  }
+  SECTION("retention.catch_up = false: nothing before the scheduled time") {
+    o->catch_up = false;
+    auto info = std::make_shared<messages::retention_info>();
+    f.spawn(o, info, clock);
+    wait_started(info);
+    clock.set(start + 60'000);
+    std::this_thread::sleep_for(300ms);
+    CHECK(runs() == 0);
+    CHECK(remaining(f.db, "e") == 100);
+  }
+  SECTION("started less than an hour before retention.at: the scheduled run, no catch-up") {
+    clock.set(missed + day - 30 * 60'000);
+    auto info = std::make_shared<messages::retention_info>();
+    f.spawn(o, info, clock);
+    wait_started(info);
+    clock.set(missed + day - 30 * 60'000 + 60'000);
+    std::this_thread::sleep_for(300ms);
+    CHECK(runs() == 0);
+    clock.set(missed + day);
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!info->get().last && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    CHECK(runs() == 1);
+    CHECK(remaining(f.db, "e") == 0);
+  }
 }
 
 TEST_CASE("retention.dry_run makes scheduled and requested runs count only", "[retention]") {

@@ -211,6 +211,7 @@ enabled = false
 dry_run = true
 days = 37
 at = "23:59"
+catch_up = false
 batch_size = 41
 pause_ms = 43
 max_rows_per_run = 47
