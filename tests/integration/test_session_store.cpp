@@ -49,6 +49,13 @@ store_settings test_settings() {
   return s;
 }
 
+/// test_settings() for a store that notes its writes in session_redis_repair (degraded mode).
+store_settings noting_settings() {
+  store_settings s = test_settings();
+  s.note_repairs = true;
+  return s;
+}
+
 store_condition none() {
   return {};
 }
@@ -548,9 +555,7 @@ TEST_CASE("note_repairs records every write and slide at its highest version, an
           "keeps a newer note",
           "[session_store]") {
   fixture f;
-  auto settings = test_settings();
-  settings.note_repairs = true;
-  session_store noting(settings);
+  session_store noting(noting_settings());
 
   f.put("plain", t0); // a store without note_repairs notes nothing
   CHECK(count_repairs(f.c) == 0);
@@ -603,9 +608,7 @@ TEST_CASE("the write-behind upsert never overwrites a row with a pending repair 
           "load_versions reports the note",
           "[session_store]") {
   fixture f;
-  auto settings = test_settings();
-  settings.note_repairs = true;
-  session_store noting(settings);
+  session_store noting(noting_settings());
   noting.put(f.c, "noted", "u1", R"({"pg":1})", std::nullopt, none(), t0);
   f.put("plain", t0);
 
@@ -647,9 +650,7 @@ TEST_CASE("a write-behind upsert (either path) waiting on a noting write's row l
       {{"upsert_sessions", &upsert_sessions}, {"bulk_upsert_sessions", &bulk_upsert_sessions}}));
   INFO(path);
   fixture f;
-  auto settings = test_settings();
-  settings.note_repairs = true;
-  session_store noting(settings);
+  session_store noting(noting_settings());
   f.put("raced", t0, R"({"v":1})");
   session_row from_redis = f.row("raced");
   from_redis.version = 7;
@@ -684,9 +685,7 @@ TEST_CASE("the COPY upsert stores exactly what the unnest upsert stores, with th
           "note guard and written ids",
           "[session_store]") {
   fixture f;
-  auto settings = test_settings();
-  settings.note_repairs = true;
-  session_store noting(settings);
+  session_store noting(noting_settings());
   auto make = [](const std::string& id, std::int64_t version, const std::string& status) {
     session_row r;
     r.session_id = id;
