@@ -9,6 +9,9 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <atomic>
+#include <mutex>
+
 namespace sessiond::actors {
 
 using messages::redis_done;
@@ -20,14 +23,28 @@ using self_ptr = messages::router_actor::stateful_pointer<router_state>;
 namespace {
 
 /// Counts the revocations of one DELETE /v1/users/{uid}/sessions; answers when the last
-/// per-session op is done (its completion released).
+/// per-session op is done (its completion released): 200 with the count when each session was
+/// revoked or already gone (404); otherwise 503 saying how many are still live, so a client never
+/// takes a partial "log out everywhere" for a whole one (the DELETE is idempotent: a retry
+/// revokes the rest).
 struct revoke_tally {
   std::atomic<std::int64_t> revoked{0};
+  std::mutex mtx;
+  std::int64_t failed = 0;    ///< guarded by mtx
+  session_result first_error; ///< guarded by mtx: the first failure, for its detail
   messages::completion_ptr parent;
   ~revoke_tally() {
     session_result r;
-    r.status = 200;
-    r.count = revoked.load();
+    if (failed == 0) {
+      r.status = 200;
+      r.count = revoked.load();
+    } else {
+      r.status = first_error.status == 503 ? 503 : 500;
+      r.retry_after_s = first_error.retry_after_s;
+      r.detail = std::to_string(failed) + " of the user's sessions were not confirmed revoked " +
+                 "and may still be live (" + std::to_string(revoked.load()) +
+                 " were revoked); retry the DELETE. First failure: " + first_error.detail;
+    }
     parent->complete(std::move(r));
   }
 };
@@ -38,8 +55,13 @@ public:
 
 protected:
   void on_complete(session_result&& r) override {
-    if (r.status == 204)
+    if (r.status == 204) {
       tally_->revoked.fetch_add(1);
+    } else if (r.status != 404) { // 404: expired or revoked meanwhile, nothing left to do
+      std::lock_guard<std::mutex> guard{tally_->mtx};
+      if (tally_->failed++ == 0)
+        tally_->first_error = std::move(r);
+    }
   }
 
 private:

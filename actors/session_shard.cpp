@@ -405,11 +405,24 @@ bool start_single(const std::shared_ptr<const shard_env>& env, std::size_t index
   }
 }
 
+namespace {
+
+/// The detail of a 503 for an error reply. Redis at maxmemory (policy noeviction) refuses every
+/// write script with "OOM command not allowed …" before it writes anything.
+std::string redis_error_detail(const std::string& error) {
+  if (error.compare(0, 4, "OOM ") == 0)
+    return "Redis is out of memory (maxmemory reached) and refuses writes until memory is freed: "
+           "nothing was changed; reads still work";
+  return "Redis error: " + error;
+}
+
+} // namespace
+
 session_result redis_failure(const shard_env& env, redis::errc e, const redis::reply& r) {
   env.counters.redis_failures.fetch_add(1, std::memory_order_relaxed);
   auto res = status_only(503, e != redis::errc::ok
                                   ? std::string("Redis unavailable: ") + redis::to_string(e)
-                                  : "Redis error: " + r.str);
+                                  : redis_error_detail(r.str));
   res.retry_after_s = env.retry_after_s;
   return res;
 }

@@ -1,6 +1,7 @@
 // Node resilience against the real Redis: a crashed shard is restarted and serves its keys again;
 // Redis stopping turns requests into quick 503s and /readyz into 503; Redis coming back restores
-// service without restarting the node; backpressure answers 503 at once.
+// service without restarting the node; Redis at maxmemory refuses writes with a clear 503;
+// backpressure answers 503 at once.
 #include "messages/session.hpp"
 #include "model/shard_for.hpp"
 #include "support.hpp"
@@ -95,6 +96,53 @@ TEST_CASE("Redis down: 503 within the timeout and readyz 503; Redis back: servin
   CHECK(test::eventually([&] { return c.get("/readyz").status == 200; }));
   CHECK(c.put("/v1/sessions/d3", R"({"user_id":"u","data":{}})").status == 201);
   CHECK(c.get("/v1/sessions/d3").status == 200);
+}
+
+TEST_CASE("Redis at maxmemory: writes answer 503 saying so and change nothing, a user-wide "
+          "DELETE too, reads still work; writes work again once Redis has memory") {
+  test::private_redis redis;
+  test::redis_probe probe(redis.url());
+  auto cfg = test::test_config(redis.url());
+  app::node n(cfg);
+  auto port = n.start();
+  REQUIRE(test::eventually([&] { return n.stats().redis_up; }));
+  client c(port);
+  REQUIRE(c.put("/v1/sessions/m1", R"({"user_id":"u","data":{"a":1}})").status == 201);
+
+  REQUIRE(probe.command({"CONFIG", "SET", "maxmemory", "1"}).str == "OK"); // noeviction
+  auto put = c.put("/v1/sessions/m1", R"({"user_id":"u","data":{"a":2}})");
+  CHECK(put.status == 503);
+  CHECK(put.header("Retry-After") == "1");
+  auto problem = json::parse(put.body);
+  CHECK(problem["type"] == "urn:sessiond:problem:unavailable");
+  CHECK(problem["detail"] == "Redis is out of memory (maxmemory reached) and refuses writes until "
+                             "memory is freed: nothing was changed; reads still work");
+  CHECK(c.put("/v1/sessions/m2", R"({"user_id":"u","data":{}})").status == 503);
+  CHECK(c.patch("/v1/sessions/m1", R"({"b":1})").status == 503);
+  CHECK(c.del("/v1/sessions/m1").status == 503);
+  // Log out everywhere must not answer 200 while the user's session stays live.
+  auto all = c.del("/v1/users/u/sessions");
+  CHECK(all.status == 503);
+  CHECK_FALSE(all.header("Retry-After").empty());
+  CHECK(json::parse(all.body)["detail"].get<std::string>().rfind(
+            "1 of the user's sessions were not confirmed revoked and may still be live (0 were "
+            "revoked); retry the DELETE. First failure: Redis is out of memory",
+            0) == 0);
+  auto get = c.get("/v1/sessions/m1");
+  CHECK(get.status == 200);
+  CHECK(get.header("ETag") == "\"1\"");
+  CHECK(json::parse(get.body)["data"] == json::parse(R"({"a":1})"));
+  CHECK(c.get("/v1/sessions/m2").status == 404);
+  CHECK(c.get("/readyz").status == 200); // every node shares this Redis: none is better off
+
+  REQUIRE(probe.command({"CONFIG", "SET", "maxmemory", "0"}).str == "OK");
+  auto again = c.put("/v1/sessions/m1", R"({"user_id":"u","data":{"a":2}})");
+  CHECK(again.status == 200);
+  CHECK(again.header("ETag") == "\"2\"");
+  auto retried = c.del("/v1/users/u/sessions");
+  CHECK(retried.status == 200);
+  CHECK(json::parse(retried.body)["revoked"] == 1);
+  CHECK(c.get("/v1/sessions/m1").status == 404);
 }
 
 TEST_CASE("past max_in_flight a shard's requests answer 503 with Retry-After at once") {
