@@ -367,11 +367,18 @@ struct shared_state {
   asio::strand<asio::io_context::executor_type> notify_strand;
   const std::unique_ptr<asio::ssl::context> tls; ///< rediss:// only
   std::mutex error_mu;
-  std::string last_error; ///< why the last connect failed after TCP (TLS), for operators
-  void note_tls_error(const std::string& why) {
+  std::string last_error; ///< why the last connect failed after TCP, for operators
+  void note_error(const std::string& what) {
     std::lock_guard<std::mutex> lk(error_mu);
-    last_error =
-        "TLS handshake with " + opts.host + ":" + std::to_string(opts.port) + " failed: " + why;
+    last_error = what;
+  }
+  void note_tls_error(const std::string& why) {
+    note_error("TLS handshake with " + opts.host + ":" + std::to_string(opts.port) +
+               " failed: " + why);
+  }
+  void note_replica(const std::string& how) {
+    note_error(opts.host + ":" + std::to_string(opts.port) + " is a read-only replica (" + how +
+               "): reconnecting until the address leads to the primary");
   }
 };
 
@@ -396,7 +403,8 @@ struct request {
   callback cb;
 };
 
-enum class op : std::uint8_t { user, eval, load, handshake };
+// role: the handshake's last step; a server that is not the primary fails it.
+enum class op : std::uint8_t { user, eval, load, handshake, role };
 
 /// One command written and waiting for its reply, in send order.
 struct pending {
@@ -588,17 +596,16 @@ void connection::send_handshake() {
     send({"AUTH", o.password});
   if (o.db != 0)
     send({"SELECT", db});
-  if (handshake_left_ == 0)
-    send({"PING"});
+  // Every command sessiond sends may write: a replica (the old primary after a failover that
+  // moved a DNS name) would refuse them all while the connection looked fine.
+  send({"ROLE"});
+  pending_.back().kind = op::role;
   flush();
 }
 
 void connection::mark_up() {
   conn_timer_.cancel();
-  if (st_->tls) {
-    std::lock_guard<std::mutex> lk(st_->error_mu);
-    st_->last_error.clear();
-  }
+  st_->note_error("");
   phase_ = phase::up;
   attempt_ = 0;
   if (ever_up_)
@@ -789,9 +796,14 @@ void connection::on_read(std::size_t n) {
     if (pending_.empty())
       return reset(errc::protocol); // a reply nobody asked for
     reply r = std::move(root_);
+    bool readonly = r.is_error() && r.str.compare(0, 9, "READONLY ") == 0;
     on_reply(std::move(r));
     if (gen != gen_)
-      return; // a failed handshake reset the socket
+      return;       // a failed handshake reset the socket
+    if (readonly) { // the primary became a replica under us: reconnect, resolving the name again
+      st_->note_replica("it answered READONLY");
+      return reset(errc::closed);
+    }
   }
   read_loop();
 }
@@ -818,6 +830,16 @@ void connection::on_reply(reply&& r) {
     pending_.pop_front();
     if (r.is_error())
       return reset(errc::closed);
+    if (--handshake_left_ == 0)
+      mark_up();
+    return;
+  case op::role:
+    // An error (ROLE not allowed to this user) cannot tell: the connection is taken.
+    pending_.pop_front();
+    if (r.type == reply::kind::array && !r.elements.empty() && r.elements[0].str != "master") {
+      st_->note_replica("ROLE " + r.elements[0].str);
+      return reset(errc::closed);
+    }
     if (--handshake_left_ == 0)
       mark_up();
     return;

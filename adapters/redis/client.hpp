@@ -120,8 +120,10 @@ public:
   /// Commands sent with it need no hand-off to another thread.
   std::size_t local_hint(std::size_t hint) const;
 
-  /// Why the last TLS handshake failed (certificate not trusted, name mismatch, …); empty once a
-  /// connection is up, and always for redis://.
+  /// Why the last connection was refused after TCP connected: a TLS handshake that failed
+  /// (certificate not trusted, name mismatch, …) or a server that is a read-only replica (ROLE
+  /// at connect, or a READONLY reply later: the connection is dropped and made again, so a
+  /// failover that moves a DNS name is followed). Empty once a connection is up.
   std::string last_error() const;
   /// True when at least one connection is up.
   bool connected() const;

@@ -12,6 +12,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -24,6 +26,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <istream>
 #include <map>
 #include <random>
 #include <string>
@@ -165,6 +168,27 @@ public:
   }
 
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+  std::uint16_t port() const { return port_; }
+
+  /// Sends one command over a socket of its own and returns the first line of the reply, e.g.
+  /// "+OK" (sessiond's client refuses to talk to a replica, so tests reach one this way).
+  std::string raw(const std::vector<std::string>& args) const {
+    boost::asio::io_context io;
+    tcp::socket s(io);
+    s.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port_));
+    std::string cmd = "*" + std::to_string(args.size()) + "\r\n";
+    for (const auto& a : args)
+      cmd += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+    boost::asio::write(s, boost::asio::buffer(cmd));
+    boost::asio::streambuf buf;
+    boost::asio::read_until(s, buf, "\r\n");
+    std::string line;
+    std::istream in(&buf);
+    std::getline(in, line);
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
+    return line;
+  }
 
   /// Holds every client's commands for `ms` (CLIENT PAUSE), so requests stay in flight.
   void pause_clients(int ms) const {

@@ -232,6 +232,47 @@ TEST_CASE("on_redis_down = postgres: Redis cut off, sessions are served from Pos
   CHECK(status_of(c)["sessions"]["state_changes"] == 3); // degraded, returning, serving
 }
 
+TEST_CASE("Redis failover seen from the old primary: the node leaves the replica, serves from "
+          "PostgreSQL, and returns to Redis once the address leads to a primary") {
+  test::private_redis primary;
+  test::private_redis other;
+  auto cfg = pg_config();
+  cfg.redis.url = primary.url();
+  cfg.redis.command_timeout_ms = 300;
+  cfg.redis.reconnect_max_ms = 200;
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/sessions/f1", body("u", R"({"n":1})")).status == 201);
+  REQUIRE(test::admin_sync(c)["synced"] == 1);
+
+  // The primary is demoted under the node's open connections (its data is replaced by the new
+  // primary's: empty here). Writes answer READONLY once per connection, then the node has no
+  // connection to a primary and serves from PostgreSQL.
+  REQUIRE(primary.raw({"REPLICAOF", "127.0.0.1", std::to_string(other.port())}) == "+OK");
+  REQUIRE(test::eventually(
+      [&] { return c.put("/v1/sessions/f1", body("u", R"({"n":"degraded"})")).status == 200; }));
+  CHECK(status_of(c)["degraded"] == true);
+  auto ready = json::parse(c.get("/readyz").body);
+  CHECK(ready["details"]["redis"].get<std::string>().find("read-only replica") !=
+        std::string::npos);
+  REQUIRE(c.put("/v1/sessions/f2", body("u", R"({"n":"new"})")).status == 201);
+  CHECK(pg_version(cfg, "f1") == "2");
+
+  // Promoted again (or the name now leads to the new primary): back on Redis, with what was
+  // written in PostgreSQL meanwhile.
+  REQUIRE(primary.raw({"REPLICAOF", "NO", "ONE"}) == "+OK");
+  REQUIRE(test::eventually([&] {
+    auto s = status_of(c);
+    return s["degraded"] == false && s["sessions"]["redis_state"] == "serving";
+  }));
+  test::redis_probe redis(primary.url());
+  CHECK(json::parse(redis_field(redis, cfg, "f1", "d")) == json::parse(R"({"n":"degraded"})"));
+  CHECK(redis_field(redis, cfg, "f2", "v") == "1");
+  auto f1 = c.get("/v1/sessions/f1");
+  REQUIRE(f1.status == 200);
+  CHECK(json::parse(f1.body)["data"]["n"] == "degraded");
+}
+
 TEST_CASE("on_redis_down = reject: Redis cut off, session requests answer 503") {
   test::tcp_proxy proxy(redis_port());
   auto cfg = through(proxy, pg_config());

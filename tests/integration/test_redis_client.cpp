@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <future>
 #include <memory>
@@ -424,6 +425,63 @@ TEST_CASE("a killed Redis fails commands fast and the client reconnects when it 
   CHECK(call(c, {"SET", "k", "w"}, 0).r.str == "OK");
   CHECK(call(c, {"GET", "k"}, 1).r.str == "w");
   CHECK(c.stats().reconnects >= 2);
+}
+
+/// Runs one command on `port` with redis-cli (the client under test refuses replicas).
+std::string redis_cli(std::uint16_t port, const std::string& command) {
+  std::string cmd = "redis-cli -p " + std::to_string(port) +
+                    " -a sessiond-test --no-auth-warning " + command + " 2>&1";
+  std::string out;
+  if (FILE* f = ::popen(cmd.c_str(), "r")) {
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, f))
+      out += buf;
+    ::pclose(f);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+    out.pop_back();
+  return out;
+}
+
+TEST_CASE("a replica is refused at connect, and a primary that turns replica under the client is "
+          "left until the address leads to a primary again") {
+  redis_process primary(free_port());
+  primary.start();
+  redis_process other(free_port());
+  other.start();
+  io_threads t;
+  client_options o;
+  o.port = primary.port;
+  o.password = "sessiond-test";
+  o.connections = 1;
+  o.reconnect_min = 20ms;
+  o.reconnect_max = 100ms;
+  client c(t.io, o);
+  require_connected(c);
+  CHECK(c.last_error().empty());
+  CHECK(call(c, {"SET", "k", "1"}).r.str == "OK");
+
+  // The primary becomes a replica under an open connection (the old primary after a failover):
+  // the next write answers READONLY and the client drops the connection.
+  REQUIRE(redis_cli(primary.port, "CONFIG SET masterauth sessiond-test") == "OK");
+  REQUIRE(redis_cli(primary.port, "REPLICAOF 127.0.0.1 " + std::to_string(other.port)) == "OK");
+  auto refused = call(c, {"SET", "k", "2"});
+  CHECK(refused.e == errc::ok);
+  CHECK(refused.r.str.rfind("READONLY ", 0) == 0);
+  REQUIRE(wait_until([&] { return !c.connected(); }, 2s));
+  // Reconnecting finds a replica again (ROLE in the handshake): it stays down and says why.
+  std::this_thread::sleep_for(300ms);
+  CHECK_FALSE(c.connected());
+  CHECK(c.last_error() == "127.0.0.1:" + std::to_string(primary.port) +
+                              " is a read-only replica (ROLE slave): reconnecting until the "
+                              "address leads to the primary");
+  CHECK(call(c, {"GET", "k"}).e == errc::disconnected);
+
+  // Promoted again: the client is back by itself.
+  REQUIRE(redis_cli(primary.port, "REPLICAOF NO ONE") == "OK");
+  REQUIRE(wait_until([&] { return c.connected(); }, 3s));
+  CHECK(c.last_error().empty());
+  CHECK(call(c, {"SET", "k", "3"}).r.str == "OK");
 }
 
 namespace {
