@@ -293,6 +293,9 @@ struct client::impl {
       conn.reset();
       throw pg_error(errc::connection_lost, message, sqlstate);
     }
+    if (sqlstate == "25006")
+      conn.reset(); // read-only: a standby (the old primary after a failover); the next call
+                    // connects again, resolving the host anew (target_session_attrs applies)
     if (r && st == PGRES_FATAL_ERROR)
       throw pg_error(errc::server_error, message, sqlstate);
     conn.reset(); // COPY or a bad response: the protocol state is unknown, start afresh

@@ -70,6 +70,9 @@ struct result {
 
 /// One connection. Not thread-safe: one thread uses it at a time. Every call blocks.
 ///
+/// A read-only answer (SQLSTATE 25006: a standby, e.g. the old primary after a failover) throws
+/// server_error and drops the connection too, so the next call connects again, resolving the
+/// host anew (with `target_session_attrs=read-write` in the URL libpq skips standbys).
 /// Reconnects: a command that finds the connection broken throws errc::connection_lost and
 /// leaves the client disconnected; the next call connects again first (with the same options
 /// and session settings) and throws connect_failed/connect_timeout if that fails. The caller

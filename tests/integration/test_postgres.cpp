@@ -288,6 +288,23 @@ TEST_CASE("a broken connection is reported once, then the next call reconnects w
   CHECK(scalar(c, "select current_schema()") == s.name);
 }
 
+TEST_CASE("a read-only server (25006: a standby after a failover) drops the connection, so the "
+          "next call connects again",
+          "[postgres]") {
+  scratch_schema s;
+  client c = s.connect();
+  int pid = c.backend_pid();
+  // What a standby answers every write with; here the session is made read-only instead.
+  c.exec("set default_transaction_read_only = on");
+  auto e = thrown_by([&] { c.exec("create table read_only_probe (x int)"); });
+  CHECK(e.code() == errc::server_error);
+  CHECK(e.sqlstate() == "25006");
+  CHECK_FALSE(c.connected());
+  c.exec("create table read_only_probe (x int)"); // a new session: read-write again
+  CHECK(c.reconnects() == 1);
+  CHECK(c.backend_pid() != pid);
+}
+
 // --- migrations ---------------------------------------------------------------------------
 
 TEST_CASE("migrations apply once and a second run applies nothing", "[postgres]") {
