@@ -596,6 +596,7 @@ void connection::send_handshake() {
     send({"AUTH", o.password});
   if (o.db != 0)
     send({"SELECT", db});
+  send({"PING"}); // answers LOADING while Redis loads its dataset (AUTH, SELECT and ROLE do not)
   // Every command sessiond sends may write: a replica (the old primary after a failover that
   // moved a DNS name) would refuse them all while the connection looked fine.
   send({"ROLE"});
@@ -797,11 +798,17 @@ void connection::on_read(std::size_t n) {
       return reset(errc::protocol); // a reply nobody asked for
     reply r = std::move(root_);
     bool readonly = r.is_error() && r.str.compare(0, 9, "READONLY ") == 0;
+    bool loading = r.is_error() && r.str.compare(0, 8, "LOADING ") == 0;
     on_reply(std::move(r));
     if (gen != gen_)
       return;       // a failed handshake reset the socket
     if (readonly) { // the primary became a replica under us: reconnect, resolving the name again
       st_->note_replica("it answered READONLY");
+      return reset(errc::closed);
+    }
+    if (loading) { // loading a dataset under us: down until PING answers again
+      st_->note_error(st_->opts.host + ":" + std::to_string(st_->opts.port) +
+                      " is loading its dataset (LOADING)");
       return reset(errc::closed);
     }
   }
@@ -828,8 +835,11 @@ void connection::on_reply(reply&& r) {
   }
   case op::handshake:
     pending_.pop_front();
-    if (r.is_error())
+    if (r.is_error()) { // WRONGPASS, LOADING, max number of clients reached, …
+      st_->note_error(st_->opts.host + ":" + std::to_string(st_->opts.port) +
+                      " refused the connection: " + r.str);
       return reset(errc::closed);
+    }
     if (--handshake_left_ == 0)
       mark_up();
     return;

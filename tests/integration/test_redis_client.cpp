@@ -484,6 +484,43 @@ TEST_CASE("a replica is refused at connect, and a primary that turns replica und
   CHECK(call(c, {"SET", "k", "3"}).r.str == "OK");
 }
 
+TEST_CASE("a Redis loading its dataset is not a connection: the client waits for PING to answer") {
+  char dir_template[] = "/tmp/sessiond-loading-XXXXXX";
+  REQUIRE(::mkdtemp(dir_template) != nullptr);
+  std::string dir = dir_template;
+  std::uint16_t port = free_port();
+  {
+    redis_process seed(port, {"--dir", dir, "--enable-debug-command", "yes"});
+    seed.start();
+    REQUIRE(redis_cli(port, "DEBUG POPULATE 20000 k 100") == "OK");
+    REQUIRE(redis_cli(port, "SAVE") == "OK");
+  }
+  // 20,000 keys at 200 us each: loading takes seconds, and Redis answers meanwhile.
+  redis_process server(port, {"--dir", dir, "--key-load-delay", "200",
+                              "--loading-process-events-interval-bytes", "1024"});
+  server.start();
+  REQUIRE(redis_cli(port, "PING").rfind("LOADING", 0) == 0);
+  io_threads t;
+  client_options o;
+  o.port = port;
+  o.password = "sessiond-test";
+  o.connections = 1;
+  o.reconnect_min = 20ms;
+  o.reconnect_max = 100ms;
+  client c(t.io, o);
+  c.start();
+  std::this_thread::sleep_for(300ms);
+  CHECK_FALSE(c.connected());
+  CHECK(c.last_error() == "127.0.0.1:" + std::to_string(port) +
+                              " refused the connection: LOADING Redis is loading the dataset in "
+                              "memory");
+  REQUIRE(wait_until([&] { return c.connected(); }, 30s));
+  auto v = call(c, {"GET", "k:19999"}).r.str; // DEBUG POPULATE pads values with NULs
+  CHECK(v.size() == 100);
+  CHECK(v.rfind("value:19999", 0) == 0);
+  std::system(("rm -rf " + dir).c_str());
+}
+
 namespace {
 
 /// A throw-away CA and a server certificate for 127.0.0.1 and localhost (openssl CLI), and a
