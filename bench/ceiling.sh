@@ -20,49 +20,16 @@
 # ceiling: and in the PostgreSQL schema ceiling; the raw baseline uses Redis db 5.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build="${BUILD_DIR:-$root/build}"
-[[ "$build" = /* ]] || build="$root/$build"
+me=ceiling
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds="${ROUNDS:-3}"
 duration="${DURATION:-10s}"
 connections="${CONNECTIONS:-64}"
 mix="${MIX:-get=80,put=20}"
 value_bytes="${VALUE_BYTES:-512}"
 sessions="${SESSIONS:-10000}"
-sessiond="$build/app/sessiond"
-bench="$build/bench/sessiond-bench"
-
-die() { echo "ceiling: $*" >&2; exit 1; }
-[[ -n "${REDIS_URL:-}" ]] || die "REDIS_URL is not set (eval \"\$(scripts/services env)\")"
-[[ -x "$sessiond" && -x "$bench" ]] || die "build sessiond and sessiond-bench in $build first"
-command -v python3 >/dev/null || die "python3 is needed to read the bench's JSON"
 baseline_url="${REDIS_URL%/*}/5"
-
-work="$(mktemp -d /tmp/sessiond-ceiling.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# start NAME COMMAND...: runs COMMAND, waits for its "listening on http://127.0.0.1:PORT" line;
-# sets $port_NAME and $pid_NAME.
-start() {
-  local name="$1" log="$work/$1.log" line=""
-  shift
-  "$@" >"$log" 2>&1 &
-  pids+=("$!")
-  printf -v "pid_$name" '%s' "$!"
-  for _ in $(seq 100); do
-    line="$(grep -m1 -o 'listening on http://127.0.0.1:[0-9]*' "$log" || true)"
-    [[ -n "$line" ]] && break
-    sleep 0.1
-  done
-  [[ -n "$line" ]] || die "$name did not start: $(tail -n 5 "$log")"
-  printf -v "port_$name" '%s' "${line##*:}"
-}
 
 # shellcheck disable=SC2034 # read through ${!pid_var} and ${!port_var}
 port_sessiond="" port_redis="" port_fixed="" pid_sessiond="" pid_redis="" pid_fixed=""
@@ -82,9 +49,6 @@ for name in sessiond redis fixed; do
   "$bench" --url "http://127.0.0.1:${!port_var}" "${common[@]}" --duration 3s --warmup 0s \
     --json >/dev/null || die "warm-up run against $name failed"
 done
-
-cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-tick_us=$((1000000 / $(getconf CLK_TCK)))
 
 # run NAME: one run against NAME and its baseline; prints req/s, baseline req/s, ratio, errors
 # and unexpected statuses, and the server's CPU microseconds per request.

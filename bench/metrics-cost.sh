@@ -16,9 +16,9 @@
 # metrics-cost-off: and in the PostgreSQL schemas metrics_cost_on and metrics_cost_off.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build="${BUILD_DIR:-$root/build}"
-[[ "$build" = /* ]] || build="$root/$build"
+me=metrics-cost
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds="${ROUNDS:-6}"
 duration="${DURATION:-10s}"
 connections="${CONNECTIONS:-64}"
@@ -26,51 +26,24 @@ mix="${MIX:-get=80,put=20}"
 value_bytes="${VALUE_BYTES:-512}"
 sessions="${SESSIONS:-10000}"
 scrape_s="${SCRAPE_S:-15}"
-sessiond="$build/app/sessiond"
-bench="$build/bench/sessiond-bench"
 
-die() { echo "metrics-cost: $*" >&2; exit 1; }
-[[ -n "${REDIS_URL:-}" ]] || die "REDIS_URL is not set (eval \"\$(scripts/services env)\")"
-[[ -x "$sessiond" && -x "$bench" ]] || die "build sessiond and sessiond-bench in $build first"
-command -v python3 >/dev/null || die "python3 is needed to read the bench's JSON"
-
-work="$(mktemp -d /tmp/sessiond-metrics-cost.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# start NAME METRICS_ENABLED: a node on a free port; sets $port_<NAME>.
-start() {
-  local name="$1" enabled="$2" log="$work/$1.log"
-  SESSIOND_REDIS_URL="$REDIS_URL" \
+# start_node NAME METRICS_ENABLED: a node on a free port; sets $port_<NAME> and $pid_<NAME>.
+start_node() {
+  local name="$1" enabled="$2"
+  start "$name" env SESSIOND_REDIS_URL="$REDIS_URL" \
     SESSIOND_POSTGRES_URL="${POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/sessiond}" \
     SESSIOND_POSTGRES_SCHEMA="metrics_cost_$name" \
     SESSIOND_REDIS_KEY_PREFIX="metrics-cost-$name:" \
     SESSIOND_NODE_ID="metrics-cost-$name" \
     SESSIOND_METRICS_ENABLED="$enabled" \
     SESSIOND_HTTP_LISTEN=127.0.0.1:0 \
-    "$sessiond" >"$log" 2>&1 &
-  pids+=("$!")
-  local line=""
-  for _ in $(seq 100); do
-    line="$(grep -m1 -o 'listening on http://127.0.0.1:[0-9]*' "$log" || true)"
-    [[ -n "$line" ]] && break
-    sleep 0.1
-  done
-  [[ -n "$line" ]] || die "sessiond $name did not start: $(tail -n 5 "$log")"
-  printf -v "port_$name" '%s' "${line##*:}"
+    "$sessiond"
 }
 
-port_on=""
-port_off=""
-start on true
-start off false
-# shellcheck disable=SC2034 # read through ${!pid_var} in run()
-pid_on="${pids[0]}" pid_off="${pids[1]}"
+# shellcheck disable=SC2034 # read through ${!pid_var} and ${!port_var} in run()
+port_on="" port_off="" pid_on="" pid_off=""
+start_node on true
+start_node off false
 curl -fsS "http://127.0.0.1:$port_on/metrics" >/dev/null || die "the metrics node serves no /metrics"
 [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port_off/metrics")" == 404 ]] ||
   die "the node with SESSIOND_METRICS_ENABLED=false still serves /metrics"
@@ -84,9 +57,6 @@ for name in on off; do
     --json >/dev/null || die "warm-up run against $name failed"
 done
 
-# cpu_ticks PID: utime + stime of PID (fields 14 and 15 of /proc/PID/stat, counted after the ')').
-cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-tick_us=$((1000000 / $(getconf CLK_TCK)))
 
 # run NAME: one bench round against node NAME; prints its throughput (req/s), the count of
 # errors and unexpected statuses, and the node's CPU microseconds per request.
