@@ -234,6 +234,23 @@ std::int64_t sync_engine::backlog() {
   return total;
 }
 
+std::vector<std::size_t> sync_engine::sets_to_drain() {
+  std::vector<std::size_t> sets;
+  for (std::size_t i = 0; i < settings_.dirty_sets; ++i)
+    sets.push_back(i);
+  if (settings_.max_dirty_sets <= settings_.dirty_sets)
+    return sets;
+  std::vector<std::string> any{"EXISTS"};
+  for (std::size_t i = settings_.dirty_sets; i < settings_.max_dirty_sets; ++i)
+    any.push_back(settings_.prefix + "dirty:" + std::to_string(i));
+  if (call(any).integer == 0)
+    return sets;
+  for (std::size_t i = settings_.dirty_sets; i < settings_.max_dirty_sets; ++i)
+    if (call({"EXISTS", any[1 + i - settings_.dirty_sets]}).integer == 1)
+      sets.push_back(i);
+  return sets;
+}
+
 std::int64_t sync_engine::rejected() {
   return call({"HLEN", rejected_hash_key(settings_.prefix)}).integer;
 }
@@ -465,6 +482,7 @@ void sync_engine::sync_set(std::size_t set, std::size_t worker, sync_counts& cou
 sync_counts sync_engine::run() {
   rejected_present_ = rejected() > 0;
   refused_in_run_ = 0;
+  const auto sets = sets_to_drain();
   std::atomic<std::size_t> next{0};
   std::atomic<bool> failed{false};
   std::mutex mtx;
@@ -473,8 +491,8 @@ sync_counts sync_engine::run() {
   auto work = [&](std::size_t worker) {
     sync_counts mine;
     try {
-      for (std::size_t set; !failed && (set = next++) < settings_.dirty_sets;)
-        sync_set(set, worker, mine);
+      for (std::size_t i; !failed && (i = next++) < sets.size();)
+        sync_set(sets[i], worker, mine);
     } catch (...) {
       std::lock_guard<std::mutex> guard{mtx};
       if (!first_error)
@@ -495,7 +513,7 @@ sync_counts sync_engine::run() {
     total.redis_wait_us += mine.redis_wait_us;
   };
   std::vector<std::thread> helpers;
-  auto workers = std::min(pg_.size(), settings_.dirty_sets);
+  auto workers = std::min(pg_.size(), sets.size());
   for (std::size_t w = 1; w < workers; ++w)
     helpers.emplace_back(work, w);
   work(0);

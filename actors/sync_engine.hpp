@@ -23,7 +23,10 @@ namespace sessiond::actors {
 
 struct sync_settings {
   std::string prefix = "sessiond:";
-  std::size_t dirty_sets = 16;   ///< dirty:0 … dirty:<n-1> (sessions.shards)
+  std::size_t dirty_sets = 16; ///< dirty:0 … dirty:<n-1> (sessions.shards)
+  /// Sets up to this index are also drained while they hold marks (nodes that ran with a larger
+  /// sessions.shards left them); 0: only dirty_sets. The node passes sessions.shards' bound.
+  std::size_t max_dirty_sets = 0;
   std::size_t batch_size = 2000; ///< sessions per Redis read and PostgreSQL upsert
   std::string node_id;           ///< the lease holder's name
   std::chrono::milliseconds lease_ttl{60000};
@@ -89,6 +92,10 @@ public:
   sync_counts run();
   /// Dirty ids over all sets (ZCARD each). Throws sync_error when Redis fails.
   std::int64_t backlog();
+  /// The sets a run drains: 0 … dirty_sets - 1, then those above (up to max_dirty_sets) that
+  /// exist, so lowering sessions.shards strands no acknowledged save. One EXISTS over the sets
+  /// above when there are none. Throws sync_error when Redis fails.
+  std::vector<std::size_t> sets_to_drain();
   /// Sessions in the rejected hash (HLEN). Throws sync_error when Redis fails.
   std::int64_t rejected();
   /// Connects to PostgreSQL now if not connected (throws sync_error).

@@ -408,6 +408,7 @@ struct node::impl {
     actors::sync_settings st;
     st.prefix = cfg.redis.key_prefix;
     st.dirty_sets = static_cast<std::size_t>(cfg.sessions.shards);
+    st.max_dirty_sets = static_cast<std::size_t>(config::max_shards);
     st.batch_size = static_cast<std::size_t>(cfg.sync.batch_size);
     st.node_id = cfg.node.id;
     st.lease_ttl = std::chrono::milliseconds(cfg.postgres.statement_timeout_ms + 5000);

@@ -243,7 +243,7 @@ const std::vector<key_spec>& key_table() {
               "sliding never keeps a session alive past this age, in s"),
       integer("sessions.tombstone_ttl_s", &at<&C::sessions, &sess_s::tombstone_ttl_s>, 1, 315360000,
               "how long a revoked session id stays refused, in s"),
-      integer("sessions.shards", &at<&C::sessions, &sess_s::shards>, 1, 1024,
+      integer("sessions.shards", &at<&C::sessions, &sess_s::shards>, 1, max_shards,
               "session shard actors that session ids are hashed onto"),
       integer("sessions.max_in_flight", &at<&C::sessions, &sess_s::max_in_flight>, 1, 1000000,
               "requests in flight per shard; beyond it the shard answers 503 at once"),

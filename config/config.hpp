@@ -11,6 +11,9 @@
 
 namespace sessiond::config {
 
+/// sessions.shards' upper bound; also how far the sync looks for dirty sets a larger setting left.
+constexpr std::int64_t max_shards = 1024;
+
 struct node_section {
   std::string id = "";            ///< empty: hostname-pid, filled at load
   std::int64_t actor_threads = 2; ///< CAF scheduler threads [1, 256]

@@ -1,6 +1,6 @@
 // Write-behind to PostgreSQL against the real Redis and PostgreSQL: what a sync writes, version
 // fencing, coalescing, touches, a PostgreSQL outage under load, two nodes, a node killed with
-// SIGKILL, and the repair after Redis lost a session.
+// SIGKILL, the repair after Redis lost a session, and dirty sets a larger sessions.shards left.
 #include "actors/sync_engine.hpp"
 #include "adapters/postgres/client.hpp"
 #include "model/shard_for.hpp"
@@ -71,6 +71,37 @@ TEST_CASE("a sync writes every field and version; a revoked session becomes REVO
   CHECK(status["sync"]["backlog"] == 0);
   CHECK(status["sync"]["rows_written"] == 3);
   CHECK(status["postgres"]["up"] == true);
+}
+
+TEST_CASE("lowering sessions.shards strands no save: the sync drains the dirty sets a larger "
+          "setting left") {
+  auto cfg = pg_config();
+  auto before = cfg;
+  before.sessions.shards = 8;
+  before.postgres.url = "postgresql://postgres@127.0.0.1:1/sessiond"; // nothing gets synced
+  {
+    running_node a(before);
+    client c(a.port);
+    for (int i = 0; i < 40; ++i)
+      REQUIRE(c.put("/v1/sessions/sh" + std::to_string(i), body("u", "{}")).status == 201);
+  } // stopped: its final sync fails, the marks stay in dirty:0 … dirty:7
+  test::redis_probe redis(cfg.redis.url);
+  auto marks = [&](int from, int to) {
+    long long n = 0;
+    for (int i = from; i < to; ++i)
+      n += redis.command({"ZCARD", cfg.redis.key_prefix + "dirty:" + std::to_string(i)}).integer;
+    return n;
+  };
+  REQUIRE(marks(0, 8) == 40);
+  REQUIRE(marks(2, 8) > 0);
+
+  cfg.sessions.shards = 2;
+  running_node b(cfg);
+  client c(b.port);
+  CHECK(admin_sync(c)["synced"] == 40);
+  CHECK(one(cfg, "select count(*) from user_session") == "40");
+  CHECK(marks(0, 8) == 0);
+  CHECK(admin_sync(c)["synced"] == 0);
 }
 
 TEST_CASE("1,000 saves of one session between two syncs produce one row write") {
