@@ -227,8 +227,8 @@ void sync_engine::release(std::size_t set, std::size_t worker) {
 
 std::int64_t sync_engine::backlog() {
   std::int64_t total = 0;
-  for (std::size_t i = 0; i < settings_.dirty_sets; ++i) {
-    auto r = call({"ZCARD", settings_.prefix + "dirty:" + std::to_string(i)});
+  for (auto set : sets_to_drain()) {
+    auto r = call({"ZCARD", settings_.prefix + "dirty:" + std::to_string(set)});
     total += r.integer;
   }
   return total;

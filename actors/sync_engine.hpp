@@ -90,7 +90,7 @@ public:
   /// Throws sync_error (the first failure; the other workers stop after their current batch); what
   /// was written before stays written.
   sync_counts run();
-  /// Dirty ids over all sets (ZCARD each). Throws sync_error when Redis fails.
+  /// Dirty ids over the sets a run drains (ZCARD each). Throws sync_error when Redis fails.
   std::int64_t backlog();
   /// The sets a run drains: 0 … dirty_sets - 1, then those above (up to max_dirty_sets) that
   /// exist, so lowering sessions.shards strands no acknowledged save. One EXISTS over the sets

@@ -98,6 +98,8 @@ TEST_CASE("lowering sessions.shards strands no save: the sync drains the dirty s
   cfg.sessions.shards = 2;
   running_node b(cfg);
   client c(b.port);
+  CHECK(test::eventually(
+      [&] { return json::parse(c.get("/v1/status").body)["sync"]["backlog"] == 40; }));
   CHECK(admin_sync(c)["synced"] == 40);
   CHECK(one(cfg, "select count(*) from user_session") == "40");
   CHECK(marks(0, 8) == 0);
