@@ -229,7 +229,6 @@ void log_run(const retention_state& st, const retention_report& r) {
   st.opts->log(bad ? "warn" : "info", retention_log_line(r));
 }
 
-constexpr std::int64_t day_ms = 86'400'000;
 /// A scheduled run this close after the catch-up check makes the catch-up pointless.
 constexpr std::int64_t catch_up_margin_ms = 3'600'000;
 
@@ -295,7 +294,7 @@ void start_schedule(self_ptr self) {
     auto check = st.clock->now_ms() + st.opts->catch_up_delay.count();
     if (st.next_run_ms != 0 && st.opts->catch_up && st.next_run_ms - check > catch_up_margin_ms) {
       st.catch_up_ms = check;
-      st.missed_due_ms = st.next_run_ms - day_ms;
+      st.missed_due_ms = postgres::last_retention_run_ms(st.opts->at, st.clock->now_ms());
     }
   } catch (const std::exception& e) { // config validation makes this unreachable
     if (st.opts->log)

@@ -24,11 +24,6 @@ me=ceiling
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds="${ROUNDS:-3}"
-duration="${DURATION:-10s}"
-connections="${CONNECTIONS:-64}"
-mix="${MIX:-get=80,put=20}"
-value_bytes="${VALUE_BYTES:-512}"
-sessions="${SESSIONS:-10000}"
 baseline_url="${REDIS_URL%/*}/5"
 
 # shellcheck disable=SC2034 # read through ${!pid_var} and ${!port_var}

@@ -12,6 +12,7 @@
 #include "adapters/redis/client.hpp"
 #include "bench/options.hpp"
 #include "model/shard_for.hpp"
+#include "model/ttl.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -92,12 +93,6 @@ floor_args parse(const std::vector<std::string>& a, bool& show_help) {
   return f;
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 /// A session body of the size sessiond answers for 512 bytes of data.
 std::string fixed_body() {
   return R"({"id":"s-000000001","user_id":"u1","data":{"v":")" + std::string(512, 'x') +
@@ -161,7 +156,7 @@ public:
     std::string user, data;
     if (req.verb != http::method::put || !split_put_body(req.body, user, data))
       return res->send(answer(400, "{}"));
-    const auto now = now_ms();
+    const auto now = model::system_clock().now_ms();
     std::string dirty =
         std::string(key_prefix) + "dirty:" + std::to_string(model::shard_for(id, dirty_sets));
     std::string user_key = std::string(key_prefix) + "u:" + user;

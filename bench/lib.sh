@@ -1,6 +1,8 @@
 # Shared by the bench scripts (bench/metrics-cost.sh, bench/ceiling.sh); sourced, not run.
 # Before sourcing, set `me` (the script's name for messages). Provides:
 #   root, build (BUILD_DIR, default build), sessiond, bench   paths
+#   duration, connections, mix, value_bytes, sessions         the workload (DURATION 10s,
+#                           CONNECTIONS 64, MIX get=80,put=20, VALUE_BYTES 512, SESSIONS 10000)
 #   die MESSAGE                                                exit 1 with "<me>: MESSAGE"
 #   work                                                       a temp dir, removed at exit
 #   start NAME COMMAND...   runs COMMAND in the background (killed at exit), waits for its
@@ -14,6 +16,14 @@ build="${BUILD_DIR:-$root/build}"
 [[ "$build" = /* ]] || build="$root/$build"
 sessiond="$build/app/sessiond"
 bench="$build/bench/sessiond-bench"
+# shellcheck disable=SC2034 # used by the scripts that source this file
+{
+  duration="${DURATION:-10s}"
+  connections="${CONNECTIONS:-64}"
+  mix="${MIX:-get=80,put=20}"
+  value_bytes="${VALUE_BYTES:-512}"
+  sessions="${SESSIONS:-10000}"
+}
 
 me="${me:?set me before sourcing bench/lib.sh}"
 die() { echo "$me: $*" >&2; exit 1; }

@@ -20,11 +20,6 @@ me=metrics-cost
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds="${ROUNDS:-6}"
-duration="${DURATION:-10s}"
-connections="${CONNECTIONS:-64}"
-mix="${MIX:-get=80,put=20}"
-value_bytes="${VALUE_BYTES:-512}"
-sessions="${SESSIONS:-10000}"
 scrape_s="${SCRAPE_S:-15}"
 
 # start_node NAME METRICS_ENABLED: a node on a free port; sets $port_<NAME> and $pid_<NAME>.

@@ -291,25 +291,12 @@ struct throughput {
 /// The rows of `staging` as the sync engine hands them to bulk_upsert_sessions, versions moved
 /// up by `bump`.
 std::vector<postgres::session_row> staged_rows(postgres::client& pg, std::int64_t bump) {
-  auto res = pg.exec("select session_id, user_id, data::text, version, status, is_active, "
-                     "(extract(epoch from created_at) * 1000)::bigint, "
-                     "(extract(epoch from last_activity_at) * 1000)::bigint, "
-                     "(extract(epoch from expires_at) * 1000)::bigint, "
-                     "coalesce((extract(epoch from revoked_at) * 1000)::bigint, 0) from staging");
-  std::vector<postgres::session_row> rows(res.rows.size());
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const auto& f = res.rows[i];
-    auto& r = rows[i];
-    r.session_id = *f[0];
-    r.user_id = *f[1];
-    r.data = *f[2];
-    r.version = std::stoll(*f[3]) + bump;
-    r.status = *f[4];
-    r.is_active = *f[5] == "t";
-    r.created_at_ms = std::stoll(*f[6]);
-    r.last_activity_at_ms = std::stoll(*f[7]);
-    r.expires_at_ms = std::stoll(*f[8]);
-    r.revoked_at_ms = std::stoll(*f[9]);
+  auto res = pg.exec(std::string("select ") + postgres::session_row_columns + " from staging u");
+  std::vector<postgres::session_row> rows;
+  rows.reserve(res.rows.size());
+  for (const auto& f : res.rows) {
+    rows.push_back(postgres::parse_session_row(f));
+    rows.back().version += bump;
   }
   return rows;
 }

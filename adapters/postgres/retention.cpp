@@ -401,6 +401,10 @@ std::optional<int> parse_hh_mm(std::string_view s) {
   return h * 60 + m;
 }
 
+namespace {
+constexpr std::int64_t day_ms = 86'400'000;
+} // namespace
+
 bool retention_ran_since(client& c, std::int64_t since_ms, bool count_dry) {
   auto r = c.exec_params("select exists (select 1 from session_retention_audit where "
                          "started_at >= $1::timestamptz and error is null and "
@@ -414,10 +418,13 @@ std::int64_t next_retention_run_ms(std::string_view hh_mm, std::int64_t now_ms) 
   if (!minutes)
     throw pg_error(errc::invalid_argument, "retention.at must be HH:MM from 00:00 to 23:59, not '" +
                                                std::string(hh_mm) + "'");
-  constexpr std::int64_t day_ms = 86'400'000;
   std::int64_t day = now_ms / day_ms - (now_ms % day_ms < 0 ? 1 : 0); // floor, before 1970 too
   std::int64_t at = day * day_ms + std::int64_t{*minutes} * 60'000;
   return at > now_ms ? at : at + day_ms;
+}
+
+std::int64_t last_retention_run_ms(std::string_view hh_mm, std::int64_t now_ms) {
+  return next_retention_run_ms(hh_mm, now_ms) - day_ms;
 }
 
 std::string timestamptz_literal(std::int64_t us) {

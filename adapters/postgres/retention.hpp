@@ -125,6 +125,10 @@ std::optional<int> parse_hh_mm(std::string_view hh_mm);
 /// today's when still ahead, else tomorrow's. Throws pg_error(invalid_argument) on a bad hh_mm.
 std::int64_t next_retention_run_ms(std::string_view hh_mm, std::int64_t now_ms);
 
+/// The last instant at or before `now_ms` at which the UTC clock read `hh_mm`: the scheduled run
+/// a node that starts at `now_ms` may have missed. Throws like next_retention_run_ms().
+std::int64_t last_retention_run_ms(std::string_view hh_mm, std::int64_t now_ms);
+
 /// `us` (epoch microseconds) as a timestamptz literal in UTC, e.g. "2026-11-21 03:30:00.000001+00".
 std::string timestamptz_literal(std::int64_t us);
 

@@ -372,12 +372,12 @@ struct shared_state {
     std::lock_guard<std::mutex> lk(error_mu);
     last_error = what;
   }
+  std::string address() const { return opts.host + ":" + std::to_string(opts.port); }
   void note_tls_error(const std::string& why) {
-    note_error("TLS handshake with " + opts.host + ":" + std::to_string(opts.port) +
-               " failed: " + why);
+    note_error("TLS handshake with " + address() + " failed: " + why);
   }
   void note_replica(const std::string& how) {
-    note_error(opts.host + ":" + std::to_string(opts.port) + " is a read-only replica (" + how +
+    note_error(address() + " is a read-only replica (" + how +
                "): reconnecting until the address leads to the primary");
   }
 };
@@ -797,18 +797,19 @@ void connection::on_read(std::size_t n) {
     if (pending_.empty())
       return reset(errc::protocol); // a reply nobody asked for
     reply r = std::move(root_);
+    // READONLY: the primary became a replica under us; LOADING: it loads a dataset. Either way
+    // the connection is dropped after this reply and made again (resolving the name anew; the
+    // handshake's PING and ROLE keep it down while that lasts).
     bool readonly = r.is_error() && r.str.compare(0, 9, "READONLY ") == 0;
     bool loading = r.is_error() && r.str.compare(0, 8, "LOADING ") == 0;
     on_reply(std::move(r));
     if (gen != gen_)
-      return;       // a failed handshake reset the socket
-    if (readonly) { // the primary became a replica under us: reconnect, resolving the name again
-      st_->note_replica("it answered READONLY");
-      return reset(errc::closed);
-    }
-    if (loading) { // loading a dataset under us: down until PING answers again
-      st_->note_error(st_->opts.host + ":" + std::to_string(st_->opts.port) +
-                      " is loading its dataset (LOADING)");
+      return; // a failed handshake reset the socket
+    if (readonly || loading) {
+      if (readonly)
+        st_->note_replica("it answered READONLY");
+      else
+        st_->note_error(st_->address() + " is loading its dataset (LOADING)");
       return reset(errc::closed);
     }
   }
@@ -836,8 +837,7 @@ void connection::on_reply(reply&& r) {
   case op::handshake:
     pending_.pop_front();
     if (r.is_error()) { // WRONGPASS, LOADING, max number of clients reached, …
-      st_->note_error(st_->opts.host + ":" + std::to_string(st_->opts.port) +
-                      " refused the connection: " + r.str);
+      st_->note_error(st_->address() + " refused the connection: " + r.str);
       return reset(errc::closed);
     }
     if (--handshake_left_ == 0)

@@ -90,3 +90,10 @@ TEST_CASE("the audited criterion names the days and all four conditions") {
   CHECK(c == "is_active = false AND status <> 'ACTIVE' AND expires_at < now() AND "
              "coalesce(last_activity_at, created_at) < now() - 60 days");
 }
+
+TEST_CASE("the last scheduled instant is at or before now, the day before the next one") {
+  CHECK(last_retention_run_ms("03:30", at(3, 30)) == at(3, 30));
+  CHECK(last_retention_run_ms("03:30", at(5, 30)) == at(3, 30));
+  CHECK(last_retention_run_ms("03:30", at(3, 29, 59, 999)) == at(3, 30) - day_ms);
+  CHECK_THROWS(last_retention_run_ms("3:30", at(0, 0)));
+}
