@@ -7,6 +7,7 @@
 #include "bench/retention.hpp"
 #include "bench/rss.hpp"
 #include "bench/sync_bench.hpp"
+#include "bench/upsert_bench.hpp"
 
 #include <iostream>
 #include <string>
@@ -73,6 +74,8 @@ int main(int argc, char** argv) {
     return bench::run_sync_bench(std::vector<std::string>(argv + 2, argv + argc));
   if (argc > 1 && std::string(argv[1]) == "retention")
     return bench::run_retention_bench(std::vector<std::string>(argv + 2, argv + argc));
+  if (argc > 1 && std::string(argv[1]) == "upsert")
+    return bench::run_upsert_bench(std::vector<std::string>(argv + 2, argv + argc));
   if (argc > 1 && std::string(argv[1]) == "floor")
     return bench::run_floor_server(std::vector<std::string>(argv + 2, argv + argc));
   bench::options o;

@@ -313,6 +313,7 @@ baseline and output
 
 subcommands (each has its own --help)
   sessiond-bench sync ...       write-behind throughput and lag (sync_engine alone)
+  sessiond-bench upsert ...     the write-behind's PostgreSQL statement alone (server CPU/row)
   sessiond-bench retention ...  deletion rate of the retention run
   sessiond-bench floor ...      a server doing only the HTTP and Redis work a session node
                                 cannot avoid, to load in turn with sessiond

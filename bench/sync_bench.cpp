@@ -12,6 +12,7 @@
 #include "adapters/redis/blocking.hpp"
 #include "adapters/redis/client.hpp"
 #include "bench/options.hpp"
+#include "bench/proc_cpu.hpp"
 #include "model/shard_for.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -213,23 +214,6 @@ postgres::client_options pg_options(const sync_args& a, const std::string& schem
   o.search_path = schema;
   o.statement_timeout = std::chrono::minutes(10);
   return o;
-}
-
-/// utime + stime of /proc/PID/stat in seconds, with the children it waited for when asked; 0
-/// when the process is gone.
-double proc_cpu_s(long pid, bool with_children) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line) || line.rfind(')') == std::string::npos)
-    return 0;
-  std::istringstream rest(line.substr(line.rfind(')') + 2)); // fields from 3 (state) on
-  std::vector<std::string> f{std::istream_iterator<std::string>(rest), {}};
-  if (f.size() < 15)
-    return 0;
-  double ticks = std::stod(f[11]) + std::stod(f[12]); // fields 14 and 15
-  if (with_children)
-    ticks += std::stod(f[13]) + std::stod(f[14]);
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 long parent_pid(long pid) {
