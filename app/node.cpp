@@ -77,6 +77,8 @@ redis::client_options redis_options(const config::config& c) {
   o.reconnect_min = std::chrono::milliseconds(c.redis.reconnect_min_ms);
   o.reconnect_max = std::chrono::milliseconds(c.redis.reconnect_max_ms);
   o.tls_ca_file = c.redis.tls_ca_file;
+  o.tls_cert_file = c.redis.tls_cert_file;
+  o.tls_key_file = c.redis.tls_key_file;
   return o;
 }
 

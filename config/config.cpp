@@ -204,6 +204,13 @@ const std::vector<key_spec>& key_table() {
       text("redis.tls_ca_file", &at<&C::redis, &redis_s::tls_ca_file>, valid_optional_path,
            "empty or a file path of printable characters",
            "CA certificates (PEM) that verify a rediss:// server; empty: the system's"),
+      text("redis.tls_cert_file", &at<&C::redis, &redis_s::tls_cert_file>, valid_optional_path,
+           "empty or a file path of printable characters",
+           "client certificate (PEM, chain allowed) sessiond shows a rediss:// server that asks "
+           "for one (tls-auth-clients); empty: none; set with redis.tls_key_file"),
+      text("redis.tls_key_file", &at<&C::redis, &redis_s::tls_key_file>, valid_optional_path,
+           "empty or a file path of printable characters",
+           "private key (PEM, unencrypted) of redis.tls_cert_file; empty: none"),
       integer("redis.connections", &at<&C::redis, &redis_s::connections>, 1, 64,
               "connections to Redis"),
       integer("redis.connect_timeout_ms", &at<&C::redis, &redis_s::connect_timeout_ms>, 10, 60000,
@@ -548,6 +555,14 @@ void validate_with(const config& c, const origin_map& origins) {
   }
   for (const cross_rule& rule : cross_rules) {
     check_cross_rule(c, rule, origins);
+  }
+  if (c.redis.tls_cert_file.empty() != c.redis.tls_key_file.empty()) {
+    std::string_view set =
+        c.redis.tls_cert_file.empty() ? "redis.tls_key_file" : "redis.tls_cert_file";
+    std::string_view missing =
+        c.redis.tls_cert_file.empty() ? "redis.tls_cert_file" : "redis.tls_key_file";
+    fail(std::string(set) + " is set without " + std::string(missing) +
+         clause("both or neither", origins, set));
   }
 }
 

@@ -40,6 +40,8 @@ struct redis_section {
   std::int64_t reconnect_max_ms = 5000;         ///< [1, 600000], >= reconnect_min_ms
   std::string key_prefix = "sessiond:";         ///< 1-64 chars of [A-Za-z0-9:_.-]
   std::string tls_ca_file;                      ///< rediss://: CA file (PEM); empty: system's
+  std::string tls_cert_file; ///< rediss://: client certificate chain (PEM); with tls_key_file
+  std::string tls_key_file;  ///< rediss://: its private key (PEM, unencrypted)
 };
 
 struct postgres_section {

@@ -322,7 +322,8 @@ std::shared_ptr<const script> intern(const script& s) {
 // --- state shared by the client and its connections ----------------------------------------
 
 /// The TLS context of a rediss:// client: the peer's certificate is verified against
-/// `tls_ca_file` (or the system's CAs) and must name the host. Throws std::runtime_error.
+/// `tls_ca_file` (or the system's CAs) and must name the host; `tls_cert_file` and
+/// `tls_key_file`, when set, are the client's own. Throws std::runtime_error.
 std::unique_ptr<asio::ssl::context> make_tls_context(const client_options& o) {
   if (!o.tls)
     return nullptr;
@@ -345,6 +346,28 @@ std::unique_ptr<asio::ssl::context> make_tls_context(const client_options& o) {
         "redis: cannot load the TLS CA certificates" +
         (o.tls_ca_file.empty() ? std::string(" of the system") : " from " + o.tls_ca_file) + ": " +
         ec.message());
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty())
+    throw std::runtime_error("redis: a TLS client certificate needs its key, and a key its "
+                             "certificate: set both or neither");
+  if (!o.tls_cert_file.empty()) {
+    for (const std::string* file : {&o.tls_cert_file, &o.tls_key_file})
+      if (!std::ifstream(*file))
+        throw std::runtime_error("redis: cannot read the TLS client " +
+                                 std::string(file == &o.tls_cert_file ? "certificate" : "key") +
+                                 " file " + *file + ": " + std::strerror(errno));
+    // No passphrase prompt (OpenSSL's default reads the terminal): an encrypted key fails.
+    ctx->set_password_callback(
+        [](std::size_t, asio::ssl::context::password_purpose) { return std::string(); });
+    ctx->use_certificate_chain_file(o.tls_cert_file, ec);
+    if (ec)
+      throw std::runtime_error("redis: cannot load the TLS client certificate from " +
+                               o.tls_cert_file + ": " + ec.message());
+    // OpenSSL checks here that the key belongs to the certificate ("key values mismatch").
+    ctx->use_private_key_file(o.tls_key_file, asio::ssl::context::pem, ec);
+    if (ec)
+      throw std::runtime_error("redis: cannot load the TLS client key from " + o.tls_key_file +
+                               " for " + o.tls_cert_file + ": " + ec.message());
+  }
   ctx->set_verify_mode(asio::ssl::verify_peer);
   ctx->set_verify_callback(asio::ssl::host_name_verification(o.host));
   return ctx;
@@ -774,8 +797,14 @@ void connection::flush() {
 
 void connection::read_loop() {
   auto done = on_strand([keep = tls_](connection& c, error_code ec, std::size_t n) {
-    if (ec)
+    if (ec) {
+      // Closed before the handshake's replies: with TLS 1.3 a server that wants a client
+      // certificate (or rejects ours) says so only now, after the TLS handshake passed.
+      if (c.phase_ == phase::handshaking)
+        c.st_->note_error(c.st_->address() + " closed the connection during the handshake: " +
+                          ec.message());
       return c.reset(errc::closed);
+    }
     c.on_read(n);
   });
   if (tls_)

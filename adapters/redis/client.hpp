@@ -53,6 +53,10 @@ struct client_options {
   std::chrono::milliseconds reconnect_max{5000};
   bool tls = false;        ///< rediss://: TLS 1.2 or later, the server's certificate verified
   std::string tls_ca_file; ///< CA certificates (PEM) to verify it with; empty: the system's
+  /// A client certificate (PEM, chain allowed) and its unencrypted private key (PEM), shown to a
+  /// server that asks for one (`tls-auth-clients`); both empty: none.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 /// Parses redis://[[user]:password@]host[:port][/db] (or rediss:// for TLS) into host, port

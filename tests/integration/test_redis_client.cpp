@@ -523,11 +523,14 @@ TEST_CASE("a Redis loading its dataset is not a connection: the client waits for
 
 namespace {
 
-/// A throw-away CA and a server certificate for 127.0.0.1 and localhost (openssl CLI), and a
-/// redis_process serving TLS only with it.
+/// A throw-away CA, a server certificate for 127.0.0.1 and localhost and a client certificate
+/// under that CA (openssl CLI), and a redis_process serving TLS only with them; with
+/// `require_client_certificates`, it accepts only clients that show a certificate of that CA
+/// (`tls-auth-clients yes`).
 class tls_redis {
 public:
-  tls_redis() : tls_redis(free_port()) {}
+  explicit tls_redis(bool require_client_certificates = false)
+      : tls_redis(free_port(), require_client_certificates) {}
   ~tls_redis() {
     server_.kill();
     std::system(("rm -rf " + dir_).c_str());
@@ -546,8 +549,9 @@ public:
   std::uint16_t port() const { return server_.port; }
 
 private:
-  explicit tls_redis(std::uint16_t port)
-      : dir_(make_certificates()), server_(port, tls_arguments(dir_, port)) {
+  tls_redis(std::uint16_t port, bool require_client_certificates)
+      : dir_(make_certificates()),
+        server_(port, tls_arguments(dir_, port, require_client_certificates)) {
     server_.start();
   }
 
@@ -565,13 +569,19 @@ private:
         " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
         " -extfile ext.cnf -out server.pem"
         " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca"
-        " -keyout other.key -out other.pem";
+        " -keyout other.key -out other.pem"
+        " && openssl req -newkey rsa:2048 -nodes -subj /CN=sessiond-node -keyout client.key"
+        " -out client.csr"
+        " && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
+        " -out client.pem"
+        " && openssl pkey -in client.key -aes256 -passout pass:secret -out client-encrypted.key";
     REQUIRE(std::system(("(" + cmds + ") >/dev/null 2>&1").c_str()) == 0);
     return dir;
   }
   /// TLS only, on `port` (the plain port off); also on 127.0.0.2, an address the certificate
   /// does not name.
-  static std::vector<std::string> tls_arguments(const std::string& dir, std::uint16_t port) {
+  static std::vector<std::string> tls_arguments(const std::string& dir, std::uint16_t port,
+                                                bool require_client_certificates) {
     return {"--port",
             "0",
             "--tls-port",
@@ -586,7 +596,7 @@ private:
             "--tls-ca-cert-file",
             dir + "/ca.pem",
             "--tls-auth-clients",
-            "no"};
+            require_client_certificates ? "yes" : "no"};
   }
 
   std::string dir_;
@@ -613,6 +623,56 @@ TEST_CASE("rediss:// talks TLS to Redis: commands, pipelining and scripts work o
   CHECK(call(c, {"GET", "tls:k"}).r.str.size() == 40000);
   script s{"return redis.call('GET', KEYS[1])"};
   CHECK(run(c, s, {"tls:n"}, {}).r.str == "200");
+}
+
+TEST_CASE("rediss:// to a server that asks for client certificates: the configured one gets "
+          "in, none or one of another CA does not, and an unusable file stops the client") {
+  tls_redis server(true);
+  io_threads t;
+  auto with = [&](const std::string& cert, const std::string& key) {
+    auto o = server.options(server.file("ca.pem"));
+    o.tls_cert_file = cert.empty() ? cert : server.file(cert.c_str());
+    o.tls_key_file = key.empty() ? key : server.file(key.c_str());
+    return o;
+  };
+  SECTION("the client certificate of the server's CA") {
+    client c(t.io, with("client.pem", "client.key"));
+    require_connected(c);
+    CHECK(call(c, {"SET", "tls:client", "yes"}).r.str == "OK");
+    CHECK(call(c, {"GET", "tls:client"}).r.str == "yes");
+    CHECK(c.last_error().empty());
+  }
+  SECTION("no client certificate") {
+    client c(t.io, with("", ""));
+    c.start();
+    CHECK_FALSE(wait_until([&] { return c.connected(); }, 1500ms));
+    CHECK(call(c, {"PING"}).e == errc::disconnected);
+    // TLS 1.3: the server says so after the TLS handshake, in an alert the handshake reads.
+    CHECK_THAT(c.last_error(), Catch::Contains("closed the connection during the handshake") &&
+                                   Catch::Contains("certificate required"));
+  }
+  SECTION("a certificate of another CA") {
+    client c(t.io, with("other.pem", "other.key"));
+    c.start();
+    CHECK_FALSE(wait_until([&] { return c.connected(); }, 1500ms));
+    CHECK_THAT(c.last_error(), Catch::Contains("unknown ca"));
+  }
+  SECTION("files that cannot be used") {
+    CHECK_THROWS_WITH(client(t.io, with("missing.pem", "client.key")),
+                      Catch::Contains("cannot read the TLS client certificate file " +
+                                      server.file("missing.pem")));
+    CHECK_THROWS_WITH(client(t.io, with("client.pem", "missing.key")),
+                      Catch::Contains("cannot read the TLS client key file"));
+    CHECK_THROWS_WITH(client(t.io, with("ext.cnf", "client.key")), // not PEM
+                      Catch::Contains("cannot load the TLS client certificate from"));
+    // A key of another certificate, and an encrypted key (no passphrase prompt: it fails).
+    CHECK_THROWS_WITH(
+        client(t.io, with("client.pem", "other.key")),
+        Catch::Contains("cannot load the TLS client key from " + server.file("other.key")));
+    CHECK_THROWS_WITH(client(t.io, with("client.pem", "client-encrypted.key")),
+                      Catch::Contains("cannot load the TLS client key from"));
+    CHECK_THROWS_WITH(client(t.io, with("client.pem", "")), Catch::Contains("set both or neither"));
+  }
 }
 
 TEST_CASE("a TLS connection dropped with a read in flight reconnects and serves again") {

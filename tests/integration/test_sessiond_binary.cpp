@@ -78,6 +78,22 @@ TEST_CASE("every mode of the design is accepted; an unknown one stops start-up w
       std::string::npos);
 }
 
+TEST_CASE("a Redis TLS client certificate that cannot be read stops start-up with exit 1 and "
+          "one line naming the file; one without its key with exit 2") {
+  auto r = run("", "SESSIOND_REDIS_URL=rediss://127.0.0.1:6380/0"
+                   " SESSIOND_REDIS_TLS_CERT_FILE=/nonexistent/node.pem"
+                   " SESSIOND_REDIS_TLS_KEY_FILE=/nonexistent/node.key"
+                   " SESSIOND_HTTP_LISTEN=127.0.0.1:0");
+  CHECK(r.code == 1);
+  CHECK(r.out.find("cannot read the TLS client certificate file /nonexistent/node.pem") !=
+        std::string::npos);
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  auto half = run("--check-config", "SESSIOND_REDIS_TLS_CERT_FILE=/etc/ssl/node.pem");
+  CHECK(half.code == 2);
+  CHECK(half.out.find("redis.tls_cert_file is set without redis.tls_key_file") !=
+        std::string::npos);
+}
+
 TEST_CASE("--print-config shows the effective config with secrets masked") {
   auto r =
       run("--print-config", "SESSIOND_REDIS_URL=redis://:hunter2@127.0.0.1:6379/0 SESSION_TTL=77");

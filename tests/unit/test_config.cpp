@@ -175,6 +175,8 @@ reconnect_min_ms = 40
 reconnect_max_ms = 50
 key_prefix = "app:sess."
 tls_ca_file = "/etc/ssl/redis-ca.pem"
+tls_cert_file = "/etc/ssl/sessiond-node.pem"
+tls_key_file = "/etc/ssl/private/sessiond-node.key"
 [postgres]
 url = "postgres://app@db.internal/s?application_name=a\"b\\c"
 schema = "tenant_a"
@@ -484,6 +486,18 @@ TEST_CASE("redis.reconnect_max_ms may not be below redis.reconnect_min_ms") {
         "config: redis.reconnect_max_ms = 50 is out of range "
         "(allowed: >= redis.reconnect_min_ms = 100)");
   CHECK(cfg::load_string("[redis]\nreconnect_max_ms = 100", {}).redis.reconnect_max_ms == 100);
+}
+
+TEST_CASE("redis.tls_cert_file and redis.tls_key_file are set together or not at all") {
+  CHECK(error_of("[redis]\ntls_cert_file = \"/etc/ssl/node.pem\"") ==
+        "config: redis.tls_cert_file is set without redis.tls_key_file (allowed: both or neither)");
+  CHECK(error_of("", {{"SESSIOND_REDIS_TLS_KEY_FILE", "/etc/ssl/node.key"}}) ==
+        "config: redis.tls_key_file is set without redis.tls_cert_file "
+        "(allowed: both or neither; set by SESSIOND_REDIS_TLS_KEY_FILE)");
+  auto c = cfg::load_string(
+      "[redis]\ntls_cert_file = \"/etc/ssl/node.pem\"\ntls_key_file = \"/etc/ssl/node.key\"", {});
+  CHECK(c.redis.tls_cert_file == "/etc/ssl/node.pem");
+  CHECK(c.redis.tls_key_file == "/etc/ssl/node.key");
 }
 
 // --- environment --------------------------------------------------------------------------
