@@ -801,8 +801,8 @@ void connection::read_loop() {
       // Closed before the handshake's replies: with TLS 1.3 a server that wants a client
       // certificate (or rejects ours) says so only now, after the TLS handshake passed.
       if (c.phase_ == phase::handshaking)
-        c.st_->note_error(c.st_->address() + " closed the connection during the handshake: " +
-                          ec.message());
+        c.st_->note_error(c.st_->address() +
+                          " closed the connection during the handshake: " + ec.message());
       return c.reset(errc::closed);
     }
     c.on_read(n);
