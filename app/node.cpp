@@ -10,11 +10,13 @@
 #include "adapters/metrics/text_serializer.hpp"
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/postgres/pool.hpp"
+#include "adapters/redis/blocking.hpp"
 #include "adapters/redis/client.hpp"
 #include "api/routes.hpp"
 #include "api/status_page.hpp"
 #include "app/log.hpp"
 #include "app/node_metrics.hpp"
+#include "app/node_registry.hpp"
 #include "app/redis_poller.hpp"
 #include "app/session_modes.hpp"
 
@@ -200,6 +202,10 @@ struct node::impl {
   messages::sync_actor sync; ///< the current handle (a restarted actor has a new one)
   std::shared_ptr<api::op_stats> stats = std::make_shared<api::op_stats>();
   std::unique_ptr<boost::asio::steady_timer> sample_timer;
+  unsigned sample_ticks = 0;
+  std::atomic<std::int64_t> mode_conflicts{0}; ///< live nodes in a mode incompatible with ours
+  std::mutex registry_mtx;
+  std::string registry_logged; ///< the conflict last logged ("" none)
   std::mutex samples_mtx;
   std::deque<std::pair<std::chrono::steady_clock::time_point, api::op_stats::totals>> samples;
   std::uint16_t port = 0;
@@ -317,10 +323,6 @@ struct node::impl {
   void sync_backlog_first() {
     if (modes->mode() == session_mode::redis_primary)
       return;
-    auto until = std::chrono::steady_clock::now() +
-                 std::chrono::milliseconds(cfg.redis.connect_timeout_ms + 100);
-    while (!redis->connected() && std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     std::int64_t backlog = 0;
     try {
       backlog = sync_engine->backlog();
@@ -349,6 +351,89 @@ struct node::impl {
       }
       std::this_thread::sleep_for(std::chrono::seconds(1));
     }
+  }
+
+  /// Redis gets `redis.connect_timeout_ms` at start before it counts as down.
+  void wait_for_redis() {
+    auto until = std::chrono::steady_clock::now() +
+                 std::chrono::milliseconds(cfg.redis.connect_timeout_ms + 100);
+    while (!redis->connected() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+
+  /// Before serving: live nodes in a mode that cannot run next to ours stop the start
+  /// (sessions.mixed_modes = "refuse") or are logged ("warn"); then this node's entry is
+  /// written. Redis unreachable: nothing to look at (a warning; the postgres mode must start).
+  void check_other_nodes() {
+    const auto key = registry_key(cfg.redis.key_prefix);
+    const auto limit = std::chrono::milliseconds(cfg.redis.command_timeout_ms);
+    auto entries = redis::command_wait(*redis, 0, {"HGETALL", key}, limit);
+    if (entries.error != redis::errc::ok || entries.value.is_error()) {
+      log_warn("mode " + cfg.sessions.mode + ": cannot see the modes of other nodes (Redis: " +
+               (entries.error != redis::errc::ok ? std::string(redis::to_string(entries.error))
+                                                 : entries.value.str) +
+               "); starting without that check");
+      return;
+    }
+    auto view = registry_of(entries.value);
+    if (!view.conflicting.empty()) {
+      auto line = conflict_message(cfg.sessions.mode, view.conflicting, clock.now_ms(), true);
+      if (cfg.sessions.mixed_modes == "refuse")
+        throw std::runtime_error(line);
+      log_warn(line);
+      std::lock_guard<std::mutex> guard{registry_mtx};
+      registry_logged = line;
+    }
+    mode_conflicts = static_cast<std::int64_t>(view.conflicting.size());
+    redis::command_wait(
+        *redis, 0, {"HSET", key, cfg.node.id, registry_value(cfg.sessions.mode, clock.now_ms())},
+        limit);
+  }
+
+  registry_view registry_of(const redis::reply& hash) {
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (std::size_t i = 0; i + 1 < hash.elements.size(); i += 2)
+      entries.emplace_back(hash.elements[i].str, hash.elements[i + 1].str);
+    auto view = read_registry(entries, cfg.node.id, cfg.sessions.mode, clock.now_ms());
+    if (!view.stale.empty()) {
+      std::vector<std::string> hdel{"HDEL", registry_key(cfg.redis.key_prefix)};
+      hdel.insert(hdel.end(), view.stale.begin(), view.stale.end());
+      redis->command(0, std::move(hdel), [](redis::errc, redis::reply&&) {});
+    }
+    return view;
+  }
+
+  /// Every registry_refresh_ms while serving: this node's entry written again, and the other
+  /// nodes looked at; a conflict (a node started with "warn", or while Redis was down) is logged
+  /// when it appears and when it ends, and counted in sessiond_mode_conflicts.
+  void refresh_registry() {
+    const auto key = registry_key(cfg.redis.key_prefix);
+    redis->command(0, {"HSET", key, cfg.node.id, registry_value(cfg.sessions.mode, clock.now_ms())},
+                   [](redis::errc, redis::reply&&) {});
+    redis->command(0, {"HGETALL", key}, [this](redis::errc e, redis::reply&& r) {
+      if (e != redis::errc::ok || r.is_error())
+        return; // Redis down: sessiond_redis_up says so; the entries are looked at again later
+      auto view = registry_of(r);
+      mode_conflicts = static_cast<std::int64_t>(view.conflicting.size());
+      auto line = view.conflicting.empty() ? std::string()
+                                           : conflict_message(cfg.sessions.mode, view.conflicting,
+                                                              clock.now_ms(), false);
+      std::lock_guard<std::mutex> guard{registry_mtx};
+      if (line.empty() != registry_logged.empty()) {
+        if (line.empty())
+          log_info("mode " + cfg.sessions.mode + ": no live node runs an incompatible mode now");
+        else
+          log_error(line);
+      }
+      registry_logged = line;
+    });
+  }
+
+  /// This node's entry removed on a clean stop, so its mode no longer holds other nodes back.
+  void leave_registry() {
+    if (redis->connected())
+      redis::command_wait(*redis, 0, {"HDEL", registry_key(cfg.redis.key_prefix), cfg.node.id},
+                          std::chrono::milliseconds(500));
   }
 
   void spawn_supervisor() {
@@ -528,6 +613,8 @@ struct node::impl {
       while (samples.size() > 11)
         samples.pop_front();
     }
+    if (sample_ticks++ % (registry_refresh_ms / 1000) == 0 && redis->connected())
+      refresh_registry();
     sample_timer->expires_after(std::chrono::seconds(1));
     sample_timer->async_wait([this](const boost::system::error_code& ec) {
       if (!ec)
@@ -561,6 +648,12 @@ struct node::impl {
                      {"put_back_pending",
                       m.repairs_pending < 0 ? nlohmann::json() : nlohmann::json(m.repairs_pending)},
                      {"state_changes", m.state_changes}};
+    {
+      std::lock_guard<std::mutex> guard{registry_mtx};
+      j["sessions"]["mode_conflicts"] = mode_conflicts.load();
+      j["sessions"]["mode_conflict"] =
+          registry_logged.empty() ? nlohmann::json() : nlohmann::json(registry_logged);
+    }
     j["redis"] = {{"up", redis->connected()},
                   {"writes_per_s", w.writes_per_s},
                   {"ops_per_s", w.ops_per_s},
@@ -738,6 +831,7 @@ struct node::impl {
     s.mirror_failures = m.mirror_failures;
     s.put_back = m.put_back;
     s.put_back_pending = m.repairs_pending;
+    s.mode_conflicts = mode_conflicts.load();
     for (std::size_t i = 0; i < gate->shards(); ++i)
       s.in_flight.push_back(gate->in_flight(i));
     return s;
@@ -784,6 +878,12 @@ std::uint16_t node::start() {
   d.redis->start();
   d.run_loops();
   try {
+    d.wait_for_redis();
+    if (d.redis->connected())
+      d.check_other_nodes();
+    else
+      log_warn("mode " + d.cfg.sessions.mode +
+               ": Redis unreachable at start; the modes of other nodes are checked once it is up");
     d.sync_backlog_first(); // before the sync actor exists: one engine, one runner at a time
     d.spawn_supervisor();
     d.modes->start();
@@ -813,6 +913,7 @@ void node::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   d.retention_opts->stop->store(true); // a run in progress ends after its current batch
   d.final_sync();
+  d.leave_registry();
   d.teardown();
 }
 

@@ -65,6 +65,9 @@ node_metrics::node_metrics(metrics::Registry& r, std::size_t shards, const std::
                         "Sessions written in PostgreSQL while Redis was down, put back into it.")},
       put_back_pending_(add_gauge(r, "sessiond_sessions_put_back_pending",
                                   "Sessions still to be put back into Redis (-1: unknown).")),
+      mode_conflicts_(add_gauge(r, "sessiond_mode_conflicts",
+                                "Live nodes (same Redis and key prefix) whose sessions.mode "
+                                "cannot run beside this node's.")),
       sync_duration_(
           metrics::BuildHistogram()
               .Name("sessiond_sync_duration_seconds")
@@ -107,6 +110,7 @@ void node_metrics::update(const node_sample& s) {
   sync_circuit_open_.Set(s.sync.circuit == "closed" ? 0 : 1);
   postgres_up_.Set(s.sync.postgres_up ? 1 : 0);
   degraded_.Set(s.degraded ? 1 : 0);
+  mode_conflicts_.Set(static_cast<double>(s.mode_conflicts));
   sync_runs_.advance(s.sync.runs);
   sync_failures_.advance(s.sync.failures);
   sync_rows_.advance(s.sync.rows_written);

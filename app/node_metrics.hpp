@@ -30,6 +30,7 @@ struct node_sample {
   std::uint64_t mirror_failures = 0;  ///< rows not copied into Redis (shadow, redis-read)
   std::uint64_t put_back = 0;         ///< sessions put back into Redis
   std::int64_t put_back_pending = -1; ///< notes left (-1: unknown)
+  std::int64_t mode_conflicts = 0;    ///< live nodes in a mode incompatible with this node's
 };
 
 class node_metrics {
@@ -55,6 +56,7 @@ private:
   follower sync_runs_, sync_failures_, sync_rows_, sync_rejected_rows_, served_postgres_,
       mirror_failures_, put_back_;
   metrics::Gauge& put_back_pending_;
+  metrics::Gauge& mode_conflicts_;
   metrics::Histogram& sync_duration_;
 };
 

@@ -260,6 +260,9 @@ const std::vector<key_spec>& key_table() {
               "largest serialized session data, in bytes"),
       choice("sessions.on_redis_down", &at<&C::sessions, &sess_s::on_redis_down>,
              "postgres, reject", "while Redis is down: serve from PostgreSQL (degraded) or refuse"),
+      choice("sessions.mixed_modes", &at<&C::sessions, &sess_s::mixed_modes>, "refuse, warn",
+             "a start next to live nodes in a mode that cannot run beside this one (only shadow "
+             "and redis-read can): refuse it, or warn and start"),
 
       integer("sync.interval_ms", &at<&C::sync, &sync_s::interval_ms>, 100, 86400000,
               "how often changed sessions are written to PostgreSQL, in ms"),

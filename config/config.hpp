@@ -64,6 +64,7 @@ struct sessions_section {
   std::int64_t retry_after_s = 1;         ///< Retry-After on 503 [1, 3600]
   std::int64_t max_data_bytes = 65536;    ///< [64, 67108864] serialized `data`
   std::string on_redis_down = "postgres"; ///< postgres | reject
+  std::string mixed_modes = "refuse";     ///< refuse | warn: live nodes in incompatible modes
 };
 
 struct sync_section {

@@ -93,8 +93,11 @@ TEST_CASE("mode postgres: every operation reads and writes PostgreSQL only") {
   CHECK(c.get("/v1/sessions/p2").status == 404);
   CHECK(c.put("/v1/sessions/p2", body("u1", "{}")).status == 410);
   CHECK(one(cfg, "select status from user_session where session_id = 'p2'") == "REVOKED");
-  // Nothing of it in Redis, and no write-behind to ask for.
-  CHECK(redis.command({"KEYS", cfg.redis.key_prefix + "*"}).elements.empty());
+  // Nothing of it in Redis but the node's own entry among the nodes (docs/modes.md), and no
+  // write-behind to ask for.
+  auto keys = redis.command({"KEYS", cfg.redis.key_prefix + "*"});
+  REQUIRE(keys.elements.size() == 1);
+  CHECK(keys.elements[0].str == cfg.redis.key_prefix + "nodes");
   CHECK(c.call(test::bhttp::verb::post, "/v1/admin/sync").status == 404);
   auto ready = c.get("/readyz");
   CHECK(ready.status == 200);
@@ -287,4 +290,54 @@ TEST_CASE("on_redis_down = reject: Redis cut off, session requests answer 503") 
   CHECK(status_of(c)["degraded"] == false);
   proxy.set_down(false);
   CHECK(test::eventually([&] { return c.get("/v1/sessions/x1").status == 200; }));
+}
+
+TEST_CASE("a node refuses to start next to a live node in a mode that cannot run beside it; with "
+          "mixed_modes = warn it starts and both report the conflict; a clean stop ends it") {
+  auto primary_cfg = mode_config("redis-primary");
+  primary_cfg.node.id = "mix-primary";
+  auto reader_cfg = primary_cfg; // the same Redis key prefix and PostgreSQL schema
+  reader_cfg.sessions.mode = "redis-read";
+  reader_cfg.node.id = "mix-reader";
+  test::redis_probe redis(primary_cfg.redis.url);
+  const auto nodes_key = primary_cfg.redis.key_prefix + "nodes";
+  {
+    running_node primary(primary_cfg);
+    CHECK(redis.command({"HGET", nodes_key, "mix-primary"}).str.rfind("redis-primary ", 0) == 0);
+    {
+      app::node refused(reader_cfg);
+      CHECK_THROWS_WITH(refused.start(),
+                        Catch::Contains("sessions.mode = redis-read cannot run next to live nodes "
+                                        "in other modes: mix-primary (redis-primary, seen"));
+    }
+    CHECK(redis.command({"HEXISTS", nodes_key, "mix-reader"}).integer == 0);
+
+    auto warn_cfg = reader_cfg;
+    warn_cfg.sessions.mixed_modes = "warn";
+    running_node reader(warn_cfg);
+    client r(reader.port);
+    auto st = status_of(r);
+    CHECK(st["sessions"]["mode_conflicts"] == 1);
+    CHECK(st["sessions"]["mode_conflict"].get<std::string>().find("mix-primary (redis-primary") !=
+          std::string::npos);
+    // The running primary sees the newcomer at its next look (every 5 s).
+    client p(primary.port);
+    CHECK(test::eventually([&] { return status_of(p)["sessions"]["mode_conflicts"] == 1; }));
+    CHECK(p.get("/metrics").body.find("\nsessiond_mode_conflicts 1\n") != std::string::npos);
+    CHECK(status_of(p)["sessions"]["mode_conflict"].get<std::string>().find(
+              "mix-reader (redis-read") != std::string::npos);
+  }
+  // Both stopped cleanly and removed their entries: the reader starts alone.
+  CHECK(redis.command({"HLEN", nodes_key}).integer == 0);
+  running_node reader(reader_cfg);
+  client r(reader.port);
+  CHECK(status_of(r)["sessions"]["mode_conflicts"] == 0);
+  CHECK(status_of(r)["sessions"]["mode_conflict"].is_null());
+  // shadow can run beside redis-read (a rolling restart between the two).
+  auto shadow_cfg = reader_cfg;
+  shadow_cfg.sessions.mode = "shadow";
+  shadow_cfg.node.id = "mix-shadow";
+  running_node shadow(shadow_cfg);
+  client s(shadow.port);
+  CHECK(status_of(s)["sessions"]["mode_conflicts"] == 0);
 }

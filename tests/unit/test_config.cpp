@@ -195,6 +195,7 @@ max_in_flight = 11
 retry_after_s = 2
 max_data_bytes = 128
 on_redis_down = "reject"
+mixed_modes = "warn"
 [sync]
 interval_ms = 1500
 batch_size = 13
@@ -377,6 +378,8 @@ TEST_CASE("an enumerated key refuses a value outside its list, naming the list")
   CHECK(error_of("[sessions]\nmode = \"fast\"") ==
         R"(config: sessions.mode = "fast" is invalid )"
         "(allowed: postgres, shadow, redis-read, redis-primary)");
+  CHECK(error_of("[sessions]\nmixed_modes = \"allow\"") ==
+        R"(config: sessions.mixed_modes = "allow" is invalid (allowed: refuse, warn))");
   CHECK(error_of("[sessions]\non_redis_down = \"retry\"") ==
         R"(config: sessions.on_redis_down = "retry" is invalid (allowed: postgres, reject))");
   CHECK(error_of("[node]\nlog_level = \"INFO\"") ==
