@@ -894,6 +894,7 @@ std::uint16_t node::start() {
     boost::asio::post(d.io, [&d] { d.sample_ops(); });
     d.http->start();
   } catch (...) {
+    d.leave_registry(); // its entry, if written, would hold other nodes back for nothing
     d.teardown();
     throw;
   }
