@@ -206,6 +206,7 @@ struct node::impl {
   std::atomic<std::int64_t> mode_conflicts{0}; ///< live nodes in a mode incompatible with ours
   std::mutex registry_mtx;
   std::string registry_logged; ///< the conflict last logged ("" none)
+  bool registry_left = false;  ///< the entry was removed: no refresh writes it again
   std::mutex samples_mtx;
   std::deque<std::pair<std::chrono::steady_clock::time_point, api::op_stats::totals>> samples;
   std::uint16_t port = 0;
@@ -408,8 +409,15 @@ struct node::impl {
   /// when it appears and when it ends, and counted in sessiond_mode_conflicts.
   void refresh_registry() {
     const auto key = registry_key(cfg.redis.key_prefix);
-    redis->command(0, {"HSET", key, cfg.node.id, registry_value(cfg.sessions.mode, clock.now_ms())},
-                   [](redis::errc, redis::reply&&) {});
+    {
+      // Sent under the lock, so a stop's HDEL (sent after registry_left is set) comes after it.
+      std::lock_guard<std::mutex> guard{registry_mtx};
+      if (registry_left)
+        return;
+      redis->command(0,
+                     {"HSET", key, cfg.node.id, registry_value(cfg.sessions.mode, clock.now_ms())},
+                     [](redis::errc, redis::reply&&) {});
+    }
     redis->command(0, {"HGETALL", key}, [this](redis::errc e, redis::reply&& r) {
       if (e != redis::errc::ok || r.is_error())
         return; // Redis down: sessiond_redis_up says so; the entries are looked at again later
@@ -431,6 +439,10 @@ struct node::impl {
 
   /// This node's entry removed on a clean stop, so its mode no longer holds other nodes back.
   void leave_registry() {
+    {
+      std::lock_guard<std::mutex> guard{registry_mtx};
+      registry_left = true;
+    }
     if (redis->connected())
       redis::command_wait(*redis, 0, {"HDEL", registry_key(cfg.redis.key_prefix), cfg.node.id},
                           std::chrono::milliseconds(500));
