@@ -160,6 +160,8 @@ TEST_CASE("a node started in another mode syncs the redis-primary backlog before
   REQUIRE(p.put("/v1/sessions/b0", body("u", R"({"i":"latest"})")).status == 200);
   CHECK(dirty_marks(redis, primary_cfg) == 50);
   CHECK(one(primary_cfg, "select count(*) from user_session") == "0");
+  // The primary stays up (its final sync would drain the backlog first); both nodes carry the
+  // same node.id, so the registry takes them for one node and lets the other mode start.
   for (const std::string mode : {"redis-read", "postgres"}) {
     auto cfg = primary_cfg;
     cfg.sessions.mode = mode;
