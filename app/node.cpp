@@ -202,7 +202,7 @@ struct node::impl {
   messages::sync_actor sync; ///< the current handle (a restarted actor has a new one)
   std::shared_ptr<api::op_stats> stats = std::make_shared<api::op_stats>();
   std::unique_ptr<boost::asio::steady_timer> sample_timer;
-  unsigned sample_ticks = 0;
+  unsigned sample_ticks = 1; ///< from 1: the start wrote and checked the entry just before
   std::atomic<std::int64_t> mode_conflicts{0}; ///< live nodes in a mode incompatible with ours
   std::mutex registry_mtx;
   std::string registry_logged; ///< the conflict last logged ("" none)
@@ -366,9 +366,9 @@ struct node::impl {
   /// (sessions.mixed_modes = "refuse") or are logged ("warn"); then this node's entry is
   /// written. Redis unreachable: nothing to look at (a warning; the postgres mode must start).
   void check_other_nodes() {
-    const auto key = registry_key(cfg.redis.key_prefix);
     const auto limit = std::chrono::milliseconds(cfg.redis.command_timeout_ms);
-    auto entries = redis::command_wait(*redis, 0, {"HGETALL", key}, limit);
+    auto entries =
+        redis::command_wait(*redis, 0, {"HGETALL", registry_key(cfg.redis.key_prefix)}, limit);
     if (entries.error != redis::errc::ok || entries.value.is_error()) {
       log_warn("mode " + cfg.sessions.mode + ": cannot see the modes of other nodes (Redis: " +
                (entries.error != redis::errc::ok ? std::string(redis::to_string(entries.error))
@@ -386,9 +386,13 @@ struct node::impl {
       registry_logged = line;
     }
     mode_conflicts = static_cast<std::int64_t>(view.conflicting.size());
-    redis::command_wait(
-        *redis, 0, {"HSET", key, cfg.node.id, registry_value(cfg.sessions.mode, clock.now_ms())},
-        limit);
+    redis::command_wait(*redis, 0, registry_entry(), limit);
+  }
+
+  /// The HSET that writes this node's entry, seen now.
+  std::vector<std::string> registry_entry() {
+    return {"HSET", registry_key(cfg.redis.key_prefix), cfg.node.id,
+            registry_value(cfg.sessions.mode, clock.now_ms())};
   }
 
   registry_view registry_of(const redis::reply& hash) {
@@ -414,9 +418,7 @@ struct node::impl {
       std::lock_guard<std::mutex> guard{registry_mtx};
       if (registry_left)
         return;
-      redis->command(0,
-                     {"HSET", key, cfg.node.id, registry_value(cfg.sessions.mode, clock.now_ms())},
-                     [](redis::errc, redis::reply&&) {});
+      redis->command(0, registry_entry(), [](redis::errc, redis::reply&&) {});
     }
     redis->command(0, {"HGETALL", key}, [this](redis::errc e, redis::reply&& r) {
       if (e != redis::errc::ok || r.is_error())
