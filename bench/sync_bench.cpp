@@ -216,18 +216,6 @@ postgres::client_options pg_options(const sync_args& a, const std::string& schem
   return o;
 }
 
-long parent_pid(long pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line) || line.rfind(')') == std::string::npos)
-    return -1;
-  std::istringstream rest(line.substr(line.rfind(')') + 2));
-  std::string state;
-  long ppid = -1;
-  rest >> state >> ppid;
-  return ppid;
-}
-
 /// CPU seconds used so far by the bench, Redis and (with --postmaster-pid) PostgreSQL: the
 /// postmaster, its live children, and the children that exited.
 struct cpu_times {
