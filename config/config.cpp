@@ -1,7 +1,12 @@
 // Loads, validates and prints the sessiond configuration. One table (key_table) declares every
 // key once: name, field, bounds, help. The TOML reader, the environment overrides, validate,
 // to_toml, keys() and operator== all walk it, so a new key is one entry here plus its field.
+// The job queue's keys and its per-queue tables live in queues.cpp. This file is past ~800 lines
+// and stays one: the table and its walkers change together when a kind of key (integer, real…)
+// is added, and split they would each hold a part of every kind.
 #include "config/config.hpp"
+
+#include "config/key_table.hpp"
 
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -21,19 +26,7 @@
 #include <variant>
 
 namespace sessiond::config {
-namespace {
-
-using int_field = std::int64_t& (*)(config&);
-using bool_field = bool& (*)(config&);
-using text_field = std::string& (*)(config&);
-using any_field = std::variant<int_field, bool_field, text_field>;
-using text_check = bool (*)(std::string_view);
-
-/// The accessor a table entry stores, e.g. &at<&config::http, &http_section::io_threads>.
-template <auto Section, auto Member>
-auto& at(config& c) {
-  return (c.*Section).*Member;
-}
+namespace detail {
 
 template <class... Fs>
 struct overloaded : Fs... {
@@ -42,18 +35,6 @@ struct overloaded : Fs... {
 template <class... Fs>
 overloaded(Fs...) -> overloaded<Fs...>;
 
-/// One configuration key: everything the reader, the validator and the printer need.
-struct key_spec {
-  std::string_view name; ///< "section.key", exactly as in the TOML file
-  any_field field;
-  std::int64_t min = 0; ///< integers: inclusive bounds
-  std::int64_t max = 0;
-  text_check check = nullptr; ///< strings: nullptr means "one of `allowed`" (", "-separated)
-  std::string_view allowed;   ///< strings: what is accepted, as printed in errors
-  bool secret = false;        ///< strings: a URL whose password is masked when printed
-  std::string_view help;
-};
-
 key_spec integer(std::string_view name, int_field f, std::int64_t min, std::int64_t max,
                  std::string_view help) {
   return {name, f, min, max, nullptr, {}, false, help};
@@ -61,6 +42,11 @@ key_spec integer(std::string_view name, int_field f, std::int64_t min, std::int6
 
 key_spec boolean(std::string_view name, bool_field f, std::string_view help) {
   return {name, f, 0, 0, nullptr, {}, false, help};
+}
+
+key_spec real(std::string_view name, real_field f, std::int64_t min, std::int64_t max,
+              std::string_view help) {
+  return {name, f, min, max, nullptr, {}, false, help};
 }
 
 key_spec choice(std::string_view name, text_field f, std::string_view choices,
@@ -149,6 +135,10 @@ bool valid_redis_url(std::string_view v) {
   return (starts_with(v, "redis://") || starts_with(v, "rediss://")) && url_chars(v);
 }
 
+bool valid_optional_redis_url(std::string_view v) { // empty: the queue shares redis.url
+  return v.empty() || valid_redis_url(v);
+}
+
 /// Empty, or a path of printable characters (it is printed back into TOML and logs).
 bool valid_optional_path(std::string_view v) {
   return v.size() <= 4096 &&
@@ -170,9 +160,9 @@ using sess_s = sessions_section;
 using sync_s = sync_section;
 using ret_s = retention_section;
 
-/// Every key, grouped by section in file order (to_toml relies on the grouping).
-const std::vector<key_spec>& key_table() {
-  static const std::vector<key_spec> table = {
+/// The keys of every section but [queues…], in file order.
+std::vector<key_spec> core_keys() {
+  return {
       text("node.id", &at<&C::node, &node_s::id>, valid_node_id,
            "empty (<hostname>-<pid>) or 1-64 characters of [A-Za-z0-9._-]",
            "name of this node in logs and metrics"),
@@ -201,6 +191,11 @@ const std::vector<key_spec>& key_table() {
       text("redis.url", &at<&C::redis, &redis_s::url>, valid_redis_url,
            "a redis:// or rediss:// (TLS) URL without spaces",
            "Redis server, rediss:// for TLS; the password is masked when printed", true),
+      text("redis.queue_url", &at<&C::redis, &redis_s::queue_url>, valid_optional_redis_url,
+           "empty (redis.url) or a redis:// or rediss:// (TLS) URL without spaces",
+           "the job queue's own Redis (same TLS files); empty: redis.url; the password is "
+           "masked when printed",
+           true),
       text("redis.tls_ca_file", &at<&C::redis, &redis_s::tls_ca_file>, valid_optional_path,
            "empty or a file path of printable characters",
            "CA certificates (PEM) that verify a rediss:// server; empty: the system's"),
@@ -305,21 +300,27 @@ const std::vector<key_spec>& key_table() {
       integer("retention.max_rows_per_run", &at<&C::retention, &ret_s::max_rows_per_run>, 1,
               1000000000, "rows deleted per run at most"),
   };
+}
+
+const std::vector<key_spec>& key_table() {
+  static const std::vector<key_spec> table = [] {
+    std::vector<key_spec> keys = core_keys();
+    std::vector<key_spec> queues = queue_keys(); // [queues] and [queues.defaults] come last
+    keys.insert(keys.end(), queues.begin(), queues.end());
+    return keys;
+  }();
   return table;
 }
 
-/// Rules between two integer keys: `key op other` must hold.
-struct cross_rule {
-  std::string_view key;
-  std::string_view op; ///< "<=" or ">="
-  std::string_view other;
-};
-
-constexpr std::array<cross_rule, 3> cross_rules = {{
-    {"sessions.touch_interval_s", "<=", "sessions.ttl_s"},
-    {"sessions.max_lifetime_s", ">=", "sessions.ttl_s"},
-    {"redis.reconnect_max_ms", ">=", "redis.reconnect_min_ms"},
-}};
+const std::vector<cross_rule>& cross_rules() {
+  static const std::vector<cross_rule> rules = {
+      {"sessions.touch_interval_s", "<=", "sessions.ttl_s"},
+      {"sessions.max_lifetime_s", ">=", "sessions.ttl_s"},
+      {"redis.reconnect_max_ms", ">=", "redis.reconnect_min_ms"},
+      {"queues.defaults.max_backoff_ms", ">=", "queues.defaults.backoff_ms"},
+  };
+  return rules;
+}
 
 /// Variables of the old Node service; `translate` maps the raw value onto the key's value.
 struct legacy_alias {
@@ -446,6 +447,17 @@ config& readable(const config& c) {
   return const_cast<config&>(c);
 }
 
+/// The shortest text that reads back as the same double, always a TOML float ("1.0", not "1").
+std::string real_literal(double v) {
+  std::array<char, 64> buf{};
+  auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+  std::string text(buf.data(), ec == std::errc{} ? end : buf.data());
+  if (text.find_first_of(".en") == std::string::npos) { // 'n': inf and nan are floats already
+    text += ".0";
+  }
+  return text;
+}
+
 /// The key's value in `c` as a TOML literal; secrets masked when `mask` is set.
 std::string literal(const config& c, const key_spec& spec, bool mask) {
   return std::visit(
@@ -456,6 +468,7 @@ std::string literal(const config& c, const key_spec& spec, bool mask) {
             const std::string& v = f(readable(c));
             return quote(mask && spec.secret ? mask_url(v) : v);
           },
+          [&](real_field f) { return real_literal(f(readable(c))); },
       },
       spec.field);
 }
@@ -464,11 +477,15 @@ std::string range_text(const key_spec& spec) {
   return std::to_string(spec.min) + ".." + std::to_string(spec.max);
 }
 
+std::string real_range_text(const key_spec& spec) {
+  return "more than " + std::to_string(spec.min) + ", at most " + std::to_string(spec.max);
+}
+
 std::string allowed_text(const key_spec& spec) {
   return std::visit(overloaded{
                         [&](int_field) {
                           std::string text = range_text(spec);
-                          for (const cross_rule& rule : cross_rules) {
+                          for (const cross_rule& rule : cross_rules()) {
                             if (rule.key == spec.name) {
                               text += ", " + std::string(rule.op) + " " + std::string(rule.other);
                             }
@@ -477,6 +494,7 @@ std::string allowed_text(const key_spec& spec) {
                         },
                         [](bool_field) { return std::string("true, false"); },
                         [&](text_field) { return std::string(spec.allowed); },
+                        [&](real_field) { return real_range_text(spec); },
                     },
                     spec.field);
 }
@@ -536,6 +554,13 @@ void check_key(const config& c, const key_spec& spec, const origin_map& origins)
                           clause(spec.allowed, origins, spec.name));
                    }
                  },
+                 [&](real_field f) {
+                   double v = f(readable(c));
+                   if (!(v > spec.min && v <= spec.max)) { // written so that NaN is refused too
+                     fail(name + " = " + real_literal(v) + " is out of range" +
+                          clause(real_range_text(spec), origins, spec.name));
+                   }
+                 },
              },
              spec.field);
 }
@@ -556,7 +581,7 @@ void validate_with(const config& c, const origin_map& origins) {
   for (const key_spec& spec : key_table()) {
     check_key(c, spec, origins);
   }
-  for (const cross_rule& rule : cross_rules) {
+  for (const cross_rule& rule : cross_rules()) {
     check_cross_rule(c, rule, origins);
   }
   if (c.redis.tls_cert_file.empty() != c.redis.tls_key_file.empty()) {
@@ -567,6 +592,7 @@ void validate_with(const config& c, const origin_map& origins) {
     fail(std::string(set) + " is set without " + std::string(missing) +
          clause("both or neither", origins, set));
   }
+  validate_queues(c);
 }
 
 // --- the TOML file --------------------------------------------------------------------------
@@ -606,11 +632,20 @@ void set_from_toml(config& c, const key_spec& spec, const toml::node& node) {
                    const auto* v = node.as_string();
                    v ? void(f(c) = v->get()) : wrong_type(spec.name, node, "a string");
                  },
+                 [&](real_field f) { // `ratio = 1` means 1.0: TOML has no other way to say it
+                   if (const auto* v = node.as_floating_point()) {
+                     f(c) = v->get();
+                   } else if (const auto* i = node.as_integer()) {
+                     f(c) = static_cast<double>(i->get());
+                   } else {
+                     wrong_type(spec.name, node, "a number");
+                   }
+                 },
              },
              spec.field);
 }
 
-void apply_file(config& c, const toml::table& root, const std::string& where) {
+void apply_file(config& c, const toml::table& root, const std::string& where, queue_tables& named) {
   for (auto&& [key, node] : root) {
     std::string section(key.str());
     if (!node.is_table()) {
@@ -621,6 +656,10 @@ void apply_file(config& c, const toml::table& root, const std::string& where) {
     }
     if (!is_section(section)) {
       fail("unknown section " + quote(section) + " (in " + where + ")");
+    }
+    if (section == "queues") { // tables below it: defaults, named queues, schedules
+      read_queues(c, *node.as_table(), where, named);
+      continue;
     }
     for (auto&& [sub, value] : *node.as_table()) {
       std::string name = section + "." + std::string(sub.str());
@@ -717,6 +756,21 @@ std::int64_t env_int(std::string_view var, const std::string& raw, const key_spe
   return v;
 }
 
+/// A decimal number: digits, an optional leading '-' and '.', e.g. 0.75 (no exponent, no inf).
+double env_real(std::string_view var, const std::string& raw, const key_spec& spec) {
+  double v = 0;
+  const char* last = raw.data() + raw.size();
+  auto [end, ec] = std::from_chars(raw.data(), last, v, std::chars_format::fixed);
+  std::string head = std::string(var) + " = " + quote(raw);
+  if (ec == std::errc::result_out_of_range) {
+    fail(head + " is out of range (allowed: " + real_range_text(spec) + ")");
+  }
+  if (ec != std::errc{} || end != last || raw.find_first_not_of("-.0123456789") != raw.npos) {
+    fail(head + " is not a decimal number (allowed: " + real_range_text(spec) + ")");
+  }
+  return v;
+}
+
 std::string redis_only_to_mode(std::string_view var, const std::string& raw) {
   return env_bool(var, raw) ? "redis-primary" : "postgres";
 }
@@ -727,6 +781,7 @@ void set_from_env(config& c, const key_spec& spec, std::string_view var, const s
                  [&](int_field f) { f(c) = env_int(var, raw, spec); },
                  [&](bool_field f) { f(c) = env_bool(var, raw); },
                  [&](text_field f) { f(c) = raw; },
+                 [&](real_field f) { f(c) = env_real(var, raw, spec); },
              },
              spec.field);
   origins[spec.name] = std::string(var);
@@ -797,11 +852,13 @@ std::string default_node_id() {
 config build(const toml::table* file, const std::string& where, const env_map& env) {
   config c;
   origin_map origins;
+  queue_tables named;
   if (file != nullptr) {
-    apply_file(c, *file, where);
+    apply_file(c, *file, where, named);
   }
   apply_legacy_env(c, env, origins);
   apply_sessiond_env(c, env, origins);
+  apply_queue_tables(c, named); // after the environment: named queues inherit the final defaults
   if (c.node.id.empty()) {
     c.node.id = default_node_id();
   }
@@ -809,7 +866,9 @@ config build(const toml::table* file, const std::string& where, const env_map& e
   return c;
 }
 
-} // namespace
+} // namespace detail
+
+using namespace detail;
 
 env_map process_env() {
   env_map env;
@@ -846,14 +905,14 @@ std::string to_toml(const config& c) {
   std::string out = "# sessiond effective configuration; passwords are masked as ****\n";
   std::string_view section;
   for (const key_spec& spec : key_table()) {
-    auto dot = spec.name.find('.');
+    auto dot = spec.name.rfind('.'); // "queues.defaults.lease_ms" is lease_ms in [queues.defaults]
     if (spec.name.substr(0, dot) != section) {
       section = spec.name.substr(0, dot);
       out += "\n[" + std::string(section) + "]\n";
     }
     out += std::string(spec.name.substr(dot + 1)) + " = " + literal(c, spec, true) + "\n";
   }
-  return out;
+  return out + queues_to_toml(c);
 }
 
 std::vector<key_info> keys() {
@@ -868,9 +927,12 @@ std::vector<key_info> keys() {
 
 bool operator==(const config& a, const config& b) {
   const auto& table = key_table();
-  return std::all_of(table.begin(), table.end(), [&](const key_spec& spec) {
-    return literal(a, spec, false) == literal(b, spec, false);
-  });
+  return std::all_of(table.begin(), table.end(),
+                     [&](const key_spec& spec) {
+                       return literal(a, spec, false) == literal(b, spec, false);
+                     }) &&
+         a.queues.defaults.handlers == b.queues.defaults.handlers &&
+         a.queues.named == b.queues.named && a.queues.schedule == b.queues.schedule;
 }
 
 bool operator!=(const config& a, const config& b) {

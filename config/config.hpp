@@ -1,6 +1,6 @@
 // The typed configuration of a sessiond node: every key with its default. Bounds and
 // loading (TOML file, SESSIOND_<SECTION>_<KEY> and legacy environment variables) live in
-// config.cpp; see docs/configuration.md.
+// config.cpp, the job queue's tables ([queues…]) in queues.cpp; see docs/configuration.md.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +42,8 @@ struct redis_section {
   std::string tls_ca_file;                      ///< rediss://: CA file (PEM); empty: system's
   std::string tls_cert_file; ///< rediss://: client certificate chain (PEM); with tls_key_file
   std::string tls_key_file;  ///< rediss://: its private key (PEM, unencrypted)
+  /// The job queue's own Redis; empty: redis.url. Secret: password masked when printed.
+  std::string queue_url;
 };
 
 struct postgres_section {
@@ -97,6 +99,79 @@ struct retention_section {
   std::int64_t max_rows_per_run = 10000000; ///< [1, 1000000000]
 };
 
+/// How jobs of one type are run by the node's built-in workers ([queues.<name>.handlers.<type>]).
+struct queue_handler {
+  /// webhook | noop | pull (pull: no built-in worker, external workers lease).
+  std::string kind = "pull";
+  /// webhook: http:// or https:// URL (required for webhook, refused otherwise). Secret: password
+  /// masked when printed.
+  std::string url;
+  std::int64_t timeout_ms = 10000; ///< webhook call timeout [100, 600000]
+};
+
+/// Settings of one queue: [queues.defaults], and [queues.<name>] which starts from the defaults.
+struct queue_settings {
+  /// Built-in worker slots [0, 10000] (used only when some handler is webhook or noop).
+  std::int64_t concurrency = 10;
+  std::int64_t lease_ms = 30000;         ///< [1000, 3600000]
+  std::int64_t max_attempts = 3;         ///< [1, 1000]
+  std::int64_t backoff_ms = 1000;        ///< first retry delay cap, full jitter [1, 86400000]
+  std::int64_t max_backoff_ms = 3600000; ///< [1, 604800000], >= backoff_ms
+  /// A job whose lease expired this many times fails for good [1, 1000].
+  std::int64_t max_stalled = 3;
+  /// Unfinished jobs (waiting+delayed+active) at most; enqueue past it answers 429
+  /// [1, 100000000].
+  std::int64_t max_length = 100000;
+  std::int64_t keep_completed = 1000; ///< completed jobs kept [0, 10000000]
+  std::int64_t keep_failed = 10000;   ///< failed jobs kept [0, 10000000]
+  std::int64_t keep_age_s = 86400;    ///< finished jobs older than this are removed [1, 31536000]
+  /// The oldest waiting job older than this raises an alert [1, 31536000].
+  std::int64_t max_wait_s = 300;
+  /// Handler failures in a row that open a type's circuit [1, 1000].
+  std::int64_t circuit_failures = 5;
+  /// An open circuit waits this long before a probe [100, 3600000].
+  std::int64_t circuit_cooldown_ms = 30000;
+  /// By job type ([A-Za-z0-9._:-]{1,64}); only in [queues.<name>], not in defaults.
+  std::map<std::string, queue_handler> handlers;
+};
+
+/// A recurring job ([[queues.schedule]]): enqueued once per period across all nodes.
+struct queue_schedule {
+  std::string name;  ///< required, unique, [A-Za-z0-9._:-]{1,64}
+  std::string queue; ///< required, [A-Za-z0-9._:-]{1,64}
+  std::string type;  ///< required, [A-Za-z0-9._:-]{1,64}
+  /// JSON object text, compact (as nlohmann::json dumps it, non-ASCII escaped) once loaded. In
+  /// TOML either an inline table / table (strings, integers, floats, booleans, arrays, tables) or
+  /// a string holding a JSON object; nested at most 128 deep, at most queues.max_payload_bytes.
+  std::string payload = "{}";
+  std::int64_t every_s = 0;  ///< [1, 31536000]; exactly one of every_s and at (0: not set)
+  std::string at;            ///< "HH:MM" daily, UTC (same check as retention.at); empty: not set
+  std::int64_t priority = 0; ///< [-1000, 1000], higher runs first
+};
+
+struct queues_section {
+  bool require_noeviction = false; ///< refuse to start when the queue's Redis may evict keys
+  /// Enqueue answers 503 above this share of maxmemory, (0, 1].
+  double max_redis_memory_ratio = 0.9;
+  /// [0, 600000] running jobs may finish this long on SIGTERM.
+  std::int64_t shutdown_grace_ms = 10000;
+  /// [10, 60000] stalled-job reaping and delayed promotion tick.
+  std::int64_t maintenance_interval_ms = 250;
+  std::int64_t lease_poll_ms = 50;   ///< [5, 10000] a parked long-poll lease looks again this often
+  std::int64_t max_waiters = 1000;   ///< [1, 1000000] long-poll lease requests parked per node
+  std::int64_t max_in_flight = 4096; ///< [1, 1000000] queue requests in flight per node, then 503
+  std::int64_t retry_after_s = 1;    ///< [1, 3600] Retry-After with 429/503
+  std::int64_t max_queues = 1000;    ///< [1, 100000] queues that may exist; also bounds `named`
+  std::int64_t max_payload_bytes = 65536; ///< [2, 67108864] serialized job payload (and result)
+  queue_settings defaults;
+  /// [queues.<name>], name [A-Za-z0-9._:-]{1,64}, not "defaults", "schedule" or a [queues] key.
+  /// From the file only; each holds every setting (the defaults filled in at load).
+  std::map<std::string, queue_settings> named;
+  std::vector<queue_schedule> schedule; ///< in file order
+  /// The settings of queue `name`: named[name] if configured, else defaults.
+  const queue_settings& settings_for(const std::string& name) const;
+};
+
 /// The whole configuration. Section and key names are exactly the TOML ones.
 struct config {
   node_section node;
@@ -108,6 +183,7 @@ struct config {
   cache_section cache;
   metrics_section metrics;
   retention_section retention;
+  queues_section queues;
 };
 
 /// A configuration error: one line naming the key, the value and what is allowed.
@@ -128,7 +204,8 @@ config load(const std::string& path, const env_map& env);
 config load_string(const std::string& toml_text, const env_map& env);
 /// Checks bounds and cross-key rules. Throws config_error.
 void validate(const config& c);
-/// The effective configuration as TOML, secrets (passwords in URLs) masked as "****".
+/// The effective configuration as TOML, secrets (passwords in URLs, webhook URLs included) masked
+/// as "****"; every named queue with all its settings, then the schedules. It loads back equal.
 std::string to_toml(const config& c);
 
 /// One key as documented: name, variable, default (as TOML), bounds and meaning.
@@ -142,8 +219,12 @@ struct key_info {
 /// Every key, in file order (for docs and tests: each key is declared once, in config.cpp).
 std::vector<key_info> keys();
 
-/// Key-by-key equality over every key.
+/// Key-by-key equality over every key, the named queues, handlers and schedules included.
 bool operator==(const config& a, const config& b);
 bool operator!=(const config& a, const config& b);
+/// Field-by-field equality (handlers included for queue_settings).
+bool operator==(const queue_handler& a, const queue_handler& b);
+bool operator==(const queue_settings& a, const queue_settings& b);
+bool operator==(const queue_schedule& a, const queue_schedule& b);
 
 } // namespace sessiond::config

@@ -53,9 +53,9 @@ std::string error_of(const std::string& text, const cfg::env_map& env = {}) {
   return "";
 }
 
-/// The value of `section.key` as to_toml prints it.
+/// The value of `section.key` as to_toml prints it ("queues.defaults.x": x in [queues.defaults]).
 std::string printed(const cfg::config& c, const std::string& name) {
-  auto dot = name.find('.');
+  auto dot = name.rfind('.');
   std::string text = cfg::to_toml(c);
   auto start = text.find("\n[" + name.substr(0, dot) + "]\n");
   REQUIRE(start != std::string::npos);
@@ -125,10 +125,37 @@ const std::vector<integer_bounds> header_bounds = {
     {"retention.batch_size", 1, 1000000, {}},
     {"retention.pause_ms", 0, 600000, {}},
     {"retention.max_rows_per_run", 1, 1000000000, {}},
+    {"queues.shutdown_grace_ms", 0, 600000, {}},
+    {"queues.maintenance_interval_ms", 10, 60000, {}},
+    {"queues.lease_poll_ms", 5, 10000, {}},
+    {"queues.max_waiters", 1, 1000000, {}},
+    {"queues.max_in_flight", 1, 1000000, {}},
+    {"queues.retry_after_s", 1, 3600, {}},
+    {"queues.max_queues", 1, 100000, {}},
+    {"queues.max_payload_bytes", 2, 67108864, {}},
+    {"queues.defaults.concurrency", 0, 10000, {}},
+    {"queues.defaults.lease_ms", 1000, 3600000, {}},
+    {"queues.defaults.max_attempts", 1, 1000, {}},
+    {"queues.defaults.backoff_ms",
+     1,
+     86400000,
+     {{"SESSIOND_QUEUES_DEFAULTS_MAX_BACKOFF_MS", "604800000"}}},
+    {"queues.defaults.max_backoff_ms",
+     1,
+     604800000,
+     {{"SESSIOND_QUEUES_DEFAULTS_BACKOFF_MS", "1"}}},
+    {"queues.defaults.max_stalled", 1, 1000, {}},
+    {"queues.defaults.max_length", 1, 100000000, {}},
+    {"queues.defaults.keep_completed", 0, 10000000, {}},
+    {"queues.defaults.keep_failed", 0, 10000000, {}},
+    {"queues.defaults.keep_age_s", 1, 31536000, {}},
+    {"queues.defaults.max_wait_s", 1, 31536000, {}},
+    {"queues.defaults.circuit_failures", 1, 1000, {}},
+    {"queues.defaults.circuit_cooldown_ms", 100, 3600000, {}},
 };
 
 std::string toml_setting(const std::string& name, const std::string& literal) {
-  auto dot = name.find('.');
+  auto dot = name.rfind('.');
   return "[" + name.substr(0, dot) + "]\n" + name.substr(dot + 1) + " = " + literal + "\n";
 }
 
@@ -168,6 +195,7 @@ idle_timeout_ms = 250
 drain_timeout_ms = 0
 [redis]
 url = "redis://cache.internal:6380/2"
+queue_url = "rediss://jobs.internal:6390/1"
 connections = 9
 connect_timeout_ms = 20
 command_timeout_ms = 30
@@ -218,6 +246,31 @@ catch_up = false
 batch_size = 41
 pause_ms = 43
 max_rows_per_run = 47
+[queues]
+require_noeviction = true
+max_redis_memory_ratio = 0.5
+shutdown_grace_ms = 53
+maintenance_interval_ms = 59
+lease_poll_ms = 61
+max_waiters = 67
+max_in_flight = 71
+retry_after_s = 73
+max_queues = 79
+max_payload_bytes = 83
+[queues.defaults]
+concurrency = 0
+lease_ms = 1009
+max_attempts = 89
+backoff_ms = 97
+max_backoff_ms = 101
+max_stalled = 103
+max_length = 107
+keep_completed = 0
+keep_failed = 109
+keep_age_s = 113
+max_wait_s = 127
+circuit_failures = 131
+circuit_cooldown_ms = 137
 )";
 
 } // namespace
@@ -255,7 +308,7 @@ TEST_CASE("the shipped config/sessiond.toml writes out every key with its defaul
   std::string text = read_text(source_root() + "config/sessiond.toml") + "\n[";
   for (const auto& k : cfg::keys()) {
     CAPTURE(k.name);
-    auto dot = k.name.find('.');
+    auto dot = k.name.rfind('.');
     auto start = text.find("\n[" + k.name.substr(0, dot) + "]\n");
     REQUIRE(start != std::string::npos);
     std::string block = text.substr(start, text.find("\n[", start + 1) - start);
