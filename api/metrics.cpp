@@ -33,6 +33,33 @@ const char* method_name(http::method m) {
 const metrics::Histogram::BucketBoundaries latency_buckets = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
+/// The route template of a path below /v1/queues (given without that prefix).
+route_id classify_queue(std::string_view rest) {
+  if (rest.empty() || rest == "/")
+    return route_id::queues;
+  if (rest.front() != '/')
+    return route_id::other;
+  rest.remove_prefix(1);
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos)
+    return route_id::queue;
+  auto tail = rest.substr(slash + 1);
+  if (tail == "jobs")
+    return route_id::queue_jobs;
+  if (tail == "jobs:batch")
+    return route_id::queue_jobs_batch;
+  if (tail == "jobs:complete")
+    return route_id::queue_jobs_complete;
+  if (tail == "lease")
+    return route_id::queue_lease;
+  if (tail == "pause" || tail == "resume")
+    return route_id::queue_pause;
+  if (tail.rfind("jobs/", 0) == 0)
+    return tail.find('/', 5) == std::string_view::npos ? route_id::queue_job
+                                                       : route_id::queue_job_action;
+  return route_id::other;
+}
+
 } // namespace
 
 route_id classify(std::string_view path) {
@@ -59,6 +86,8 @@ route_id classify(std::string_view path) {
     return route_id::admin_retention;
   if (path == "/")
     return route_id::status_page;
+  if (path.rfind("/v1/queues", 0) == 0)
+    return classify_queue(path.substr(10));
   return route_id::other;
 }
 
@@ -74,6 +103,15 @@ const char* to_string(route_id r) {
                                 "/v1/admin/sync/rejected/requeue",
                                 "/v1/admin/retention",
                                 "/",
+                                "/v1/queues",
+                                "/v1/queues/{q}",
+                                "/v1/queues/{q}/jobs",
+                                "/v1/queues/{q}/jobs:batch",
+                                "/v1/queues/{q}/jobs:complete",
+                                "/v1/queues/{q}/lease",
+                                "/v1/queues/{q}/pause|resume",
+                                "/v1/queues/{q}/jobs/{id}",
+                                "/v1/queues/{q}/jobs/{id}/{action}",
                                 "other"};
   return names[static_cast<std::size_t>(r)];
 }

@@ -26,9 +26,18 @@ enum class route_id : std::uint8_t {
   admin_sync_requeue,
   admin_retention,
   status_page,
+  queues,
+  queue,
+  queue_jobs,
+  queue_jobs_batch,
+  queue_jobs_complete,
+  queue_lease,
+  queue_pause,
+  queue_job,
+  queue_job_action,
   other
 };
-constexpr std::size_t route_count = 12;
+constexpr std::size_t route_count = 21;
 route_id classify(std::string_view path);
 const char* to_string(route_id r);
 
@@ -40,8 +49,9 @@ public:
 
 private:
   static constexpr std::size_t method_count = 8;
-  static constexpr std::array<unsigned, 18> known_statuses = {
-      200, 201, 204, 304, 400, 404, 405, 408, 410, 412, 413, 415, 422, 429, 431, 500, 501, 503};
+  static constexpr std::array<unsigned, 19> known_statuses = {200, 201, 204, 304, 400, 404, 405,
+                                                              408, 409, 410, 412, 413, 415, 422,
+                                                              429, 431, 500, 501, 503};
   metrics::Counter& counter(route_id r, http::method m, unsigned status);
   metrics::Histogram& histogram(route_id r, http::method m);
 

@@ -282,6 +282,8 @@ void routes::route(http::request&& req, http::responder_ptr res) const {
   }
   if (operator_route(path, req, res))
     return;
+  if (opts_.queues && opts_.queues->handle(path, req, res))
+    return;
   if (path == "/metrics" && opts_.metrics_text) {
     if (req.verb != http::method::get)
       return method_not_allowed(res, "GET");

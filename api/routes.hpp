@@ -5,6 +5,7 @@
 #include "adapters/http/server.hpp"
 #include "api/metrics.hpp"
 #include "api/op_stats.hpp"
+#include "api/queue_routes.hpp"
 #include "messages/session.hpp"
 #include "model/session.hpp"
 
@@ -102,6 +103,8 @@ struct api_options {
   std::shared_ptr<op_stats> stats;
   /// The Prometheus text of GET /metrics.
   std::function<std::string()> metrics_text;
+  /// The job queue's routes (/v1/queues…); null: the queue is off (404).
+  std::shared_ptr<queue_routes> queues;
 };
 
 /// The request handler given to the HTTP server.

@@ -17,6 +17,7 @@
 #include "app/log.hpp"
 #include "app/node_metrics.hpp"
 #include "app/node_registry.hpp"
+#include "app/queues.hpp"
 #include "app/redis_poller.hpp"
 #include "app/session_modes.hpp"
 
@@ -190,6 +191,7 @@ struct node::impl {
   std::unique_ptr<node_metrics> node_meters;
   metrics::redis_info_metrics redis_info{*registry}; ///< INFO polled whatever metrics.enabled
   std::unique_ptr<redis_poller> redis_poll;
+  std::unique_ptr<queue_service> queues;
   messages::supervisor_actor supervisor;
   std::shared_ptr<messages::sync_status> sync_status = std::make_shared<messages::sync_status>();
   std::shared_ptr<messages::retention_info> retention_info =
@@ -472,6 +474,8 @@ struct node::impl {
                              retention = r;
                              return caf::actor_cast<caf::strong_actor_ptr>(r);
                            }});
+    for (auto& child : queues->children())
+      opts->extra.push_back(std::move(child));
     opts->on_escalate = [this](std::string why) {
       log_error(why);
       request_stop(1);
@@ -627,6 +631,7 @@ struct node::impl {
       while (samples.size() > 11)
         samples.pop_front();
     }
+    queues->sample();
     if (sample_ticks++ % (registry_refresh_ms / 1000) == 0 && redis->connected())
       refresh_registry();
     sample_timer->expires_after(std::chrono::seconds(1));
@@ -698,6 +703,7 @@ struct node::impl {
                  {"circuit", sy.circuit},
                  {"interval_ms", cfg.sync.interval_ms},
                  {"last_error", sy.last_error}};
+    j["queues"] = queues->status_json();
     auto ret = retention_info->get();
     j["retention"] = {
         {"enabled", ret.enabled},
@@ -730,7 +736,8 @@ struct node::impl {
                    " sessions to put back into Redis";
     bool pg_up = modes->mode() == session_mode::postgres ? postgres_up() : sy.postgres_up;
     return {{"redis", redis->connected(), modes->needs_redis(), redis_detail},
-            {"postgres", pg_up, modes->needs_postgres(), pg_detail}};
+            {"postgres", pg_up, modes->needs_postgres(), pg_detail},
+            {"queues", queues->redis_up(), false, queues->readiness_detail()}};
   }
 
   /// Whether PostgreSQL answers, for modes without a sync actor to tell (postgres): checked on
@@ -768,6 +775,7 @@ struct node::impl {
       return actors::start_single(env, shard, op);
     };
     o.stats = stats;
+    o.queues = queues->routes();
     o.status_json = [this] { return status_json(); };
     o.status_page = api::status_page_html;
     o.retention_now = [this](bool dry_run, api::answer_fn answer) {
@@ -805,6 +813,7 @@ struct node::impl {
     if (sample_timer)
       boost::asio::post(io, [this] { sample_timer->cancel(); });
     modes->stop();
+    queues->stop();
     pg_pool->stop(); // before Redis: a job may still copy a row into it
     if (redis_poll)
       redis_poll->stop();
@@ -885,14 +894,18 @@ std::uint16_t node::start() {
                                              d.cfg.sessions.max_in_flight);
   d.make_sync();
   d.make_retention();
+  d.queues = std::make_unique<queue_service>(
+      queue_deps{&d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get()});
   d.http = std::make_unique<http::server>(d.loop_ptrs(), http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
   d.port = d.http->bind(); // a port in use fails here, before any thread or actor runs; clients
                            // are refused until http->start() listens
   d.redis->start();
+  d.queues->start_client();
   d.run_loops();
   try {
     d.wait_for_redis();
+    d.queues->check_redis();
     if (d.redis->connected())
       d.check_other_nodes();
     else
@@ -922,6 +935,7 @@ void node::stop() {
     return;
   d.stopped = true;
   d.http->stop_accepting();
+  d.queues->drain(d.system); // parked leases answer now; running jobs finish or go back
   auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(d.cfg.http.drain_timeout_ms);
   while (d.http->in_flight() > 0 && std::chrono::steady_clock::now() < deadline)

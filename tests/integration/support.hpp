@@ -140,7 +140,12 @@ inline std::uint16_t free_port() {
 /// A redis-server child process of the test's own, on a free port.
 class private_redis {
 public:
-  private_redis() : port_(free_port()) { start(); }
+  /// `extra`: more redis-server options ("--maxmemory-policy", "allkeys-lru", …), which
+  /// replace the defaults below (no persistence) where they name the same option.
+  explicit private_redis(std::vector<std::string> extra = {})
+      : port_(free_port()), extra_(std::move(extra)) {
+    start();
+  }
   ~private_redis() { stop(); }
 
   void start() {
@@ -152,8 +157,15 @@ public:
       const char* bin = std::getenv("REDIS_SERVER_BIN");
       std::string b = bin && *bin ? bin : "redis-server";
       std::string port = std::to_string(port_);
-      execlp(b.c_str(), b.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
+      std::vector<std::string> args{b,        "--port",       port, "--bind", "127.0.0.1",
+                                    "--save", "",             "--appendonly", "no",
+                                    "--loglevel", "warning"};
+      args.insert(args.end(), extra_.begin(), extra_.end());
+      std::vector<char*> argv;
+      for (auto& a : args)
+        argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execvp(b.c_str(), argv.data());
       _exit(127);
     }
     wait_until_listening();
@@ -219,6 +231,7 @@ private:
   }
 
   std::uint16_t port_;
+  std::vector<std::string> extra_;
   pid_t pid_ = -1;
 };
 
