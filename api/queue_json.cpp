@@ -105,8 +105,8 @@ std::string job_json(const std::string& queue, const queue::job_record& j) {
   return out.dump();
 }
 
-json queue_json(const std::string& queue, const queue::queue_counts& c,
-                const queue::queue_policy& p, std::int64_t now_ms) {
+json queue_json(const std::string& queue, const queue::queue_counts& c, json settings,
+                std::int64_t now_ms) {
   json types = json::object();
   for (const auto& [t, n] : c.waiting_by_type)
     types[t] = n;
@@ -123,16 +123,7 @@ json queue_json(const std::string& queue, const queue::queue_counts& c,
           {"is_paused", c.paused},
           {"oldest_waiting_age_ms", oldest_ms},
           {"waiting_by_type", types},
-          {"settings",
-           {{"max_length", p.max_length},
-            {"lease_ms", p.lease_ms},
-            {"max_attempts", p.max_attempts},
-            {"backoff_ms", p.backoff_ms},
-            {"max_backoff_ms", p.max_backoff_ms},
-            {"max_stalled", p.max_stalled},
-            {"keep_completed", p.keep_completed},
-            {"keep_failed", p.keep_failed},
-            {"keep_age_s", p.keep_age_s}}}};
+          {"settings", std::move(settings)}};
 }
 
 } // namespace sessiond::api

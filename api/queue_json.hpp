@@ -24,8 +24,8 @@ std::string completed_batch_json(const std::vector<queue::finish_entry>& entries
 std::string extended_json(std::int64_t expires_ms, std::int64_t lease_ms);
 /// One job: state, attempts, history of its attempts with their errors, result.
 std::string job_json(const std::string& queue, const queue::job_record& j);
-/// One queue's counts per state, oldest waiting age and settings.
+/// One queue's counts per state, oldest waiting age and `settings`.
 nlohmann::json queue_json(const std::string& queue, const queue::queue_counts& c,
-                          const queue::queue_policy& p, std::int64_t now_ms);
+                          nlohmann::json settings, std::int64_t now_ms);
 
 } // namespace sessiond::api

@@ -55,7 +55,9 @@ void method_not_allowed(const http::responder_ptr& res, const char* allow) {
 
 /// The answer to a store failure other than the ones a route handles itself.
 void send_store_error(const http::responder_ptr& res, const queue::outcome_base& r,
-                      std::int64_t retry_after_s) {
+                      std::int64_t retry_after_s, queue::queue_metrics* meters = nullptr) {
+  if (r.error == queue::errc::redis && meters)
+    meters->redis_failures().Increment();
   switch (r.error) {
   case queue::errc::not_found:
     return send_problem(res, 404, "job-not-found", "Job not found", r.detail);
@@ -133,6 +135,7 @@ bool queue_routes::handle(std::string_view path, http::request& req,
     return false;
   if (in_flight_.fetch_add(1) >= env_.max_in_flight) {
     in_flight_.fetch_sub(1);
+    env_.meters->overload_in_flight().Increment();
     send_problem(res_in, 503, "overloaded", "Too many requests in flight",
                  "this node has queues.max_in_flight = " + std::to_string(env_.max_in_flight) +
                      " queue requests in flight",
@@ -238,7 +241,7 @@ void queue_routes::registered(const std::string& q, const http::responder_ptr& r
                              [this, q, res, then = std::move(then), now,
                               retry = env_.retry_after_s](queue::outcome_base&& r) {
                                if (!r.ok())
-                                 return send_store_error(res, r, retry);
+                                 return send_store_error(res, r, retry, env_.meters);
                                {
                                  std::lock_guard<std::mutex> guard{known_mtx_};
                                  known_[q] = now;
@@ -267,7 +270,7 @@ void queue_routes::enqueue(const std::string& q, http::request& req, const http:
                           if (r.error == queue::errc::full)
                             m.rejected_full.Increment();
                           if (!r.ok())
-                            return send_store_error(res, r, env_.retry_after_s);
+                            return send_store_error(res, r, env_.retry_after_s, env_.meters);
                           std::int64_t created = 0, due = 0;
                           bool waiting = false;
                           for (std::size_t i = 0; i < r.jobs.size(); ++i) {
@@ -309,7 +312,7 @@ void queue_routes::lease(const std::string& q, http::request& req, const http::r
         hint(), q, lr.max, lease_ms, lr.types, queue::token_prefix(), env_.clock->now_ms(),
         [this, res, &m, answered = std::move(answered), last](queue::lease_result&& r) {
           if (!r.ok()) {
-            send_store_error(res, r, env_.retry_after_s);
+            send_store_error(res, r, env_.retry_after_s, env_.meters);
             return answered(true);
           }
           if (r.jobs.empty() && !last)
@@ -334,10 +337,11 @@ void queue_routes::lease(const std::string& q, http::request& req, const http::r
             [attempt](std::function<void(bool)> done) { attempt(std::move(done), false); },
             [res] { send_json(res, 200, "{\"jobs\":[]}"); });
         if (!parked)
-          send_problem(res, 503, "too-many-waiters", "Too many parked lease requests",
-                       "this node holds queues.max_waiters long-poll lease requests already; "
-                       "retry, or lease with a shorter wait_ms",
-                       env_.retry_after_s);
+          env_.meters->overload_waiters().Increment(),
+              send_problem(res, 503, "too-many-waiters", "Too many parked lease requests",
+                           "this node holds queues.max_waiters long-poll lease requests already; "
+                           "retry, or lease with a shorter wait_ms",
+                           env_.retry_after_s);
       },
       false);
 }
@@ -357,7 +361,7 @@ void queue_routes::report(const std::string& q, const std::string& id, char kind
   env_.store->finish(hint(), q, {e}, env_.policy(q), env_.clock->now_ms(),
                      [this, id, res, &m](queue::finish_result&& r) {
                        if (!r.ok())
-                         return send_store_error(res, r, env_.retry_after_s);
+                         return send_store_error(res, r, env_.retry_after_s, env_.meters);
                        const auto& f = r.jobs.at(0);
                        queue::record_finish(m, f, env_.clock->now_ms());
                        if (f.what == queue::finish_outcome::not_found)
@@ -382,7 +386,7 @@ void queue_routes::complete_batch(const std::string& q, http::request& req,
   env_.store->finish(hint(), q, entries, env_.policy(q), env_.clock->now_ms(),
                      [this, res, &m, entries](queue::finish_result&& r) {
                        if (!r.ok())
-                         return send_store_error(res, r, env_.retry_after_s);
+                         return send_store_error(res, r, env_.retry_after_s, env_.meters);
                        auto now = env_.clock->now_ms();
                        for (const auto& f : r.jobs)
                          queue::record_finish(m, f, now);
@@ -399,7 +403,7 @@ void queue_routes::extend(const std::string& q, const std::string& id, http::req
   env_.store->extend(hint(), q, {{id, token, lease_ms}}, env_.clock->now_ms(),
                      [this, id, res, lease_ms](queue::extend_result&& r) {
                        if (!r.ok())
-                         return send_store_error(res, r, env_.retry_after_s);
+                         return send_store_error(res, r, env_.retry_after_s, env_.meters);
                        if (r.expires_ms.empty() || r.expires_ms[0] < 0)
                          return lease_lost(res, id);
                        send_json(res, 200, extended_json(r.expires_ms[0], lease_ms));
@@ -410,7 +414,7 @@ void queue_routes::job(const std::string& q, const std::string& id,
                        const http::responder_ptr& res) {
   env_.store->job(hint(), q, id, [this, q, res](queue::job_record&& r) {
     if (!r.ok())
-      return send_store_error(res, r, env_.retry_after_s);
+      return send_store_error(res, r, env_.retry_after_s, env_.meters);
     send_json(res, 200, job_json(q, r));
   });
 }
@@ -419,7 +423,7 @@ void queue_routes::retry(const std::string& q, const std::string& id,
                          const http::responder_ptr& res) {
   env_.store->retry(hint(), q, id, env_.clock->now_ms(), [this, q, res](queue::outcome_base&& r) {
     if (!r.ok())
-      return send_store_error(res, r, env_.retry_after_s);
+      return send_store_error(res, r, env_.retry_after_s, env_.meters);
     env_.waiters->notify(q);
     if (env_.on_enqueued)
       env_.on_enqueued(q, 0);
@@ -431,7 +435,7 @@ void queue_routes::remove(const std::string& q, const std::string& id,
                           const http::responder_ptr& res) {
   env_.store->remove(hint(), q, id, [this, res](queue::outcome_base&& r) {
     if (!r.ok())
-      return send_store_error(res, r, env_.retry_after_s);
+      return send_store_error(res, r, env_.retry_after_s, env_.meters);
     no_content(res);
   });
 }
@@ -440,7 +444,7 @@ void queue_routes::pause(const std::string& q, bool paused, const http::responde
   auto run = [this, q, paused, res] {
     env_.store->set_paused(hint(), q, paused, [this, q, paused, res](queue::outcome_base&& r) {
       if (!r.ok())
-        return send_store_error(res, r, env_.retry_after_s);
+        return send_store_error(res, r, env_.retry_after_s, env_.meters);
       if (!paused) {
         env_.waiters->notify(q);
         if (env_.on_resumed)
@@ -455,8 +459,8 @@ void queue_routes::pause(const std::string& q, bool paused, const http::responde
 void queue_routes::queue_info(const std::string& q, const http::responder_ptr& res) {
   env_.store->counts(hint(), q, [this, q, res](queue::queue_counts&& c) {
     if (!c.ok())
-      return send_store_error(res, c, env_.retry_after_s);
-    send_json(res, 200, queue_json(q, c, env_.policy(q), env_.clock->now_ms()).dump());
+      return send_store_error(res, c, env_.retry_after_s, env_.meters);
+    send_json(res, 200, queue_json(q, c, env_.settings_json(q), env_.clock->now_ms()).dump());
   });
 }
 
@@ -464,7 +468,7 @@ void queue_routes::list_queues(const http::responder_ptr& res) {
   env_.store->queue_names(
       hint(), [this, res](std::pair<queue::outcome_base, std::vector<std::string>>&& names) {
         if (!names.first.ok())
-          return send_store_error(res, names.first, env_.retry_after_s);
+          return send_store_error(res, names.first, env_.retry_after_s, env_.meters);
         // Counts of every queue asked at once; the last answer sends the list.
         struct gather {
           std::mutex mtx;
@@ -483,10 +487,10 @@ void queue_routes::list_queues(const http::responder_ptr& res) {
             std::lock_guard<std::mutex> guard{g->mtx};
             if (!c.ok() && !g->failed) {
               g->failed = true;
-              send_store_error(res, c, env_.retry_after_s);
+              send_store_error(res, c, env_.retry_after_s, env_.meters);
             }
             if (c.ok())
-              g->queues[i] = queue_json(q, c, env_.policy(q), env_.clock->now_ms());
+              g->queues[i] = queue_json(q, c, env_.settings_json(q), env_.clock->now_ms());
             if (--g->left == 0 && !g->failed)
               send_json(res, 200, json{{"queues", g->queues}}.dump());
           });

@@ -10,6 +10,8 @@
 #include "model/queue.hpp"
 #include "model/ttl.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -33,6 +35,8 @@ struct queue_api_env {
   std::int64_t retry_after_s = 1;
   /// The settings of a queue (configured, else [queues.defaults]).
   std::function<queue::queue_policy(const std::string& queue)> policy;
+  /// The queue's settings as GET /v1/queues/{q} shows them (the policy, the pool, handlers).
+  std::function<nlohmann::json(const std::string& queue)> settings_json;
   /// Why an enqueue must be refused now for Redis memory (empty: it may go ahead).
   std::function<std::string()> memory_refusal;
   /// Jobs became waiting in `queue` through this node (`delayed_until_ms` > 0: jobs are due

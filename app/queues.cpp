@@ -55,6 +55,27 @@ void log_line(const std::string& level, const std::string& line) {
     log_info(line);
 }
 
+/// A queue's settings for GET /v1/queues/{q}; webhook URLs are left out (they may hold secrets).
+json settings_json(const config::queue_settings& s) {
+  json handlers = json::object();
+  for (const auto& [type, h] : s.handlers)
+    handlers[type] = {{"kind", h.kind}, {"timeout_ms", h.timeout_ms}};
+  return {{"max_length", s.max_length},
+          {"lease_ms", s.lease_ms},
+          {"max_attempts", s.max_attempts},
+          {"backoff_ms", s.backoff_ms},
+          {"max_backoff_ms", s.max_backoff_ms},
+          {"max_stalled", s.max_stalled},
+          {"keep_completed", s.keep_completed},
+          {"keep_failed", s.keep_failed},
+          {"keep_age_s", s.keep_age_s},
+          {"max_wait_s", s.max_wait_s},
+          {"concurrency", s.concurrency},
+          {"circuit_failures", s.circuit_failures},
+          {"circuit_cooldown_ms", s.circuit_cooldown_ms},
+          {"handlers", handlers}};
+}
+
 /// One second's reading of a queue's counters, for the rates.
 struct counter_sample {
   std::chrono::steady_clock::time_point at;
@@ -126,6 +147,9 @@ struct queue_service::impl {
     e.retry_after_s = cfg.queues.retry_after_s;
     e.policy = [q = &cfg.queues](const std::string& name) {
       return actors::policy_of(q->settings_for(name));
+    };
+    e.settings_json = [q = &cfg.queues](const std::string& name) {
+      return settings_json(q->settings_for(name));
     };
     e.memory_refusal = [this] { return memory_refusal(); };
     e.on_enqueued = [this](const std::string& q, std::int64_t due_ms) {
@@ -207,6 +231,8 @@ struct queue_service::impl {
   }
 
   void sample() {
+    meters->waiters().Set(static_cast<double>(waiters->parked()));
+    meters->redis_up().Set(redis->connected() ? 1 : 0);
     auto snapshots = env->queues.get();
     auto now = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> guard{mtx};

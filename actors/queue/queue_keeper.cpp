@@ -49,12 +49,14 @@ keeper_queue& know(self_ptr self, const std::string& q) {
   return st.queues.emplace(q, kq).first->second;
 }
 
-/// Plans the next tick at `at_ms` unless one is planned sooner already.
+/// Plans the next tick at `at_ms` unless one is planned at that time or sooner already (also one
+/// due now whose message is on its way: the chain is only ever moved earlier, so it never
+/// breaks). on_tick forces the plan that continues the chain.
 void plan(self_ptr self, std::int64_t at_ms, bool force = false) {
   auto& st = self->state;
   auto now = now_ms(self);
   at_ms = std::clamp(at_ms, now, now + longest_sleep_ms);
-  if (!force && st.planned_ms > now && st.planned_ms <= at_ms)
+  if (!force && st.planned_ms <= at_ms)
     return;
   st.planned_ms = at_ms;
   self->delayed_send(self, std::chrono::milliseconds(std::max<std::int64_t>(1, at_ms - now)),
@@ -223,6 +225,8 @@ void on_memory_done(self_ptr self, messages::memory_done& d) {
   st.env->memory.update([&](queue_memory& m) { m = mem; });
   bool unsafe = !mem.policy.empty() && mem.policy != "noeviction";
   st.env->meters->eviction_unsafe().Set(unsafe ? 1 : 0);
+  st.env->meters->redis_memory_ratio().Set(
+      mem.max > 0 ? static_cast<double>(mem.used) / static_cast<double>(mem.max) : 0.0);
   if (mem.policy != st.policy_seen) {
     if (unsafe)
       log(self, "error",

@@ -39,6 +39,10 @@ constexpr const char* rejected_help =
     "Enqueues refused by backpressure: full (max_length, 429) or memory (Redis memory above "
     "queues.max_redis_memory_ratio, 503)";
 
+constexpr const char* overload_help =
+    "Queue requests refused with 503 before reaching their queue: in_flight (queues.max_in_flight "
+    "requests in flight) or waiters (queues.max_waiters long polls parked)";
+
 } // namespace
 
 void record_finish(queue_meters& m, const finished_job& f, std::int64_t now_ms) {
@@ -64,7 +68,17 @@ queue_metrics::queue_metrics(metrics::Registry& registry)
                              "noeviction: acknowledged jobs may be evicted",
                              {})),
       waiters_(gauge(registry, "sessiond_queue_lease_waiters",
-                     "Long-poll lease requests parked on this node", {})) {}
+                     "Long-poll lease requests parked on this node", {})),
+      redis_up_(gauge(registry, "sessiond_queue_redis_up",
+                      "1 when a connection to the queue's Redis is up", {})),
+      redis_memory_ratio_(gauge(registry, "sessiond_queue_redis_memory_used_ratio",
+                                "used_memory / maxmemory of the queue's Redis (0: no limit)", {})),
+      overload_in_flight_(counter(registry, "sessiond_queue_overload_rejections_total",
+                                  overload_help, {{"reason", "in_flight"}})),
+      overload_waiters_(counter(registry, "sessiond_queue_overload_rejections_total", overload_help,
+                                {{"reason", "waiters"}})),
+      redis_failures_(counter(registry, "sessiond_queue_redis_failures_total",
+                              "Queue requests answered 503 because Redis failed or refused", {})) {}
 
 queue_meters& queue_metrics::of(const std::string& q) {
   std::lock_guard<std::mutex> guard{mtx_};

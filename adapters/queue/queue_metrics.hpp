@@ -35,11 +35,24 @@ public:
   metrics::Gauge& circuit(const std::string& queue, const std::string& type);
   metrics::Gauge& eviction_unsafe() { return eviction_unsafe_; }
   metrics::Gauge& waiters() { return waiters_; }
+  metrics::Gauge& redis_up() { return redis_up_; }
+  metrics::Gauge& redis_memory_ratio() { return redis_memory_ratio_; }
+  /// Queue requests refused before reaching a queue: past queues.max_in_flight, or a long poll
+  /// past queues.max_waiters (503 + Retry-After).
+  metrics::Counter& overload_in_flight() { return overload_in_flight_; }
+  metrics::Counter& overload_waiters() { return overload_waiters_; }
+  /// Queue requests answered 503 because Redis failed or refused.
+  metrics::Counter& redis_failures() { return redis_failures_; }
 
 private:
   metrics::Registry& registry_;
   metrics::Gauge& eviction_unsafe_;
   metrics::Gauge& waiters_;
+  metrics::Gauge& redis_up_;
+  metrics::Gauge& redis_memory_ratio_;
+  metrics::Counter& overload_in_flight_;
+  metrics::Counter& overload_waiters_;
+  metrics::Counter& redis_failures_;
   std::mutex mtx_;
   std::map<std::string, std::unique_ptr<queue_meters>> queues_;
 };

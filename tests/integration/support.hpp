@@ -157,9 +157,8 @@ public:
       const char* bin = std::getenv("REDIS_SERVER_BIN");
       std::string b = bin && *bin ? bin : "redis-server";
       std::string port = std::to_string(port_);
-      std::vector<std::string> args{b,        "--port",       port, "--bind", "127.0.0.1",
-                                    "--save", "",             "--appendonly", "no",
-                                    "--loglevel", "warning"};
+      std::vector<std::string> args{b,  "--port",       port, "--bind",     "127.0.0.1", "--save",
+                                    "", "--appendonly", "no", "--loglevel", "warning"};
       args.insert(args.end(), extra_.begin(), extra_.end());
       std::vector<char*> argv;
       for (auto& a : args)

@@ -278,6 +278,27 @@ TEST_CASE("a delayed job waits for its due time, then a parked lease gets it") {
   CHECK(took < std::chrono::milliseconds(1600));
 }
 
+TEST_CASE("delayed jobs reach a parked lease at their due time, not at the next maintenance") {
+  auto cfg = queue_config();
+  cfg.queues.maintenance_interval_ms = 5000; // only the planned promotion can be on time
+  test::queue_node n(cfg);
+  client c(n.port);
+  for (int i = 0; i < 8; ++i) {
+    auto delay = 200 + 60 * i;
+    auto start = std::chrono::steady_clock::now();
+    REQUIRE(post_json(c, "/v1/queues/due/jobs",
+                      {{"type", "t"}, {"payload", json::object()}, {"delay_ms", delay}})
+                .status == 201);
+    auto jobs = test::lease(c, "due", {{"wait_ms", 5000}});
+    auto took = std::chrono::steady_clock::now() - start;
+    REQUIRE(jobs.size() == 1);
+    CHECK(took >= std::chrono::milliseconds(delay));
+    CHECK(took < std::chrono::milliseconds(delay + 500));
+    post_json(c, "/v1/queues/due/jobs/" + jobs[0]["id"].get<std::string>() + "/complete",
+              {{"lease_token", jobs[0]["lease_token"]}});
+  }
+}
+
 TEST_CASE("an expired lease puts the job back; max_stalled expiries fail it for good") {
   auto cfg = queue_config();
   auto& s = test::with_queue(cfg, "poison");

@@ -123,8 +123,9 @@ TEST_CASE("a failing webhook opens the circuit: calls stop, jobs wait, and compl
   int while_down = hook.calls();
   CHECK(while_down >= 3);
   CHECK(while_down <= 4 + 3 * 2 + 2);
-  CHECK(c.get("/metrics").body.find(
-            "sessiond_queue_circuit_open{queue=\"hooks\",type=\"notify\"} 1") != std::string::npos);
+  CHECK(c.get("/metrics")
+            .body.find("sessiond_queue_circuit_open{queue=\"hooks\",type=\"notify\"} 1") !=
+        std::string::npos);
   auto status = body_of(c.get("/v1/status"));
   bool shown_open = false;
   for (auto& q : status["queues"]["list"])
@@ -161,7 +162,8 @@ TEST_CASE("on stop, running jobs finish within the grace and waiting jobs stay, 
   CHECK(state(second) == "w");
 }
 
-TEST_CASE("on stop past the grace, running jobs go back to waiting with their attempt not counted") {
+TEST_CASE(
+    "on stop past the grace, running jobs go back to waiting with their attempt not counted") {
   test::webhook_receiver hook;
   hook.delay(1500);
   auto cfg = test::test_config();
@@ -266,8 +268,7 @@ TEST_CASE("a queue Redis that may evict keys is refused with require_noeviction,
   client c(n.port);
   auto ready = body_of(c.get("/readyz"));
   CHECK(ready["details"]["queues"].get<std::string>().find("allkeys-lru") != std::string::npos);
-  CHECK(c.get("/metrics").body.find("sessiond_queue_redis_eviction_unsafe 1") !=
-        std::string::npos);
+  CHECK(c.get("/metrics").body.find("sessiond_queue_redis_eviction_unsafe 1") != std::string::npos);
 }
 
 TEST_CASE("above queues.max_redis_memory_ratio an enqueue answers 503 with Retry-After") {
@@ -277,12 +278,13 @@ TEST_CASE("above queues.max_redis_memory_ratio an enqueue answers 503 with Retry
   test::queue_node n(cfg);
   client c(n.port);
   REQUIRE(test::eventually([&] {
-    return post_json(c, "/v1/queues/m/jobs", {{"type", "t"}, {"payload", json::object()}})
-               .status == 503;
+    return post_json(c, "/v1/queues/m/jobs", {{"type", "t"}, {"payload", json::object()}}).status ==
+           503;
   }));
   auto r = post_json(c, "/v1/queues/m/jobs", {{"type", "t"}, {"payload", json::object()}});
   CHECK(r.header("Retry-After") == "1");
   CHECK(body_of(r)["type"] == "urn:sessiond:problem:redis-memory");
-  CHECK(c.get("/metrics").body.find("sessiond_queue_rejected_total{queue=\"m\",reason=\"memory\"}") !=
-        std::string::npos);
+  CHECK(
+      c.get("/metrics").body.find("sessiond_queue_rejected_total{queue=\"m\",reason=\"memory\"}") !=
+      std::string::npos);
 }
