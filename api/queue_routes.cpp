@@ -242,10 +242,14 @@ void queue_routes::registered(const std::string& q, const http::responder_ptr& r
                               retry = env_.retry_after_s](queue::outcome_base&& r) {
                                if (!r.ok())
                                  return send_store_error(res, r, retry, env_.meters);
+                               bool first = false;
                                {
                                  std::lock_guard<std::mutex> guard{known_mtx_};
+                                 first = known_.find(q) == known_.end();
                                  known_[q] = now;
                                }
+                               if (first && env_.on_registered)
+                                 env_.on_registered(q);
                                then();
                              });
 }

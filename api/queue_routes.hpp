@@ -42,6 +42,9 @@ struct queue_api_env {
   /// Jobs became waiting in `queue` through this node (`delayed_until_ms` > 0: jobs are due
   /// then): the built-in workers and the maintenance timer are told.
   std::function<void(const std::string& queue, std::int64_t delayed_until_ms)> on_enqueued;
+  /// This node registered `queue` (its first enqueue here this minute): the keeper starts
+  /// keeping it now rather than at its next look at P{queues}.
+  std::function<void(const std::string& queue)> on_registered;
   /// The queue was resumed: whoever waits for it looks again.
   std::function<void(const std::string& queue)> on_resumed;
 };

@@ -38,6 +38,18 @@ const char* const page = R"html(<!DOCTYPE html>
   .v { font-weight: 600; }
   .ok { color: var(--ok); } .warn { color: var(--warn); } .bad { color: var(--bad); }
   footer { padding: 0 20px 16px; color: var(--muted); font-size: 12px; }
+  .wide { grid-column: 1 / -1; }
+  table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+  th, td { padding: 3px 8px; border-bottom: 1px solid var(--line); text-align: right; }
+  th:first-child, td:first-child { text-align: left; }
+  th { color: var(--muted); font-weight: 600; font-size: 12px; }
+  .charts { display: grid; gap: 12px; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); }
+  figure { margin: 0; }
+  figcaption { color: var(--muted); font-size: 12px; display: flex; justify-content: space-between; }
+  svg.chart { width: 100%; height: 64px; background: #fafbfc; border: 1px solid var(--line);
+              border-radius: 4px; }
+  svg.chart polyline { fill: none; stroke: #0969da; stroke-width: 1.5; }
+  svg.chart polyline.second { stroke: var(--bad); }
 </style>
 </head>
 <body>
@@ -79,6 +91,19 @@ const char* const page = R"html(<!DOCTYPE html>
       <dt>sessions PostgreSQL refused</dt><dd><span id="sync-rejected" class="v">…</span></dd>
       <dt>circuit</dt><dd><span id="sync-circuit" class="v">…</span></dd>
     </dl>
+  </section>
+  <section class="wide">
+    <h2>Queues</h2>
+    <table>
+      <thead><tr><th>queue</th><th>waiting</th><th>delayed</th><th>active</th><th>failed</th>
+        <th>oldest waiting (s)</th><th>enqueued/s</th><th>completed/s</th><th>failed/s</th>
+        <th>workers busy</th><th>circuits</th></tr></thead>
+      <tbody id="queues"><tr><td colspan="11">…</td></tr></tbody>
+    </table>
+  </section>
+  <section class="wide">
+    <h2>Last 15 minutes</h2>
+    <div class="charts" id="charts"></div>
   </section>
 </main>
 <footer>Refreshes every 2 s from <code>/v1/status</code>. Last update:
@@ -139,11 +164,112 @@ function render(s) {
   const circuit = pick(s, "sync.circuit");
   set("sync-circuit", circuit == null ? none : String(circuit), circuit === "open" ? "bad" : "");
 }
+const svgNS = "http://www.w3.org/2000/svg";
+// A line per series over the history's points (null: no point), scaled to the largest value.
+function chart(id, title, unit, series) {
+  let fig = $(id);
+  if (!fig) {
+    fig = document.createElement("figure");
+    fig.id = id;
+    const cap = document.createElement("figcaption");
+    const name = document.createElement("span");
+    name.textContent = title;
+    const last = document.createElement("span");
+    last.className = "last";
+    cap.append(name, last);
+    const svg = document.createElementNS(svgNS, "svg");
+    svg.setAttribute("class", "chart");
+    svg.setAttribute("viewBox", "0 0 300 64");
+    svg.setAttribute("preserveAspectRatio", "none");
+    fig.append(cap, svg);
+    $("charts").append(fig);
+  }
+  const svg = fig.querySelector("svg");
+  svg.replaceChildren();
+  let max = 0;
+  for (const s of series) for (const v of s) if (isNum(v)) max = Math.max(max, v);
+  const scale = max > 0 ? 58 / max : 0;
+  series.forEach((values, k) => {
+    const n = values.length;
+    const pts = [];
+    values.forEach((v, i) => {
+      if (!isNum(v)) return;
+      const x = n > 1 ? (i * 300) / (n - 1) : 150;
+      pts.push(x.toFixed(1) + "," + (61 - v * scale).toFixed(1));
+    });
+    const line = document.createElementNS(svgNS, "polyline");
+    line.setAttribute("points", pts.join(" "));
+    if (k > 0) line.setAttribute("class", "second");
+    svg.append(line);
+  });
+  const lastValues = series.map((s) => s.length ? s[s.length - 1] : null);
+  fig.querySelector(".last").textContent =
+    lastValues.map((v) => (isNum(v) ? (Math.round(v * 10) / 10) + unit : none)).join(" / ") +
+    " (max " + (Math.round(max * 10) / 10) + unit + ")";
+}
+function renderHistory(s) {
+  const points = (pick(s, "history.points") || []).slice();
+  // The live figures as the newest point, so a chart shows something from the first refresh.
+  const live = { requests_per_s: pick(s, "http.requests_per_s"), p99_ms: pick(s, "redis.latency_p99_ms"),
+                 sync_backlog: pick(s, "sync.backlog"), queues: {} };
+  for (const q of pick(s, "queues.list") || [])
+    live.queues[q.name] = { depth: q.waiting + q.delayed + q.active + q.paused,
+                            failed_per_s: q.failed_per_s };
+  points.push(live);
+  chart("chart-requests", "requests per second", "", [points.map((p) => p.requests_per_s)]);
+  chart("chart-p99", "session latency p99", " ms", [points.map((p) => p.p99_ms)]);
+  chart("chart-backlog", "sync backlog (sessions)", "", [points.map((p) => p.sync_backlog)]);
+  for (const name of Object.keys(live.queues).sort())
+    chart("chart-queue-" + name, "queue " + name + ": depth / failures per s", "",
+          [points.map((p) => (p.queues[name] ? p.queues[name].depth : 0)), // not yet: empty
+           points.map((p) => (p.queues[name] ? p.queues[name].failed_per_s : 0))]);
+}
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+function renderQueues(s) {
+  const list = pick(s, "queues.list") || [];
+  const body = $("queues");
+  body.replaceChildren();
+  if (list.length === 0) {
+    const tr = document.createElement("tr");
+    const td = cell("no queue yet");
+    td.colSpan = 11;
+    tr.append(td);
+    body.append(tr);
+    return;
+  }
+  for (const q of list) {
+    const tr = document.createElement("tr");
+    tr.id = "queue-" + q.name;
+    const circuits = Object.entries(pick(q, "workers.circuits") || {});
+    const open = circuits.filter(([, st]) => st !== "closed");
+    const busy = pick(q, "workers.busy");
+    tr.append(cell(q.name + (q.is_paused ? " (paused)" : "")),
+              cell(int(q.is_paused ? q.paused : q.waiting), q.waiting > 1000 ? "warn" : ""),
+              cell(int(q.delayed)), cell(int(q.active)),
+              cell(int(q.failed), q.failed > 0 ? "warn" : ""),
+              cell(num(q.oldest_waiting_age_s, 1)),
+              cell(num(q.enqueued_per_s, 1)), cell(num(q.completed_per_s, 1)),
+              cell(num(q.failed_per_s, 1), q.failed_per_s > 0 ? "warn" : ""),
+              cell(isNum(busy) ? busy + " of " + pick(q, "workers.concurrency") : none),
+              cell(circuits.length === 0 ? none : open.length === 0 ? "closed"
+                   : open.map(([t, st]) => t + " " + st).join(", "),
+                   circuits.length === 0 ? "" : open.length ? "bad" : "ok"));
+    body.append(tr);
+  }
+}
 async function refresh() {
   try {
     const res = await fetch("/v1/status", { cache: "no-store" });
     if (!res.ok) throw new Error("/v1/status answered HTTP " + res.status);
-    render(await res.json());
+    const status = await res.json();
+    render(status);
+    renderQueues(status);
+    renderHistory(status);
     $("error").hidden = true;
     $("updated").textContent = new Date().toLocaleTimeString();
   } catch (e) {

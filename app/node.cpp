@@ -20,6 +20,7 @@
 #include "app/queues.hpp"
 #include "app/redis_poller.hpp"
 #include "app/session_modes.hpp"
+#include "app/status_history.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -211,6 +212,8 @@ struct node::impl {
   bool registry_left = false;  ///< the entry was removed: no refresh writes it again
   std::mutex samples_mtx;
   std::deque<std::pair<std::chrono::steady_clock::time_point, api::op_stats::totals>> samples;
+  status_history history; ///< the status page's charts
+  std::pair<std::chrono::steady_clock::time_point, std::uint64_t> history_requests{};
   std::uint16_t port = 0;
   bool started = false;
   bool stopped = false;
@@ -632,6 +635,8 @@ struct node::impl {
         samples.pop_front();
     }
     queues->sample();
+    if (sample_ticks % status_history::step.count() == 1)
+      record_history();
     if (sample_ticks++ % (registry_refresh_ms / 1000) == 0 && redis->connected())
       refresh_registry();
     sample_timer->expires_after(std::chrono::seconds(1));
@@ -639,6 +644,24 @@ struct node::impl {
       if (!ec)
         sample_ops();
     });
+  }
+
+  /// One point of the status page's charts: requests/s since the last point, the session p99
+  /// and the sync backlog now, each queue's depth and failures/s.
+  void record_history() {
+    history_point p;
+    p.at_ms = clock.now_ms();
+    auto now = std::chrono::steady_clock::now();
+    auto requests = http->stats().requests;
+    auto& [at, before] = history_requests;
+    if (before > 0 || at != std::chrono::steady_clock::time_point{})
+      p.requests_per_s = static_cast<double>(requests - before) /
+                         std::max(1e-3, std::chrono::duration<double>(now - at).count());
+    history_requests = {now, requests};
+    p.p99_ms = op_window().latency_p99_ms;
+    p.sync_backlog = sync_status->get().backlog;
+    p.queues = queues->history_figures();
+    history.record(std::move(p));
   }
 
   api::op_window op_window() {
@@ -704,6 +727,16 @@ struct node::impl {
                  {"interval_ms", cfg.sync.interval_ms},
                  {"last_error", sy.last_error}};
     j["queues"] = queues->status_json();
+    j["history"] = history.json();
+    {
+      auto [at, before] = history_requests;
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - at).count();
+      j["http"] = {
+          {"requests_per_s",
+           at == std::chrono::steady_clock::time_point{} || secs <= 0
+               ? nlohmann::json()
+               : nlohmann::json(static_cast<double>(http->stats().requests - before) / secs)}};
+    }
     auto ret = retention_info->get();
     j["retention"] = {
         {"enabled", ret.enabled},

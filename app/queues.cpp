@@ -161,6 +161,11 @@ struct queue_service::impl {
       }
     };
     e.on_resumed = [this](const std::string& q) { wake(q); };
+    e.on_registered = [this](const std::string& q) {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (keeper)
+        caf::anon_send(keeper, messages::due_hint{q, clock.now_ms()});
+    };
     routes = std::make_shared<api::queue_routes>(std::move(e));
   }
 
@@ -255,6 +260,19 @@ struct queue_service::impl {
     return {{"enqueued_per_s", (b.enqueued - a.enqueued) / s},
             {"completed_per_s", (b.completed - a.completed) / s},
             {"failed_per_s", (b.failed - a.failed) / s}};
+  }
+
+  std::map<std::string, history_point::queue_figures> history_figures() const {
+    std::map<std::string, history_point::queue_figures> out;
+    auto snapshots = env->queues.get();
+    std::lock_guard<std::mutex> guard{mtx};
+    for (const auto& [q, snap] : snapshots) {
+      auto& f = out[q];
+      f.depth = snap.counts.waiting + snap.counts.delayed + snap.counts.active;
+      auto r = rates(q);
+      f.failed_per_s = r["failed_per_s"].is_number() ? r["failed_per_s"].get<double>() : 0.0;
+    }
+    return out;
   }
 
   json status_json() const {
@@ -368,6 +386,10 @@ std::vector<actors::supervisor_options::extra_child> queue_service::children() {
 
 void queue_service::sample() {
   impl_->sample();
+}
+
+std::map<std::string, history_point::queue_figures> queue_service::history_figures() const {
+  return impl_->history_figures();
 }
 
 nlohmann::json queue_service::status_json() const {

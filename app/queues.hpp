@@ -8,12 +8,14 @@
 #include "actors/supervisor.hpp"
 #include "adapters/redis/client.hpp"
 #include "api/queue_routes.hpp"
+#include "app/status_history.hpp"
 #include "config/config.hpp"
 #include "model/ttl.hpp"
 
 #include <caf/fwd.hpp>
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +57,9 @@ public:
   std::vector<actors::supervisor_options::extra_child> children();
   /// Once a second: samples the counters for the rates of /v1/status.
   void sample();
+  /// Each queue's depth (waiting, delayed, active) and failed attempts per second, for the status
+  /// page's charts.
+  std::map<std::string, history_point::queue_figures> history_figures() const;
   /// The "queues" member of /v1/status.
   nlohmann::json status_json() const;
   /// /readyz: the queue's Redis (not required for sessions: its detail says what is wrong).

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -123,16 +124,23 @@ TEST_CASE("the status page renders every figure of /v1/status in headless Chromi
     REQUIRE(api.get(id).status == 200);
   }
   REQUIRE(api.call(test::bhttp::verb::post, "/v1/admin/sync").status == 200);
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(api.call(test::bhttp::verb::post, "/v1/queues/mail/jobs",
+                     R"({"type":"send_notifications","payload":{}})")
+                .status == 201);
   // /v1/status rates come from once-a-second samples: let two or three of them see the writes.
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   auto page = api.get("/");
   REQUIRE(page.status == 200);
   CHECK(page.header("Content-Type").find("text/html") == 0);
-  // The page refers to nothing outside itself.
-  CHECK(page.body.find("src=") == std::string::npos);
-  CHECK(page.body.find("href=") == std::string::npos);
-  CHECK(page.body.find("http://") == std::string::npos);
-  CHECK(page.body.find("https://") == std::string::npos);
+  // The page refers to nothing outside itself (the SVG namespace is a name, not a fetch).
+  auto body = std::regex_replace(page.body, std::regex("http://www\\.w3\\.org/2000/svg"), "");
+  CHECK(body.find("src=") == std::string::npos);
+  CHECK(body.find("href=") == std::string::npos);
+  CHECK(body.find("http://") == std::string::npos);
+  CHECK(body.find("https://") == std::string::npos);
+  CHECK(body.find("url(") == std::string::npos);
+  CHECK(body.find("@import") == std::string::npos);
 
   auto dom = dump_dom("http://127.0.0.1:" + std::to_string(sd.port) + "/");
   INFO(dom);
@@ -155,6 +163,34 @@ TEST_CASE("the status page renders every figure of /v1/status in headless Chromi
   CHECK(text_of(dom, "redis-memory-max") == "no limit"); // scripts/services: no maxmemory
   CHECK(text_of(dom, "redis-policy") == "noeviction");
   CHECK(text_of(dom, "updated") != "never");
+  // The queue's row: its name, then waiting, delayed, active, failed.
+  std::smatch row;
+  REQUIRE(std::regex_search(dom, row, std::regex("<tr id=\"queue-mail\">(.*?)</tr>")));
+  std::vector<std::string> cells;
+  auto text = row[1].str();
+  std::regex td("<td[^>]*>([^<]*)</td>");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), td); it != std::sregex_iterator();
+       ++it)
+    cells.push_back((*it)[1]);
+  REQUIRE(cells.size() == 11);
+  CHECK(cells[0] == "mail");
+  CHECK(cells[1] == "3");
+  CHECK(cells[4] == "0");
+  // The charts: a line with a point for the recorded history (the node records one as it
+  // starts) and one for now. The sync backlog is not known yet at the very start: its chart may
+  // begin with the live point alone.
+  for (const char* id : {"chart-requests", "chart-p99", "chart-backlog", "chart-queue-mail"}) {
+    INFO(id);
+    std::smatch fig;
+    REQUIRE(
+        std::regex_search(dom, fig, std::regex(std::string("id=\"") + id + "\"(.*?)</figure>")));
+    std::smatch line;
+    auto f = fig[1].str();
+    REQUIRE(std::regex_search(f, line, std::regex("<polyline points=\"([^\"]*)\"")));
+    auto points = line[1].str();
+    CHECK(std::count(points.begin(), points.end(), ',') >=
+          (id == std::string("chart-backlog") ? 1 : 2));
+  }
 }
 
 TEST_CASE("the status page shows an error banner when /v1/status cannot be fetched") {
