@@ -52,6 +52,11 @@ namespace {
 caf::actor_system_config make_caf_config(const config::config& c) {
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", static_cast<size_t>(c.node.actor_threads));
+  // One shared queue with a condition variable instead of work stealing: stealing workers poll
+  // (and nanosleep) for ~25 ms after every message, so the queue keeper's and the sync's timers
+  // kept an idle node at 9-10% of a core; sharing idles at under 1% with the same PATCH and
+  // queue throughput (docs/performance.md, "Actor scheduler").
+  cfg.set("scheduler.policy", caf::atom("sharing"));
   cfg.set("logger.verbosity", caf::atom("quiet"));
   cfg.set("logger.console", caf::atom("none"));
   return cfg;

@@ -39,11 +39,11 @@ void publish_pool(self_ptr self) {
   auto& st = self->state;
   pool_snapshot p;
   p.concurrency = st.concurrency;
-  p.busy = static_cast<std::int64_t>(st.running.size());
+  p.busy = st.busy;
   for (auto& [type, c] : st.circuits)
     p.circuits[type] = model::to_string(c.current());
   st.env->pools.update([&](auto& m) { m[st.queue] = std::move(p); });
-  st.env->meters->of(st.queue).busy.Set(static_cast<double>(st.running.size()));
+  st.env->meters->of(st.queue).busy.Set(static_cast<double>(st.busy));
 }
 
 messages::queue_worker_actor spawn_worker(self_ptr self) {
@@ -97,7 +97,10 @@ void try_lease(self_ptr self) {
   auto& st = self->state;
   if (st.draining || st.starved || st.leasing > 0)
     return;
-  auto free = st.concurrency - static_cast<std::int64_t>(st.running.size());
+  // A slot frees when its job is done, before its report reached Redis, so leases and reports
+  // overlap; outcomes not yet in Redis are bounded too (concurrency more at most).
+  auto free = std::min(st.concurrency - st.busy,
+                       2 * st.concurrency - static_cast<std::int64_t>(st.running.size()));
   if (free <= 0)
     return;
   auto now = st.env->clock->now_ms();
@@ -135,9 +138,7 @@ void check_drained(self_ptr self) {
   auto& st = self->state;
   if (!st.draining || st.drains.empty() || st.flushing || !st.pending.empty())
     return;
-  bool running = std::any_of(st.running.begin(), st.running.end(),
-                             [](const auto& kv) { return !kv.second.reported; });
-  if (running)
+  if (st.busy > 0)
     return;
   for (auto& p : st.drains)
     p.deliver(std::int64_t{0});
@@ -169,6 +170,7 @@ void on_leased(self_ptr self, messages::leased_msg& m) {
                         1000.0);
     auto lease_ms = std::max<std::int64_t>(1000, job.expires_ms - now);
     st.running[job.id] = running_job{job, w, lease_ms, false};
+    ++st.busy;
     self->send(w, messages::run_job{st.queue, job, h});
   }
   meters.leased.Increment(static_cast<double>(r.jobs.size()));
@@ -213,10 +215,12 @@ void on_job_done(self_ptr self, job_done& d) {
   if (it == st.running.end() || it->second.job.token != d.token || it->second.reported)
     return; // given back at shutdown meanwhile
   it->second.reported = true;
+  --st.busy;
   st.idle.push_back(it->second.worker);
   on_circuit(self, it->second.job.type, d.downstream_failed);
   st.pending.push_back({d.id, d.token, d.kind, std::move(d.value), queue::unit_random()});
   flush(self);
+  try_lease(self);
 }
 
 void flush(self_ptr self) {
@@ -318,6 +322,7 @@ void on_drain_deadline(self_ptr self) {
     return check_drained(self);
   for (auto& [id, token] : held)
     st.running.erase(id);
+  st.busy = 0;
   auto handle = caf::actor_cast<messages::queue_manager_actor>(self);
   st.env->store->release(0, st.queue, held, st.env->clock->now_ms(),
                          [handle](std::pair<queue::outcome_base, std::int64_t>&& r) {
@@ -355,6 +360,7 @@ void on_worker_exit(self_ptr self, const caf::exit_msg& em) {
           "worker stopped while running job " + id + " (" + caf::to_string(em.reason) +
               "); the attempt fails and is retried");
       r.reported = true;
+      --st.busy;
       st.pending.push_back({id, r.job.token, 'f',
                             "queue worker stopped: " + caf::to_string(em.reason),
                             queue::unit_random()});

@@ -35,7 +35,10 @@ struct queue_manager_state {
   std::map<std::string, model::type_circuit> circuits;
   std::vector<messages::queue_worker_actor> workers; ///< every worker, for supervision
   std::vector<messages::queue_worker_actor> idle;
-  std::map<std::string, running_job> running; ///< leased and not yet reported to Redis
+  /// Leased and not yet reported to Redis: running on a worker, or done with its outcome in
+  /// `pending` or in the report on its way.
+  std::map<std::string, running_job> running;
+  std::int64_t busy = 0; ///< of `running`, the jobs still running on a worker
   std::vector<queue::finish_entry> pending;   ///< outcomes not yet sent
   int leasing = 0;                            ///< lease calls out
   bool flushing = false;                      ///< a report is out

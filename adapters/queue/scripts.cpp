@@ -111,12 +111,16 @@ if nnew > 0 then
   local have = redis.call('SCARD', B .. 'types')
   if have + nnew > MAXTYPES then return {-422, have} end
 end
+-- One counter step for the whole batch; each type's waiting jobs go in with one ZADD.
+local seq = want > 0 and redis.call('HINCRBY', KEYS[1], 'seq', want) - want or 0
+local adds = {}
 for i = 1, n do
   if not ids[i] and not alias[i] then
     local o = 5 + (i - 1) * 7
     local t, delay, pr = ARGV[o + 1], tonumber(ARGV[o + 3]), ARGV[o + 4]
-    local id = int(redis.call('HINCRBY', KEYS[1], 'seq', 1))
-    local f = {'t', t, 'p', ARGV[o + 2], 'ca', ARGV[1]}
+    seq = seq + 1
+    local id = int(seq)
+    local f = {'t', t, 'p', ARGV[o + 2], 'ca', ARGV[1], 'ra', ARGV[1]}
     if pr ~= '0' then f[#f + 1] = 'pr'; f[#f + 1] = pr end
     if ARGV[o + 5] ~= '' then f[#f + 1] = 'ma'; f[#f + 1] = ARGV[o + 5] end
     if ARGV[o + 6] ~= '' then
@@ -131,13 +135,16 @@ for i = 1, n do
       states[i] = 'd'
     else
       f[#f + 1] = 'st'; f[#f + 1] = 'w'
-      redis.call('ZADD', wkey(t), wscore(pr, tonumber(id)), id)
+      local list = adds[t]
+      if not list then list = {}; adds[t] = list end
+      list[#list + 1] = wscore(pr, seq); list[#list + 1] = id
       states[i] = 'w'
     end
     redis.call('HSET', jkey(id), unpack(f))
     ids[i], made[i] = id, 1
   end
 end
+for t, list in pairs(adds) do redis.call('ZADD', wkey(t), unpack(list)) end
 for t in pairs(newtypes) do redis.call('SADD', B .. 'types', t) end
 if want > 0 then redis.call('HINCRBY', KEYS[1], 'n', want) end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) end
@@ -192,25 +199,32 @@ elseif #list > 1 then
     end
   end
 end
-local out, active = {0}, {}
+local out, ids = {0}, {}
 local lease = tonumber(ARGV[3])
+local first = nil
 for i, pk in ipairs(picks) do
   local id, t = pk[1], pk[2]
   local k = jkey(id)
-  local j = redis.call('HMGET', k, 'p', 'a', 'lm', 'ca', 'ra')
+  local j = redis.call('HMGET', k, 'p', 'a', 'lm', 'ra')
   if j[1] then
     local a = (tonumber(j[2]) or 0) + 1
-    local exp = int(now + (tonumber(j[3]) or lease))
+    local e = now + (tonumber(j[3]) or lease)
+    if not first or e < first then first = e end
+    local exp = int(e)
     local tok = ARGV[4] .. i
     redis.call('HSET', k, 'st', 'a', 'a', a, 'tok', tok, 'le', exp, 'ls', ARGV[1])
-    active[#active + 1] = exp; active[#active + 1] = id
+    ids[#ids + 1] = id
     out[#out + 1] = id; out[#out + 1] = t; out[#out + 1] = j[1]; out[#out + 1] = a
-    out[#out + 1] = tok; out[#out + 1] = exp; out[#out + 1] = j[5] or j[4]
+    out[#out + 1] = tok; out[#out + 1] = exp; out[#out + 1] = j[4]
   else
     redis.call('HINCRBY', KEYS[1], 'n', -1) -- its hash was deleted behind our back
   end
 end
-if #active > 0 then redis.call('ZADD', B .. 'a', unpack(active)) end
+if #ids > 0 then
+  redis.call('ZADD', B .. 'a', int(first), ARGV[4])
+  redis.call('HSET', B .. 'al', ARGV[4], table.concat(ids, ' '))
+  redis.call('HINCRBY', KEYS[1], 'act', #ids)
+end
 return out
 )lua";
 
@@ -223,17 +237,18 @@ constexpr const char* finish_body = R"lua(
 local now = tonumber(ARGV[1])
 local keepc, keepf = tonumber(ARGV[2]), tonumber(ARGV[3])
 local base, cap, defma = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local out, gone, cdone, fdone = {}, {}, {}, {}
+local out, cdone, fdone = {}, {}, {}
+local gone = 0
 local finished = 0
 for i = 1, tonumber(ARGV[7]) do
   local o = 7 + (i - 1) * 5
   local id, kind, value = ARGV[o + 1], ARGV[o + 3], ARGV[o + 4]
   local k = jkey(id)
-  local j = redis.call('HMGET', k, 'st', 'tok', 't', 'a', 'ma', 'pr', 'dk', 'ls', 'h')
+  local j = redis.call('HMGET', k, 'st', 'tok', 't', 'a', 'dk', 'ls')
   local outcome = 'l'
   if not j[1] then outcome = 'n' end
   if j[1] == 'a' and j[2] == ARGV[o + 2] then
-    gone[#gone + 1] = id
+    gone = gone + 1
     local a = tonumber(j[4]) or 1
     if kind == 'c' then
       outcome = 'c'
@@ -248,9 +263,10 @@ for i = 1, tonumber(ARGV[7]) do
         redis.call('DEL', k)
       end
     else
-      add_history(k, j[9], '{"attempt":' .. a .. ',"started_at":' .. (j[8] or 'null') ..
+      local more = redis.call('HMGET', k, 'ma', 'pr', 'h')
+      add_history(k, more[3], '{"attempt":' .. a .. ',"started_at":' .. (j[6] or 'null') ..
                   ',"ended_at":' .. ARGV[1] .. ',"outcome":"failed","error":' .. value .. '}')
-      if kind == 'f' and a < (tonumber(j[5]) or defma) then
+      if kind == 'f' and a < (tonumber(more[1]) or defma) then
         local c = base
         for _ = 2, a do
           if c >= cap then break end
@@ -264,7 +280,7 @@ for i = 1, tonumber(ARGV[7]) do
           redis.call('ZADD', B .. 'd', du, id)
           outcome = 'd'
         else
-          make_waiting(id, j[3], j[6], true)
+          make_waiting(id, j[3], more[2], true)
           redis.call('HSET', k, 'st', 'w', 'e', value, 'ra', ARGV[1])
           outcome = 'w'
         end
@@ -280,13 +296,13 @@ for i = 1, tonumber(ARGV[7]) do
     end
     if outcome == 'c' or outcome == 'f' then
       finished = finished + 1
-      release_dedup(j[7], id)
+      release_dedup(j[5], id)
     end
   end
   out[#out + 1] = outcome; out[#out + 1] = j[3] or ''
-  out[#out + 1] = j[4] or '0'; out[#out + 1] = j[8] or '0'
+  out[#out + 1] = j[4] or '0'; out[#out + 1] = j[6] or '0'
 end
-if #gone > 0 then redis.call('ZREM', B .. 'a', unpack(gone)) end
+if gone > 0 then redis.call('HINCRBY', KEYS[1], 'act', -gone) end
 if finished > 0 then redis.call('HINCRBY', KEYS[1], 'n', -finished) end
 if #cdone > 0 then redis.call('ZADD', B .. 'c', unpack(cdone)); trim(B .. 'c', keepc) end
 if #fdone > 0 then redis.call('ZADD', B .. 'f', unpack(fdone)); trim(B .. 'f', keepf) end
@@ -305,7 +321,8 @@ for i = 1, tonumber(ARGV[2]) do
   if j[1] == 'a' and j[2] == ARGV[o + 2] then
     local exp = int(now + tonumber(ARGV[o + 3]))
     redis.call('HSET', jkey(id), 'le', exp)
-    redis.call('ZADD', B .. 'a', 'XX', exp, id)
+    redis.call('ZADD', B .. 'a', exp, ARGV[o + 2])
+    redis.call('HSET', B .. 'al', ARGV[o + 2], id)
     out[#out + 1] = exp
   else
     out[#out + 1] = -1
@@ -324,7 +341,7 @@ for i = 1, tonumber(ARGV[2]) do
   local k = jkey(id)
   local j = redis.call('HMGET', k, 'st', 'tok', 't', 'pr', 'a')
   if j[1] == 'a' and j[2] == ARGV[o + 2] then
-    redis.call('ZREM', B .. 'a', id)
+    redis.call('HINCRBY', KEYS[1], 'act', -1)
     redis.call('HSET', k, 'st', 'w', 'a', math.max(0, (tonumber(j[5]) or 1) - 1), 'ra', ARGV[1])
     redis.call('HDEL', k, 'tok', 'le', 'ls')
     make_waiting(id, j[3], j[4], false)
@@ -343,12 +360,38 @@ constexpr const char* tick_body = R"lua(
 local now = tonumber(ARGV[1])
 local maxst, defma, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local promoted = promote(now, limit)
-local expired = redis.call('ZRANGEBYSCORE', B .. 'a', '-inf', now, 'LIMIT', 0, limit)
+-- Lease entries due now: a lease call's ("<prefix>", its jobs) or an extension's ("<token>", one
+-- job). A job of an entry is reaped if it still holds that lease and its own expiry passed; one
+-- whose lease runs longer (its own lease_ms, an extension) gets an entry of its own.
+local entries = redis.call('ZRANGEBYSCORE', B .. 'a', '-inf', now, 'LIMIT', 0, limit)
+local expired = {}
+for _, entry in ipairs(entries) do
+  local list = redis.call('HGET', B .. 'al', entry) or ''
+  local batch = string.sub(entry, -1) == '.'
+  for id in string.gmatch(list, '%S+') do
+    local j = redis.call('HMGET', jkey(id), 'st', 'tok', 'le')
+    local held = j[1] == 'a' and j[2] and
+                 ((batch and string.sub(j[2], 1, #entry) == entry) or j[2] == entry)
+    if held then
+      if (tonumber(j[3]) or 0) <= now then
+        expired[#expired + 1] = id
+      else
+        redis.call('ZADD', B .. 'a', j[3], j[2])
+        redis.call('HSET', B .. 'al', j[2], id)
+      end
+    end
+  end
+end
+if #entries > 0 then
+  redis.call('ZREM', B .. 'a', unpack(entries))
+  redis.call('HDEL', B .. 'al', unpack(entries))
+end
 local requeued, failed = 0, 0
 for _, id in ipairs(expired) do
   local k = jkey(id)
   local j = redis.call('HMGET', k, 'st', 't', 'pr', 'a', 'ma', 'sc', 'ls', 'dk', 'h')
   if j[1] == 'a' then
+    redis.call('HINCRBY', KEYS[1], 'act', -1)
     local sc = (tonumber(j[6]) or 0) + 1
     local a = tonumber(j[4]) or 1
     add_history(k, j[9], '{"attempt":' .. a .. ',"started_at":' .. (j[7] or 'null') ..
@@ -368,11 +411,8 @@ for _, id in ipairs(expired) do
       make_waiting(id, j[2], j[3], false)
       requeued = requeued + 1
     end
-  elseif not j[1] then
-    redis.call('HINCRBY', KEYS[1], 'n', -1) -- its hash was deleted behind our back
   end
 end
-if #expired > 0 then redis.call('ZREM', B .. 'a', unpack(expired)) end
 local trimmed = 0
 for _, z in ipairs({B .. 'c', B .. 'f'}) do
   local old = redis.call('ZRANGEBYSCORE', z, '-inf', now - tonumber(ARGV[4]), 'LIMIT', 0, limit)
@@ -407,7 +447,8 @@ for _, t in ipairs(types) do
 end
 local paused = 0
 if redis.call('HGET', KEYS[1], 'paused') then paused = 1 end
-local out = {waiting, redis.call('ZCARD', B .. 'd'), redis.call('ZCARD', B .. 'a'),
+local out = {waiting, redis.call('ZCARD', B .. 'd'),
+             math.max(0, tonumber(redis.call('HGET', KEYS[1], 'act') or '0')),
              redis.call('ZCARD', B .. 'c'), redis.call('ZCARD', B .. 'f'), paused, oldest,
              #per / 2}
 for _, v in ipairs(per) do out[#out + 1] = v end

@@ -1,11 +1,14 @@
 // The job queue's Lua scripts: every change of a job's state is one of them, run atomically by
 // Redis. All keys of one queue share the hash tag {q:<name>}, so each script touches one Redis
 // Cluster slot. Key layout (P = redis.key_prefix, B = P{q:<name>}:):
-//   B meta        hash  seq (id counter), n (unfinished jobs), paused, sch:<schedule> (last period)
+//   B meta        hash  seq (id counter), n (unfinished jobs), act (active jobs), paused,
+//                       sch:<schedule> (last period)
 //   B types       set   job types that have waiting jobs
 //   B w:<type>    zset  waiting jobs of a type, score -priority * 2^42 + sequence (lowest first)
 //   B d           zset  delayed jobs (and retries in backoff), score due ms
-//   B a           zset  active (leased) jobs, score lease expiry ms
+//   B a           zset  lease entries by expiry ms: one per lease call ("<token prefix>"), one per
+//                       extended or longer-running lease ("<token>")
+//   B al          hash  lease entry -> the ids it covers (space-separated)
 //   B c, B f      zset  completed, failed jobs, score finish ms (trimmed by count and age)
 //   B dd          hash  dedup key -> id of the unfinished job holding it
 //   B j:<id>      hash  one job: t type, p payload, st w|d|a|c|f, ca created ms, ra ready ms,
