@@ -310,6 +310,28 @@ TEST_CASE("an expired lease puts the job back in front; max_stalled stalls fail 
   CHECK(f.lease(5).jobs.at(0).id == later);
 }
 
+TEST_CASE("jobs leased together with different lease lengths each stall at their own expiry") {
+  fixture f;
+  model::job_spec quick, slow;
+  quick.type = slow.type = "t";
+  slow.lease_ms = 5000;
+  f.enqueue({quick, slow});
+  auto l = f.lease(2, {}, 1000);
+  REQUIRE(l.jobs.size() == 2);
+  CHECK(l.jobs[1].expires_ms == f.now + 5000);
+  f.now += 1000;
+  CHECK(f.tick().requeued == 1);
+  CHECK(f.job(l.jobs[0].id).state == "waiting");
+  CHECK(f.job(l.jobs[1].id).state == "active");
+  CHECK(f.counts().active == 1);
+  f.now += 3999;
+  CHECK(f.tick().requeued == 0);
+  f.now += 1;
+  CHECK(f.tick().requeued == 1);
+  CHECK(f.counts().active == 0);
+  CHECK(f.counts().waiting == 2);
+}
+
 TEST_CASE("extend moves a held lease's expiry and refuses a lost one") {
   fixture f;
   f.enqueue_one("send");
@@ -323,6 +345,8 @@ TEST_CASE("extend moves a held lease's expiry and refuses a lost one") {
   CHECK(ext.expires_ms[1] == -1);
   f.now += 4000;
   CHECK(f.tick().requeued == 0);
+  f.now += 1000;
+  CHECK(f.tick().requeued == 1);
 }
 
 TEST_CASE("release gives leases back without counting their attempt") {
