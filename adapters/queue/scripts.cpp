@@ -120,7 +120,7 @@ for i = 1, n do
     local t, delay, pr = ARGV[o + 1], tonumber(ARGV[o + 3]), ARGV[o + 4]
     seq = seq + 1
     local id = int(seq)
-    local f = {'t', t, 'p', ARGV[o + 2], 'ca', ARGV[1], 'ra', ARGV[1]}
+    local f = {'t', t, 'p', ARGV[o + 2], 'ca', ARGV[1]} -- ready since: ra once it waited again
     if pr ~= '0' then f[#f + 1] = 'pr'; f[#f + 1] = pr end
     if ARGV[o + 5] ~= '' then f[#f + 1] = 'ma'; f[#f + 1] = ARGV[o + 5] end
     if ARGV[o + 6] ~= '' then
@@ -205,7 +205,7 @@ local first = nil
 for i, pk in ipairs(picks) do
   local id, t = pk[1], pk[2]
   local k = jkey(id)
-  local j = redis.call('HMGET', k, 'p', 'a', 'lm', 'ra')
+  local j = redis.call('HMGET', k, 'p', 'a', 'lm', 'ra', 'ca')
   if j[1] then
     local a = (tonumber(j[2]) or 0) + 1
     local e = now + (tonumber(j[3]) or lease)
@@ -215,7 +215,7 @@ for i, pk in ipairs(picks) do
     redis.call('HSET', k, 'st', 'a', 'a', a, 'tok', tok, 'le', exp, 'ls', ARGV[1])
     ids[#ids + 1] = id
     out[#out + 1] = id; out[#out + 1] = t; out[#out + 1] = j[1]; out[#out + 1] = a
-    out[#out + 1] = tok; out[#out + 1] = exp; out[#out + 1] = j[4]
+    out[#out + 1] = tok; out[#out + 1] = exp; out[#out + 1] = j[4] or j[5]
   else
     redis.call('HINCRBY', KEYS[1], 'n', -1) -- its hash was deleted behind our back
   end
