@@ -231,8 +231,8 @@ return out
 // ARGV: now, keep_completed, keep_failed, backoff_ms, max_backoff_ms, default max_attempts, n,
 // then 5 per entry: id, token, kind (c complete, f fail, F fail for good), value (the result
 // JSON; for a failure the error as a JSON string), a random number in [0, 1) for the jitter.
-// Returns 4 per entry: outcome (c completed, w retried now, d retried later, f failed for good,
-// l lease lost, n no such job), type, attempt, lease start ms.
+// Returns 2 per entry: outcome (c completed, w retried now, d retried later, f failed for good,
+// l lease lost, n no such job), lease start ms.
 constexpr const char* finish_body = R"lua(
 local now = tonumber(ARGV[1])
 local keepc, keepf = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -244,12 +244,11 @@ for i = 1, tonumber(ARGV[7]) do
   local o = 7 + (i - 1) * 5
   local id, kind, value = ARGV[o + 1], ARGV[o + 3], ARGV[o + 4]
   local k = jkey(id)
-  local j = redis.call('HMGET', k, 'st', 'tok', 't', 'a', 'dk', 'ls')
+  local j = redis.call('HMGET', k, 'st', 'tok', 'dk', 'ls')
   local outcome = 'l'
   if not j[1] then outcome = 'n' end
   if j[1] == 'a' and j[2] == ARGV[o + 2] then
     gone = gone + 1
-    local a = tonumber(j[4]) or 1
     if kind == 'c' then
       outcome = 'c'
       if keepc > 0 then
@@ -263,8 +262,9 @@ for i = 1, tonumber(ARGV[7]) do
         redis.call('DEL', k)
       end
     else
-      local more = redis.call('HMGET', k, 'ma', 'pr', 'h')
-      add_history(k, more[3], '{"attempt":' .. a .. ',"started_at":' .. (j[6] or 'null') ..
+      local more = redis.call('HMGET', k, 'ma', 'pr', 'h', 't', 'a')
+      local a = tonumber(more[5]) or 1
+      add_history(k, more[3], '{"attempt":' .. a .. ',"started_at":' .. (j[4] or 'null') ..
                   ',"ended_at":' .. ARGV[1] .. ',"outcome":"failed","error":' .. value .. '}')
       if kind == 'f' and a < (tonumber(more[1]) or defma) then
         local c = base
@@ -280,7 +280,7 @@ for i = 1, tonumber(ARGV[7]) do
           redis.call('ZADD', B .. 'd', du, id)
           outcome = 'd'
         else
-          make_waiting(id, j[3], more[2], true)
+          make_waiting(id, more[4], more[2], true)
           redis.call('HSET', k, 'st', 'w', 'e', value, 'ra', ARGV[1])
           outcome = 'w'
         end
@@ -296,11 +296,10 @@ for i = 1, tonumber(ARGV[7]) do
     end
     if outcome == 'c' or outcome == 'f' then
       finished = finished + 1
-      release_dedup(j[5], id)
+      release_dedup(j[3], id)
     end
   end
-  out[#out + 1] = outcome; out[#out + 1] = j[3] or ''
-  out[#out + 1] = j[4] or '0'; out[#out + 1] = j[6] or '0'
+  out[#out + 1] = outcome; out[#out + 1] = j[4] or '0'
 end
 if gone > 0 then redis.call('HINCRBY', KEYS[1], 'act', -gone) end
 if finished > 0 then redis.call('HINCRBY', KEYS[1], 'n', -finished) end

@@ -366,9 +366,8 @@ void store::finish(std::size_t hint, const std::string& queue,
                 finish_result out;
                 if (failed(e, r, out))
                   return done(std::move(out));
-                for (std::size_t i = 0; i + 3 < r.elements.size(); i += 4)
-                  out.jobs.push_back(
-                      {outcome_of(at(r, i)), at(r, i + 1), int_at(r, i + 2), int_at(r, i + 3)});
+                for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2)
+                  out.jobs.push_back({outcome_of(at(r, i)), int_at(r, i + 1)});
                 done(std::move(out));
               });
 }

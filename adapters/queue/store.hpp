@@ -96,8 +96,6 @@ enum class finish_outcome { completed, retried_now, retried_later, failed, lost,
 const char* to_string(finish_outcome o);
 struct finished_job {
   finish_outcome what = finish_outcome::lost;
-  std::string type;
-  std::int64_t attempt = 0;
   std::int64_t lease_start_ms = 0;
 };
 struct finish_result : outcome_base {
