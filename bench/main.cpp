@@ -3,6 +3,7 @@
 #include "bench/load.hpp"
 #include "bench/options.hpp"
 #include "bench/protocol.hpp"
+#include "bench/queue_bench.hpp"
 #include "bench/report.hpp"
 #include "bench/retention.hpp"
 #include "bench/rss.hpp"
@@ -76,6 +77,8 @@ int main(int argc, char** argv) {
     return bench::run_retention_bench(std::vector<std::string>(argv + 2, argv + argc));
   if (argc > 1 && std::string(argv[1]) == "upsert")
     return bench::run_upsert_bench(std::vector<std::string>(argv + 2, argv + argc));
+  if (argc > 1 && std::string(argv[1]) == "queue")
+    return bench::run_queue_bench(std::vector<std::string>(argv + 2, argv + argc));
   if (argc > 1 && std::string(argv[1]) == "floor")
     return bench::run_floor_server(std::vector<std::string>(argv + 2, argv + argc));
   bench::options o;
