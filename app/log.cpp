@@ -35,4 +35,8 @@ void log(log_level lvl, std::string_view msg) {
   (void)rc;
 }
 
+void log_at(const std::string& level, const std::string& msg) {
+  log(level == "error" ? log_level::error : level == "warn" ? log_level::warn : log_level::info, msg);
+}
+
 } // namespace sessiond::app

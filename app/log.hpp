@@ -1,6 +1,7 @@
 // One-line log records on stderr: RFC 3339 time, level, message. Thread-safe (one write per line).
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace sessiond::app {
@@ -18,5 +19,7 @@ inline void log_warn(std::string_view msg) {
 inline void log_error(std::string_view msg) {
   log(log_level::error, msg);
 }
+/// Logs at a level named "error", "warn" or anything else (info): the actors' log callbacks.
+void log_at(const std::string& level, const std::string& msg);
 
 } // namespace sessiond::app

@@ -14,6 +14,7 @@
 #include "adapters/redis/client.hpp"
 #include "api/routes.hpp"
 #include "api/status_page.hpp"
+#include "app/adapter_options.hpp"
 #include "app/log.hpp"
 #include "app/node_metrics.hpp"
 #include "app/node_registry.hpp"
@@ -60,54 +61,6 @@ caf::actor_system_config make_caf_config(const config::config& c) {
   cfg.set("logger.verbosity", caf::atom("quiet"));
   cfg.set("logger.console", caf::atom("none"));
   return cfg;
-}
-
-http::server_options http_options(const config::config& c) {
-  http::server_options o;
-  auto colon = c.http.listen.rfind(':');
-  o.address = c.http.listen.substr(0, colon);
-  o.port = static_cast<std::uint16_t>(std::stoi(c.http.listen.substr(colon + 1)));
-  o.max_body_bytes = static_cast<std::size_t>(c.http.max_body_bytes);
-  o.max_header_bytes = static_cast<std::size_t>(c.http.max_header_bytes);
-  o.max_connections = static_cast<std::size_t>(c.http.max_connections);
-  o.header_timeout = std::chrono::milliseconds(c.http.header_timeout_ms);
-  o.idle_timeout = std::chrono::milliseconds(c.http.idle_timeout_ms);
-  return o;
-}
-
-redis::client_options redis_options(const config::config& c) {
-  redis::client_options o;
-  std::string error;
-  if (!redis::parse_url(c.redis.url, o, error))
-    throw std::runtime_error("redis.url: " + error);
-  o.connections = static_cast<std::size_t>(c.redis.connections);
-  o.connect_timeout = std::chrono::milliseconds(c.redis.connect_timeout_ms);
-  o.command_timeout = std::chrono::milliseconds(c.redis.command_timeout_ms);
-  o.reconnect_min = std::chrono::milliseconds(c.redis.reconnect_min_ms);
-  o.reconnect_max = std::chrono::milliseconds(c.redis.reconnect_max_ms);
-  o.tls_ca_file = c.redis.tls_ca_file;
-  o.tls_cert_file = c.redis.tls_cert_file;
-  o.tls_key_file = c.redis.tls_key_file;
-  return o;
-}
-
-postgres::client_options postgres_options(const config::config& c) {
-  postgres::client_options o;
-  o.url = c.postgres.url;
-  o.connect_timeout = std::chrono::milliseconds(c.postgres.connect_timeout_ms);
-  o.statement_timeout = std::chrono::milliseconds(c.postgres.statement_timeout_ms);
-  o.application_name = "sessiond:" + c.node.id;
-  o.search_path = c.postgres.schema;
-  return o;
-}
-
-void log_line(const std::string& level, const std::string& line) {
-  if (level == "error")
-    log_error(line);
-  else if (level == "warn")
-    log_warn(line);
-  else
-    log_info(line);
 }
 
 nlohmann::json sync_report_json(const messages::sync_report& r) {
@@ -537,7 +490,7 @@ struct node::impl {
     opts->tick = std::min(opts->interval, std::chrono::milliseconds(1000));
     opts->max_dirty = cfg.sync.max_dirty;
     opts->backoff = {std::min<std::int64_t>(500, cfg.sync.max_backoff_ms), cfg.sync.max_backoff_ms};
-    opts->log = log_line;
+    opts->log = log_at;
     opts->on_run = [this](const messages::sync_report& r) {
       if (node_meters)
         node_meters->observe_sync(r);
@@ -551,7 +504,7 @@ struct node::impl {
     retention_opts =
         std::make_shared<actors::retention_options>(actors::make_retention_options(cfg));
     retention_opts->db = postgres_options(cfg);
-    retention_opts->log = log_line;
+    retention_opts->log = log_at;
   }
 
   void request_retention(bool dry_run, api::answer_fn answer) {

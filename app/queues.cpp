@@ -5,6 +5,8 @@
 #include "actors/queue/queue_keeper.hpp"
 #include "actors/queue/queue_manager.hpp"
 #include "adapters/redis/blocking.hpp"
+#include "api/queue_json.hpp"
+#include "app/adapter_options.hpp"
 #include "app/log.hpp"
 
 #include <caf/actor_system.hpp>
@@ -24,35 +26,10 @@ namespace {
 
 using json = nlohmann::json;
 
-redis::client_options queue_redis_options(const config::config& c) {
-  redis::client_options o;
-  std::string error;
-  if (!redis::parse_url(c.redis.queue_url, o, error))
-    throw std::runtime_error("redis.queue_url: " + error);
-  o.connections = static_cast<std::size_t>(c.redis.connections);
-  o.connect_timeout = std::chrono::milliseconds(c.redis.connect_timeout_ms);
-  o.command_timeout = std::chrono::milliseconds(c.redis.command_timeout_ms);
-  o.reconnect_min = std::chrono::milliseconds(c.redis.reconnect_min_ms);
-  o.reconnect_max = std::chrono::milliseconds(c.redis.reconnect_max_ms);
-  o.tls_ca_file = c.redis.tls_ca_file;
-  o.tls_cert_file = c.redis.tls_cert_file;
-  o.tls_key_file = c.redis.tls_key_file;
-  return o;
-}
-
 model::queue_limits limits_of(const config::queues_section& q) {
   model::queue_limits l;
   l.max_payload_bytes = static_cast<std::size_t>(q.max_payload_bytes);
   return l;
-}
-
-void log_line(const std::string& level, const std::string& line) {
-  if (level == "error")
-    log_error(line);
-  else if (level == "warn")
-    log_warn(line);
-  else
-    log_info(line);
 }
 
 /// A queue's settings for GET /v1/queues/{q}; webhook URLs are left out (they may hold secrets).
@@ -104,7 +81,7 @@ struct queue_service::impl {
   impl(const queue_deps& d) : cfg(*d.cfg), clock(*d.clock), loops(d.loops) {
     const auto& qc = cfg.queues;
     if (!cfg.redis.queue_url.empty()) {
-      own_redis = std::make_unique<redis::client>(loops, queue_redis_options(cfg));
+      own_redis = std::make_unique<redis::client>(loops, redis_options(cfg, cfg.redis.queue_url, "redis.queue_url"));
       redis = own_redis.get();
     } else {
       redis = d.redis;
@@ -131,7 +108,7 @@ struct queue_service::impl {
     env->clock = &clock;
     env->cfg = &cfg.queues;
     env->node_id = cfg.node.id;
-    env->log = log_line;
+    env->log = log_at;
     env->wake = [this](const std::string& q) { wake(q); };
   }
 
@@ -284,19 +261,13 @@ struct queue_service::impl {
     std::lock_guard<std::mutex> guard{mtx};
     for (const auto& [q, snap] : snapshots) {
       const auto& c = snap.counts;
-      json one{{"name", q},
-               {"waiting", c.paused ? 0 : c.waiting},
-               {"delayed", c.delayed},
-               {"active", c.active},
-               {"completed", c.completed},
-               {"failed", c.failed},
-               {"paused", c.paused ? c.waiting : 0},
-               {"is_paused", c.paused},
-               {"oldest_waiting_age_s",
-                c.oldest_ready_ms < 0
-                    ? 0.0
-                    : std::max<std::int64_t>(0, now - c.oldest_ready_ms) / 1000.0},
-               {"counted_age_s", (now - snap.counted_at_ms) / 1000.0}};
+      // The API's counts (GET /v1/queues/{q}) and what the status page adds: ages in seconds,
+      // rates, the pool.
+      json one = api::queue_json(q, c, json::object(), now);
+      one.erase("settings");
+      one.erase("waiting_by_type");
+      one["oldest_waiting_age_s"] = one["oldest_waiting_age_ms"].get<std::int64_t>() / 1000.0;
+      one["counted_age_s"] = (now - snap.counted_at_ms) / 1000.0;
       one.update(rates(q));
       if (auto p = pools.find(q); p != pools.end())
         one["workers"] = {{"concurrency", p->second.concurrency},

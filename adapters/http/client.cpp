@@ -4,6 +4,8 @@
 // (connect, TLS, write, read, reuse, deadline) is one state machine on one strand, kept together.
 #include "adapters/http/client.hpp"
 
+#include "model/text.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -40,6 +42,8 @@ namespace sessiond::http {
 
 namespace {
 
+using model::iequals;
+
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 namespace bhttp = boost::beast::http;
@@ -60,13 +64,6 @@ constexpr std::uint32_t max_header_bytes = 64 << 10;
 bool fail(std::string& error, std::string what) {
   error = std::move(what);
   return false;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
 }
 
 // ---- rendering a request -------------------------------------------------------------------

@@ -1,6 +1,8 @@
 // http::client's URL parsing (parse_http_url) and error names: what client.cpp sends to.
 #include "adapters/http/client.hpp"
 
+#include "model/text.hpp"
+
 #include <boost/asio/ip/address_v6.hpp>
 #include <openssl/evp.h>
 
@@ -41,6 +43,9 @@ const char* to_string(client_errc e) {
 
 namespace {
 
+using model::percent_decode;
+using model::starts_with_nocase;
+
 namespace asio = boost::asio;
 using error_code = boost::system::error_code;
 
@@ -49,39 +54,7 @@ bool fail(std::string& error, std::string what) {
   return false;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 // ---- URL ---------------------------------------------------------------------------------
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size())
-      return false;
-    int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0)
-      return false;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return true;
-}
 
 std::string base64(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0'); // EVP_EncodeBlock adds a NUL
@@ -127,32 +100,20 @@ bool reg_name_char(char c) {
 
 /// host, host:port, [v6] or [v6]:port; an absent port is the scheme's.
 bool parse_host_port(std::string_view hp, parsed_url& out, std::string& error) {
-  std::string_view host = hp, port;
-  bool has_port = false;
-  if (!hp.empty() && hp.front() == '[') {
-    auto close = hp.find(']');
-    if (close == std::string_view::npos)
-      return fail(error, "unclosed [ in the URL's host");
-    host = hp.substr(1, close - 1);
-    auto rest = hp.substr(close + 1);
-    if (!rest.empty() && rest.front() != ':')
-      return fail(error, "unexpected text after ] in the URL's host");
-    has_port = !rest.empty();
-    port = has_port ? rest.substr(1) : rest;
+  model::authority at;
+  if (!model::split_authority(hp, at, error))
+    return false;
+  auto host = at.host;
+  auto port = at.port;
+  bool has_port = at.has_port;
+  if (at.bracketed) {
     error_code ec;
     asio::ip::make_address_v6(std::string(host), ec);
     if (ec)
       return fail(error, "bad IPv6 address [" + std::string(host) + "] in the URL");
-  } else {
-    auto colon = hp.find(':');
-    host = hp.substr(0, colon);
-    has_port = colon != std::string_view::npos;
-    port = has_port ? hp.substr(colon + 1) : std::string_view{};
-    if (!std::all_of(host.begin(), host.end(), reg_name_char))
-      return fail(error, "bad host name '" + std::string(host) + "' in the URL");
+  } else if (!std::all_of(host.begin(), host.end(), reg_name_char)) {
+    return fail(error, "bad host name '" + std::string(host) + "' in the URL");
   }
-  if (host.empty())
-    return fail(error, "the URL has no host");
   out.host.assign(host.begin(), host.end());
   std::transform(out.host.begin(), out.host.end(), out.host.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -172,10 +133,6 @@ bool check_target(std::string_view target, std::string& error) {
                          "%-encode it");
   }
   return true;
-}
-
-bool starts_with_nocase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 
 } // namespace

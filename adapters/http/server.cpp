@@ -2,6 +2,8 @@
 // keep-alive, size limits, header/idle timeouts, and answers from any thread via responders.
 #include "adapters/http/server.hpp"
 
+#include "model/text.hpp"
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -26,6 +28,8 @@
 
 namespace sessiond::http {
 namespace {
+
+using model::iequals;
 
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
@@ -61,12 +65,6 @@ method to_method(bhttp::verb v) {
   default:
     return method::other;
   }
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x | 0x20) == (y | 0x20);
-         });
 }
 
 /// A header name or value we may copy into the response: no CR/LF, so no header injection.

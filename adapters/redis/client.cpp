@@ -3,6 +3,8 @@
 // Past 800 lines on purpose: the target builds this one file; URL parsing is what to split out.
 #include "adapters/redis/client.hpp"
 
+#include "model/text.hpp"
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -63,6 +65,9 @@ const char* to_string(errc e) {
 
 namespace {
 
+using model::percent_decode;
+using model::starts_with_nocase;
+
 bool fail(std::string& error, std::string why) {
   error = std::move(why);
   return false;
@@ -75,69 +80,14 @@ bool parse_uint(std::string_view s, unsigned long max, unsigned long& out) {
   return ec == std::errc{} && end == s.data() + s.size() && out <= max;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-/// Decodes %XX escapes (passwords with ':', '@' or '/' must be escaped in a URL).
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size())
-      return false;
-    int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0)
-      return false;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return true;
-}
-
-bool starts_with_nocase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size())
-    return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    char c = s[i];
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-    if (c != prefix[i])
-      return false;
-  }
-  return true;
-}
-
 /// Splits "host[:port]" or "[v6]:port" into out.host / out.port.
 bool parse_host_port(std::string_view hp, client_options& out, std::string& error) {
-  std::string_view host = hp, port;
-  bool has_port = false;
-  if (!hp.empty() && hp.front() == '[') {
-    auto close = hp.find(']');
-    if (close == std::string_view::npos)
-      return fail(error, "unterminated [ in host");
-    host = hp.substr(1, close - 1);
-    auto rest = hp.substr(close + 1);
-    if (!rest.empty() && rest.front() != ':')
-      return fail(error, "junk after ] in host");
-    has_port = !rest.empty();
-    port = has_port ? rest.substr(1) : rest;
-  } else if (auto colon = hp.find(':'); colon != std::string_view::npos) {
-    host = hp.substr(0, colon);
-    port = hp.substr(colon + 1);
-    has_port = true;
-  }
-  if (host.empty())
-    return fail(error, "missing host");
+  model::authority at;
+  if (!model::split_authority(hp, at, error))
+    return false;
+  auto port = at.port;
+  bool has_port = at.has_port;
+  std::string_view host = at.host;
   out.host = std::string(host);
   unsigned long p = 0;
   if (has_port && (!parse_uint(port, 65535, p) || p == 0)) {

@@ -1,6 +1,7 @@
-// Unit tests of the session model: ids, PUT bodies, entity tags, JSON, TTL arithmetic, shard_for.
+// Unit tests of the session model: ids, PUT bodies, entity tags, JSON, TTL arithmetic, shard_for; the text helpers.
 #include "model/session.hpp"
 #include "model/shard_for.hpp"
+#include "model/text.hpp"
 #include "model/ttl.hpp"
 
 #include <catch2/catch.hpp>
@@ -186,4 +187,34 @@ TEST_CASE("data holding the NUL character is refused (PostgreSQL's jsonb cannot 
   CHECK_FALSE(parse_put_body(R"({"user_id":"u","data":{"k":"\\u0000","e":"\u0001\n"}})", {}, b));
   CHECK(json_has_nul(R"(["x","\u0000"])"));
   CHECK_FALSE(json_has_nul(R"(["\\\\u0000", "u0000"])"));
+}
+
+TEST_CASE("text helpers: case-insensitive compare, %-decoding, URL authorities") {
+  using namespace sessiond::model;
+  CHECK(iequals("Content-Length", "content-LENGTH"));
+  CHECK_FALSE(iequals("@", "`")); // differ only in bit 0x20, and neither is a letter
+  CHECK_FALSE(iequals("abc", "abcd"));
+  CHECK(starts_with_nocase("REDISS://h", "rediss://"));
+  CHECK_FALSE(starts_with_nocase("red", "redis://"));
+
+  std::string out;
+  CHECK(percent_decode("p%40ss%3Aw%2fd", out));
+  CHECK(out == "p@ss:w/d");
+  CHECK_FALSE(percent_decode("bad%4", out));
+  CHECK_FALSE(percent_decode("bad%zz", out));
+
+  std::string error;
+  authority a;
+  REQUIRE(split_authority("[::1]:6380", a, error));
+  CHECK(a.host == "::1");
+  CHECK(a.bracketed);
+  CHECK(a.port == "6380");
+  REQUIRE(split_authority("cache.local", a, error));
+  CHECK(a.host == "cache.local");
+  CHECK_FALSE(a.has_port);
+  CHECK_FALSE(split_authority("[::1", a, error));
+  CHECK(error.find("unclosed") != std::string::npos);
+  CHECK_FALSE(split_authority("[::1]x", a, error));
+  CHECK_FALSE(split_authority(":6379", a, error));
+  CHECK(error.find("no host") != std::string::npos);
 }
