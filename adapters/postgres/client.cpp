@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <set>
 #include <string_view>
 #include <utility>
 
@@ -252,6 +253,8 @@ struct client::impl {
   conn_ptr conn;
   bool ever_connected = false;
   std::uint64_t reconnects = 0;
+  /// Statements prepared on the current connection (a new connection has none).
+  std::set<std::string> prepared;
 
   /// Connects when there is no connection; the session settings are part of connecting.
   void ensure_connected() {
@@ -261,6 +264,7 @@ struct client::impl {
     apply_settings(c.get());
     reconnects += ever_connected ? 1 : 0;
     ever_connected = true;
+    prepared.clear();
     conn = std::move(c);
   }
 
@@ -318,6 +322,30 @@ struct client::impl {
                                          nullptr, values.data(), nullptr, nullptr, 0)));
   }
 
+  void prepare(const std::string& name, const std::string& sql) {
+    check_no_nul(sql, "SQL");
+    ensure_connected();
+    if (prepared.count(name) != 0)
+      return;
+    check(result_ptr(PQprepare(conn.get(), name.c_str(), sql.c_str(), 0, nullptr)));
+    prepared.insert(name);
+  }
+
+  result_ptr run_prepared(const std::string& name, const std::string& sql,
+                          const std::vector<field>& params) {
+    prepare(name, sql);
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) {
+      if (p)
+        check_no_nul(*p, "parameter");
+      values.push_back(p ? p->c_str() : nullptr);
+    }
+    return check(
+        result_ptr(PQexecPrepared(conn.get(), name.c_str(), static_cast<int>(values.size()),
+                                  values.data(), nullptr, nullptr, 0)));
+  }
+
   /// Starts the COPY that ends `sql`, sends `data` in chunks, ends it; the COPY's result.
   result_ptr copy_in(const std::string& sql, std::string_view data) {
     check_no_nul(sql, "SQL");
@@ -359,6 +387,15 @@ result client::exec(const std::string& sql) {
 
 result client::exec_params(const std::string& sql, const std::vector<field>& params) {
   return to_result(impl_->run(sql, &params).get());
+}
+
+void client::prepare(const std::string& name, const std::string& sql) {
+  impl_->prepare(name, sql);
+}
+
+result client::exec_prepared(const std::string& name, const std::string& sql,
+                             const std::vector<field>& params) {
+  return to_result(impl_->run_prepared(name, sql, params).get());
 }
 
 result client::copy_in(const std::string& sql, std::string_view data) {

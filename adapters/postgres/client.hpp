@@ -91,6 +91,13 @@ public:
   result exec(const std::string& sql);
   /// Runs one statement with $1… bound as text (nullopt = NULL).
   result exec_params(const std::string& sql, const std::vector<field>& params);
+  /// Prepares `sql` as `name` on this connection unless it is already; runs nothing.
+  void prepare(const std::string& name, const std::string& sql);
+  /// Runs the statement prepared as `name` with $1… bound as text, preparing `sql` under that
+  /// name first when this connection has not (once per connection: again after a reconnect).
+  /// A statement that does not prepare throws server_error (its SQLSTATE, e.g. 42P01).
+  result exec_prepared(const std::string& name, const std::string& sql,
+                       const std::vector<field>& params);
   /// Runs `sql` (simple protocol; statements before the last run first) whose last statement
   /// is a `COPY … FROM STDIN`, sends `data` as its whole input in the COPY's format, and returns
   /// the COPY's result (`affected`: rows copied). Data the server refuses throws
