@@ -1,9 +1,10 @@
 // Loads, validates and prints the sessiond configuration. One table (key_table) declares every
 // key once: name, field, bounds, help. The TOML reader, the environment overrides, validate,
 // to_toml, keys() and operator== all walk it, so a new key is one entry here plus its field.
-// The job queue's keys and its per-queue tables live in queues.cpp. This file is past ~800 lines
-// and stays one: the table and its walkers change together when a kind of key (integer, real…)
-// is added, and split they would each hold a part of every kind.
+// The job queue's keys and its per-queue tables live in queues.cpp, the cache's keys and its
+// namespace tables in cache.cpp. This file is past ~800 lines and stays one: the table and its
+// walkers change together when a kind of key (integer, real…) is added, and split they would
+// each hold a part of every kind.
 #include "config/config.hpp"
 
 #include "config/key_table.hpp"
@@ -135,7 +136,7 @@ bool valid_redis_url(std::string_view v) {
   return (starts_with(v, "redis://") || starts_with(v, "rediss://")) && url_chars(v);
 }
 
-bool valid_optional_redis_url(std::string_view v) { // empty: the queue shares redis.url
+bool valid_optional_redis_url(std::string_view v) { // empty: the queue or cache shares redis.url
   return v.empty() || valid_redis_url(v);
 }
 
@@ -160,7 +161,7 @@ using sess_s = sessions_section;
 using sync_s = sync_section;
 using ret_s = retention_section;
 
-/// The keys of every section but [queues…], in file order.
+/// The keys of every section but [cache] and [queues…], in file order.
 std::vector<key_spec> core_keys() {
   return {
       text("node.id", &at<&C::node, &node_s::id>, valid_node_id,
@@ -195,6 +196,11 @@ std::vector<key_spec> core_keys() {
            "empty (redis.url) or a redis:// or rediss:// (TLS) URL without spaces",
            "the job queue's own Redis (same TLS files); empty: redis.url; the password is "
            "masked when printed",
+           true),
+      text("redis.cache_url", &at<&C::redis, &redis_s::cache_url>, valid_optional_redis_url,
+           "empty (redis.url) or a redis:// or rediss:// (TLS) URL without spaces",
+           "the cache's own Redis (same TLS files; maxmemory-policy allkeys-lru advised); empty: "
+           "redis.url; the password is masked when printed",
            true),
       text("redis.tls_ca_file", &at<&C::redis, &redis_s::tls_ca_file>, valid_optional_path,
            "empty or a file path of printable characters",
@@ -275,9 +281,6 @@ std::vector<key_spec> core_keys() {
               "rows PostgreSQL refuses that one run sets aside at most; past it the run fails "
               "(0: never set aside)"),
 
-      integer("cache.tenant_ttl_s", &at<&C::cache, &cache_section::tenant_ttl_s>, 1, 31536000,
-              "how long a tenant record stays cached, in s"),
-
       boolean("metrics.enabled", &at<&C::metrics, &metrics_section::enabled>,
               "serve Prometheus metrics"),
       integer("metrics.redis_poll_ms", &at<&C::metrics, &metrics_section::redis_poll_ms>, 100,
@@ -305,6 +308,11 @@ std::vector<key_spec> core_keys() {
 const std::vector<key_spec>& key_table() {
   static const std::vector<key_spec> table = [] {
     std::vector<key_spec> keys = core_keys();
+    std::vector<key_spec> cache = cache_keys(); // [cache] sits between [sync] and [metrics]
+    auto metrics = std::find_if(keys.begin(), keys.end(), [](const key_spec& spec) {
+      return starts_with(spec.name, "metrics.");
+    });
+    keys.insert(metrics, cache.begin(), cache.end());
     std::vector<key_spec> queues = queue_keys(); // [queues] and [queues.defaults] come last
     keys.insert(keys.end(), queues.begin(), queues.end());
     return keys;
@@ -447,7 +455,6 @@ config& readable(const config& c) {
   return const_cast<config&>(c);
 }
 
-/// The shortest text that reads back as the same double, always a TOML float ("1.0", not "1").
 std::string real_literal(double v) {
   std::array<char, 64> buf{};
   auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
@@ -592,6 +599,7 @@ void validate_with(const config& c, const origin_map& origins) {
     fail(std::string(set) + " is set without " + std::string(missing) +
          clause("both or neither", origins, set));
   }
+  validate_cache(c);
   validate_queues(c);
 }
 
@@ -645,7 +653,8 @@ void set_from_toml(config& c, const key_spec& spec, const toml::node& node) {
              spec.field);
 }
 
-void apply_file(config& c, const toml::table& root, const std::string& where, queue_tables& named) {
+void apply_file(config& c, const toml::table& root, const std::string& where,
+                cache_tables& namespaces, queue_tables& named) {
   for (auto&& [key, node] : root) {
     std::string section(key.str());
     if (!node.is_table()) {
@@ -656,6 +665,10 @@ void apply_file(config& c, const toml::table& root, const std::string& where, qu
     }
     if (!is_section(section)) {
       fail("unknown section " + quote(section) + " (in " + where + ")");
+    }
+    if (section == "cache") { // its namespace tables are below it
+      read_cache(c, *node.as_table(), where, namespaces);
+      continue;
     }
     if (section == "queues") { // tables below it: defaults, named queues, schedules
       read_queues(c, *node.as_table(), where, named);
@@ -852,12 +865,14 @@ std::string default_node_id() {
 config build(const toml::table* file, const std::string& where, const env_map& env) {
   config c;
   origin_map origins;
+  cache_tables namespaces;
   queue_tables named;
   if (file != nullptr) {
-    apply_file(c, *file, where, named);
+    apply_file(c, *file, where, namespaces, named);
   }
   apply_legacy_env(c, env, origins);
   apply_sessiond_env(c, env, origins);
+  apply_cache_tables(c, namespaces); // after the environment: "tenant" takes the final TTL
   apply_queue_tables(c, named); // after the environment: named queues inherit the final defaults
   if (c.node.id.empty()) {
     c.node.id = default_node_id();
@@ -907,6 +922,9 @@ std::string to_toml(const config& c) {
   for (const key_spec& spec : key_table()) {
     auto dot = spec.name.rfind('.'); // "queues.defaults.lease_ms" is lease_ms in [queues.defaults]
     if (spec.name.substr(0, dot) != section) {
+      if (section == "cache") { // its namespace tables follow its keys
+        out += cache_namespaces_to_toml(c);
+      }
       section = spec.name.substr(0, dot);
       out += "\n[" + std::string(section) + "]\n";
     }
@@ -931,6 +949,7 @@ bool operator==(const config& a, const config& b) {
                      [&](const key_spec& spec) {
                        return literal(a, spec, false) == literal(b, spec, false);
                      }) &&
+         same_namespaces(a.cache, b.cache) &&
          a.queues.defaults.handlers == b.queues.defaults.handlers &&
          a.queues.named == b.queues.named && a.queues.schedule == b.queues.schedule;
 }

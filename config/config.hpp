@@ -44,6 +44,8 @@ struct redis_section {
   std::string tls_key_file;  ///< rediss://: its private key (PEM, unencrypted)
   /// The job queue's own Redis; empty: redis.url. Secret: password masked when printed.
   std::string queue_url;
+  /// The cache's own Redis (allkeys-lru advised); empty: redis.url. Secret, as queue_url.
+  std::string cache_url;
 };
 
 struct postgres_section {
@@ -79,8 +81,41 @@ struct sync_section {
   std::int64_t max_rejected_per_run = 100; ///< [0, 1000000] refused rows set aside per run
 };
 
+/// [cache.namespaces.<name>]: one read-through namespace (docs/cache.md). Every key optional.
+struct cache_namespace {
+  /// [1, 31536000] how long a value is fresh. Unset in the file: 300, or cache.tenant_ttl_s
+  /// (TENANT_CACHE_TTL) for the namespace named "tenant".
+  std::int64_t ttl_s = 300;
+  double jitter_ratio = 0.1;           ///< [0, 0.5] each TTL drawn from ttl_s * (1 - r .. 1)
+  std::int64_t negative_ttl_s = 30;    ///< [0, 86400] a loader's "no row" is kept; 0: not kept
+  std::int64_t stale_if_error_s = 300; ///< [0, 86400] served past its TTL while the loader fails
+  /// One SQL statement with exactly one parameter $1 (the key) returning at most one row whose
+  /// first column is a JSON value (json, jsonb or text holding JSON); empty: no loader.
+  std::string loader;
+  /// One SQL statement without parameters returning (key text, value json) rows; empty: none.
+  std::string warm;
+  std::int64_t near_cache_entries = 10000; ///< [0, 10000000] in-process LRU; 0 turns it off
+  std::int64_t near_ttl_ms = 1000;         ///< [1, 3600000] a near-cache entry is kept this long
+  /// [0, 10] XFetch's beta: a hit reloads early with probability rising towards the expiry
+  /// (larger: earlier); 0 turns early refresh off.
+  double early_refresh_beta = 1.0;
+};
+
 struct cache_section {
-  std::int64_t tenant_ttl_s = 3600; ///< [1, 31536000] (legacy TENANT_CACHE_TTL)
+  std::int64_t tenant_ttl_s = 3600;       ///< [1, 31536000] (legacy TENANT_CACHE_TTL)
+  bool enabled = true;                    ///< false: no /v1/cache routes (404), no cache actors
+  std::int64_t max_value_bytes = 1048576; ///< [2, 67108864] a value (PUT body or loaded) at most
+  std::int64_t max_ttl_s = 2592000;       ///< [1, 31536000] the largest ?ttl_s a PUT may ask
+  std::int64_t max_waiters = 10000;       ///< [1, 1000000] readers waiting for one key's load
+  std::int64_t max_loads = 256;           ///< [1, 100000] loads running or queued per node
+  std::int64_t lock_ms = 5000;            ///< [100, 600000] the cross-node load lock's life
+  std::int64_t lock_poll_ms = 20;         ///< [1, 10000] a node that lost the lock looks again
+  /// (0, 1] cache writes are skipped above this share of the cache Redis' maxmemory.
+  double max_redis_memory_ratio = 0.8;
+  std::int64_t invalidate_batch = 1000; ///< [10, 100000] SCAN COUNT and UNLINK batch size
+  std::int64_t retry_after_s = 1;       ///< [1, 3600] Retry-After with 503
+  /// [cache.namespaces.<name>], name [A-Za-z0-9._-]{1,64}; from the file only.
+  std::map<std::string, cache_namespace> namespaces;
 };
 
 struct metrics_section {

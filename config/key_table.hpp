@@ -1,5 +1,6 @@
 // Internal to config/: the key table and the helpers that config.cpp (every section's keys, the
-// reader, the environment, the printer) and queues.cpp (the job queue's tables) share.
+// reader, the environment, the printer), queues.cpp (the job queue's tables) and cache.cpp (the
+// cache's namespace tables) share.
 #pragma once
 
 #include "config/config.hpp"
@@ -14,7 +15,8 @@
 #include <variant>
 #include <vector>
 
-// config.cpp defines its helpers in this namespace; only the ones queues.cpp uses are declared.
+// config.cpp defines its helpers in this namespace; only the ones queues.cpp and cache.cpp use are
+// declared.
 namespace sessiond::config::detail {
 
 using int_field = std::int64_t& (*)(config&);
@@ -70,6 +72,8 @@ const std::vector<cross_rule>& cross_rules();
 std::string quote(std::string_view s);
 /// scheme://user:PASSWORD@host… → scheme://user:****@host…, and `password=` query values.
 std::string mask_url(std::string url);
+/// The shortest text that reads back as the same double, always a TOML float ("1.0", not "1").
+std::string real_literal(double v);
 
 bool starts_with(std::string_view s, std::string_view prefix);
 /// Every character is alphanumeric (ASCII) or one of `extra`; true for the empty string.
@@ -110,5 +114,31 @@ void apply_queue_tables(config& c, const queue_tables& named);
 void validate_queues(const config& c);
 /// The named queues and schedules as TOML, after the key table's sections.
 std::string queues_to_toml(const config& c);
+
+// --- the cache's part (cache.cpp) -----------------------------------------------------------
+
+/// The [cache] keys, placed in the key table between [sync] and [metrics].
+std::vector<key_spec> cache_keys();
+
+/// A [cache.namespaces.<name>] table as read. A "tenant" table without ttl_s takes
+/// cache.tenant_ttl_s, known only once the environment (TENANT_CACHE_TTL) is applied.
+struct cache_table {
+  cache_namespace settings;
+  bool sets_ttl_s = false;
+};
+using cache_tables = std::map<std::string, cache_table>;
+
+/// Reads the [cache] table of the file: its keys into `c`, the namespace tables into
+/// `namespaces`. A wrong type or unknown key stops loading.
+void read_cache(config& c, const toml::table& cache, const std::string& where,
+                cache_tables& namespaces);
+/// c.cache.namespaces[name] = each table, the tenant's TTL filled in.
+void apply_cache_tables(config& c, const cache_tables& namespaces);
+/// Checks the namespaces: their names, bounds and SQL parameters (the key table checks the rest).
+void validate_cache(const config& c);
+/// The namespace tables as TOML, every key of each, printed after the [cache] keys.
+std::string cache_namespaces_to_toml(const config& c);
+/// Key-by-key equality of the namespaces.
+bool same_namespaces(const cache_section& a, const cache_section& b);
 
 } // namespace sessiond::config::detail

@@ -120,6 +120,14 @@ const std::vector<integer_bounds> header_bounds = {
     {"sync.connections", 1, 64, {}},
     {"sync.max_rejected_per_run", 0, 1000000, {}},
     {"cache.tenant_ttl_s", 1, 31536000, {}},
+    {"cache.max_value_bytes", 2, 67108864, {}},
+    {"cache.max_ttl_s", 1, 31536000, {}},
+    {"cache.max_waiters", 1, 1000000, {}},
+    {"cache.max_loads", 1, 100000, {}},
+    {"cache.lock_ms", 100, 600000, {}},
+    {"cache.lock_poll_ms", 1, 10000, {}},
+    {"cache.invalidate_batch", 10, 100000, {}},
+    {"cache.retry_after_s", 1, 3600, {}},
     {"metrics.redis_poll_ms", 100, 3600000, {}},
     {"retention.days", 1, 36500, {}},
     {"retention.batch_size", 1, 1000000, {}},
@@ -196,6 +204,7 @@ drain_timeout_ms = 0
 [redis]
 url = "redis://cache.internal:6380/2"
 queue_url = "rediss://jobs.internal:6390/1"
+cache_url = "redis://lru.internal:6391/0"
 connections = 9
 connect_timeout_ms = 20
 command_timeout_ms = 30
@@ -234,6 +243,16 @@ connections = 5
 max_rejected_per_run = 7
 [cache]
 tenant_ttl_s = 29
+enabled = false
+max_value_bytes = 139
+max_ttl_s = 149
+max_waiters = 151
+max_loads = 157
+lock_ms = 163
+lock_poll_ms = 167
+max_redis_memory_ratio = 0.25
+invalidate_batch = 173
+retry_after_s = 179
 [metrics]
 enabled = false
 redis_poll_ms = 3100
@@ -300,6 +319,9 @@ TEST_CASE("the shipped config/sessiond.toml loads and holds exactly the defaults
   cfg::config from_text = cfg::load_string(read_text(path), {});
   cfg::config expected;
   expected.node.id = from_file.node.id;
+  // The file ships the cache namespaces of the Node service (test_config_cache checks them).
+  CHECK(from_file.cache.namespaces.size() == 5);
+  expected.cache.namespaces = from_file.cache.namespaces;
   CHECK(from_file == expected);
   CHECK(from_text == expected);
 }
