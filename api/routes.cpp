@@ -284,6 +284,8 @@ void routes::route(http::request&& req, http::responder_ptr res) const {
     return;
   if (opts_.queues && opts_.queues->handle(path, req, res))
     return;
+  if (opts_.cache && opts_.cache->handle(path, req, res))
+    return;
   if (path == "/metrics" && opts_.metrics_text) {
     if (req.verb != http::method::get)
       return method_not_allowed(res, "GET");

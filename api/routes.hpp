@@ -3,6 +3,7 @@
 #pragma once
 
 #include "adapters/http/server.hpp"
+#include "api/cache_routes.hpp"
 #include "api/metrics.hpp"
 #include "api/op_stats.hpp"
 #include "api/queue_routes.hpp"
@@ -105,6 +106,8 @@ struct api_options {
   std::function<std::string()> metrics_text;
   /// The job queue's routes (/v1/queues…); null: the queue is off (404).
   std::shared_ptr<queue_routes> queues;
+  /// The cache's routes (/v1/cache…); null: the cache is off (404).
+  std::shared_ptr<cache_routes> cache;
 };
 
 /// The request handler given to the HTTP server.

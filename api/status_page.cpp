@@ -38,6 +38,7 @@ const char* const page = R"html(<!DOCTYPE html>
   .v { font-weight: 600; }
   .ok { color: var(--ok); } .warn { color: var(--warn); } .bad { color: var(--bad); }
   footer { padding: 0 20px 16px; color: var(--muted); font-size: 12px; }
+  p.meta { margin: 0 0 8px; color: var(--muted); }
   .wide { grid-column: 1 / -1; }
   table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
   th, td { padding: 3px 8px; border-bottom: 1px solid var(--line); text-align: right; }
@@ -99,6 +100,18 @@ const char* const page = R"html(<!DOCTYPE html>
         <th>oldest waiting (s)</th><th>enqueued/s</th><th>completed/s</th><th>failed/s</th>
         <th>workers busy</th><th>circuits</th></tr></thead>
       <tbody id="queues"><tr><td colspan="11">…</td></tr></tbody>
+    </table>
+  </section>
+  <section class="wide">
+    <h2>Cache</h2>
+    <p class="meta">Redis <span id="cache-degraded" class="v">…</span>
+      · invalidations subscribed <span id="cache-subscribed" class="v">…</span>
+      · Redis memory used of max <span id="cache-memory-ratio" class="v">…</span></p>
+    <table>
+      <thead><tr><th>namespace</th><th>hit ratio</th><th>hits</th><th>misses</th>
+        <th>near hits</th><th>loads</th><th>load errors</th><th>stale served</th>
+        <th>near entries</th></tr></thead>
+      <tbody id="cache-namespaces"><tr><td colspan="9">…</td></tr></tbody>
     </table>
   </section>
   <section class="wide">
@@ -262,6 +275,49 @@ function renderQueues(s) {
     body.append(tr);
   }
 }
+// One row per namespace of /v1/status "cache" (counters since the node started); the member is
+// absent when cache.enabled = false.
+function renderCache(s) {
+  const c = s.cache;
+  const body = $("cache-namespaces");
+  body.replaceChildren();
+  const note = (text) => {
+    const tr = document.createElement("tr");
+    const td = cell(text);
+    td.colSpan = 9;
+    tr.append(td);
+    body.append(tr);
+  };
+  if (c == null) {
+    for (const id of ["cache-degraded", "cache-subscribed", "cache-memory-ratio"]) set(id, none);
+    return note("cache disabled (cache.enabled = false)");
+  }
+  set("cache-degraded", c.degraded === true ? "unreachable (degraded)" : c.degraded === false
+                        ? "up" : none, c.degraded === true ? "bad" : c.degraded === false ? "ok" : "");
+  set("cache-subscribed", ...yesNo(c.subscribed, "yes", "no"));
+  const ratio = c.redis_memory_used_ratio;
+  set("cache-memory-ratio", !isNum(ratio) ? none : ratio > 0 ? (ratio * 100).toFixed(1) + "%"
+                                                             : "no limit",
+      isNum(ratio) && ratio > 0 ? (ratio >= 0.8 ? "bad" : ratio >= 0.7 ? "warn" : "ok") : "");
+  const list = c.namespaces || [];
+  if (list.length === 0) return note("no namespace configured");
+  for (const n of list) {
+    const tr = document.createElement("tr");
+    tr.id = "cache-ns-" + n.name; // not "cache-": a namespace may be called "degraded"
+    const reads = (isNum(n.hits) ? n.hits : 0) + (isNum(n.misses) ? n.misses : 0);
+    const r = n.hit_ratio;
+    // Below 50% is the CacheHitRatioLow alert's level, 80% and above healthy; no reads: a dash.
+    tr.append(cell(n.name + (n.loader ? "" : " (no loader)")),
+              cell(reads > 0 && isNum(r) ? (r * 100).toFixed(1) + "%" : none,
+                   reads > 0 && isNum(r) ? (r < 0.5 ? "bad" : r < 0.8 ? "warn" : "ok") : ""),
+              cell(int(n.hits)), cell(int(n.misses)), cell(int(n.near_hits)), cell(int(n.loads)),
+              cell(int(n.load_errors), n.load_errors > 0 ? "warn" : ""),
+              cell(int(n.stale_served), n.stale_served > 0 ? "warn" : ""),
+              cell(n.near_cache_entries === 0 ? "off"
+                   : int(n.near_entries) + " of " + int(n.near_cache_entries)));
+    body.append(tr);
+  }
+}
 async function refresh() {
   try {
     const res = await fetch("/v1/status", { cache: "no-store" });
@@ -269,6 +325,7 @@ async function refresh() {
     const status = await res.json();
     render(status);
     renderQueues(status);
+    renderCache(status);
     renderHistory(status);
     $("error").hidden = true;
     $("updated").textContent = new Date().toLocaleTimeString();

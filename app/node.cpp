@@ -15,6 +15,7 @@
 #include "api/routes.hpp"
 #include "api/status_page.hpp"
 #include "app/adapter_options.hpp"
+#include "app/cache.hpp"
 #include "app/log.hpp"
 #include "app/node_metrics.hpp"
 #include "app/node_registry.hpp"
@@ -151,6 +152,7 @@ struct node::impl {
   metrics::redis_info_metrics redis_info{*registry}; ///< INFO polled whatever metrics.enabled
   std::unique_ptr<redis_poller> redis_poll;
   std::unique_ptr<queue_service> queues;
+  std::unique_ptr<cache_service> cache;
   messages::supervisor_actor supervisor;
   std::shared_ptr<messages::sync_status> sync_status = std::make_shared<messages::sync_status>();
   std::shared_ptr<messages::retention_info> retention_info =
@@ -435,6 +437,9 @@ struct node::impl {
                              retention = r;
                              return caf::actor_cast<caf::strong_actor_ptr>(r);
                            }});
+    if (cache)
+      for (auto& child : cache->children())
+        opts->extra.push_back(std::move(child));
     for (auto& child : queues->children())
       opts->extra.push_back(std::move(child));
     opts->on_escalate = [this](std::string why) {
@@ -593,6 +598,8 @@ struct node::impl {
         samples.pop_front();
     }
     queues->sample();
+    if (cache)
+      cache->sample();
     if (sample_ticks % status_history::step.count() == 1)
       record_history();
     if (sample_ticks++ % (registry_refresh_ms / 1000) == 0 && redis->connected())
@@ -685,6 +692,8 @@ struct node::impl {
                  {"interval_ms", cfg.sync.interval_ms},
                  {"last_error", sy.last_error}};
     j["queues"] = queues->status_json();
+    if (cache)
+      j["cache"] = cache->status_json();
     j["history"] = history.json();
     {
       auto [at, before] = history_requests;
@@ -728,7 +737,9 @@ struct node::impl {
     bool pg_up = modes->mode() == session_mode::postgres ? postgres_up() : sy.postgres_up;
     return {{"redis", redis->connected(), modes->needs_redis(), redis_detail},
             {"postgres", pg_up, modes->needs_postgres(), pg_detail},
-            {"queues", queues->redis_up(), false, queues->readiness_detail()}};
+            {"queues", queues->redis_up(), false, queues->readiness_detail()},
+            {"cache", !cache || cache->redis_up(), false,
+             cache ? cache->readiness_detail() : "cache.enabled = false"}};
   }
 
   /// Whether PostgreSQL answers, for modes without a sync actor to tell (postgres): checked on
@@ -767,6 +778,8 @@ struct node::impl {
     };
     o.stats = stats;
     o.queues = queues->routes();
+    if (cache)
+      o.cache = cache->routes();
     o.status_json = [this] { return status_json(); };
     o.status_page = api::status_page_html;
     o.retention_now = [this](bool dry_run, api::answer_fn answer) {
@@ -805,6 +818,8 @@ struct node::impl {
       boost::asio::post(io, [this] { sample_timer->cancel(); });
     modes->stop();
     queues->stop();
+    if (cache)
+      cache->stop();
     pg_pool->stop(); // before Redis: a job may still copy a row into it
     if (redis_poll)
       redis_poll->stop();
@@ -887,16 +902,23 @@ std::uint16_t node::start() {
   d.make_retention();
   d.queues = std::make_unique<queue_service>(
       queue_deps{&d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get()});
+  if (d.cfg.cache.enabled)
+    d.cache = std::make_unique<cache_service>(
+        cache_deps{&d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get()});
   d.http = std::make_unique<http::server>(d.loop_ptrs(), http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
   d.port = d.http->bind(); // a port in use fails here, before any thread or actor runs; clients
                            // are refused until http->start() listens
   d.redis->start();
   d.queues->start_client();
+  if (d.cache)
+    d.cache->start_client();
   d.run_loops();
   try {
     d.wait_for_redis();
     d.queues->check_redis();
+    if (d.cache)
+      d.cache->check_loaders();
     if (d.redis->connected())
       d.check_other_nodes();
     else

@@ -8,6 +8,7 @@
 #include "actors/supervisor.hpp"
 #include "adapters/redis/client.hpp"
 #include "api/queue_routes.hpp"
+#include "app/capability.hpp"
 #include "app/status_history.hpp"
 #include "config/config.hpp"
 #include "model/ttl.hpp"
@@ -20,23 +21,9 @@
 #include <string>
 #include <vector>
 
-namespace boost::asio {
-class io_context;
-} // namespace boost::asio
-
-namespace sessiond::metrics {
-class Registry;
-} // namespace sessiond::metrics
-
 namespace sessiond::app {
 
-struct queue_deps {
-  const config::config* cfg = nullptr;
-  redis::client* redis = nullptr; ///< the node's client (used unless redis.queue_url is set)
-  std::vector<boost::asio::io_context*> loops;
-  const model::clock* clock = nullptr;
-  metrics::Registry* registry = nullptr;
-};
+using queue_deps = capability_deps; ///< redis: the node's client, unless redis.queue_url is set
 
 class queue_service {
 public:
