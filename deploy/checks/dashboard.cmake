@@ -13,7 +13,7 @@ if(NOT DEFINED DASHBOARD OR NOT DEFINED OUT)
   message(FATAL_ERROR "usage: cmake -DDASHBOARD=FILE -DOUT=FILE -P dashboard.cmake")
 endif()
 if(NOT DEFINED REQUIRED_ROWS)
-  set(REQUIRED_ROWS "Overview;Sessions;Redis;Sync;Retention;Queue;Host;Containers")
+  set(REQUIRED_ROWS "Overview;Sessions;Redis;Sync;Retention;Queue;Cache;Host;Containers")
 endif()
 
 file(READ "${DASHBOARD}" json)

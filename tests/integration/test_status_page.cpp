@@ -1,5 +1,6 @@
 // The status page (GET /) as an operator's browser shows it: the real sessiond binary after a few
-// writes and a sync, the page loaded in headless Chromium, and the figures read from its DOM.
+// writes, a sync, queued jobs and cache reads, the page loaded in headless Chromium, and the
+// figures read from its DOM.
 #include "support.hpp"
 
 #include <fcntl.h>
@@ -16,12 +17,22 @@ using namespace sessiond;
 
 namespace {
 
-/// A sessiond child process with its own key prefix and PostgreSQL schema; SIGTERM on scope exit.
+/// A sessiond child process with its own key prefix and PostgreSQL schema, and `toml` (when not
+/// empty) as its configuration file; SIGTERM on scope exit.
 struct sessiond_child {
   pid_t pid = -1;
   std::uint16_t port = test::free_port();
+  std::string config_path;
 
-  sessiond_child(const std::string& node_id) {
+  explicit sessiond_child(const std::string& node_id, const std::string& toml = "") {
+    if (!toml.empty()) {
+      char path[] = "/tmp/sessiond-page-XXXXXX.toml";
+      int fd = mkstemps(path, 5);
+      REQUIRE(fd >= 0);
+      REQUIRE(write(fd, toml.data(), toml.size()) == static_cast<ssize_t>(toml.size()));
+      close(fd);
+      config_path = path;
+    }
     std::random_device rd;
     auto schema = "t_page_" + std::to_string(getpid()) + "_" + std::to_string(rd() % 1000000);
     auto redis_url = test::env_or_fail("REDIS_URL");
@@ -38,6 +49,8 @@ struct sessiond_child {
       setenv("SESSIOND_NODE_ID", node_id.c_str(), 1);
       setenv("SESSIOND_METRICS_REDIS_POLL_MS", "500", 1);
       setenv("SESSIOND_HTTP_LISTEN", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
+      if (!config_path.empty())
+        setenv("SESSIOND_CONFIG", config_path.c_str(), 1);
       execl(SESSIOND_BIN, SESSIOND_BIN, static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -45,6 +58,8 @@ struct sessiond_child {
   ~sessiond_child() {
     kill(pid, SIGTERM);
     waitpid(pid, nullptr, 0);
+    if (!config_path.empty())
+      std::remove(config_path.c_str());
   }
 };
 
@@ -102,10 +117,27 @@ bool is_number(const std::string& s) {
   return std::regex_match(s, std::regex("[0-9]+(\\.[0-9]+)?"));
 }
 
+/// The texts of the cells of the table row with `id`, in order; none when there is no such row.
+std::vector<std::string> row_cells(const std::string& dom, const std::string& id) {
+  std::smatch row;
+  if (!std::regex_search(dom, row, std::regex("<tr id=\"" + id + "\">(.*?)</tr>")))
+    return {};
+  std::vector<std::string> cells;
+  auto text = row[1].str();
+  std::regex td("<td[^>]*>([^<]*)</td>");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), td); it != std::sregex_iterator();
+       ++it)
+    cells.push_back((*it)[1]);
+  return cells;
+}
+
 } // namespace
 
 TEST_CASE("the status page renders every figure of /v1/status in headless Chromium") {
-  sessiond_child sd("page-node");
+  // A cache namespace without a loader (a plain TTL cache), so it needs no table; its near-cache
+  // entries outlive the test.
+  sessiond_child sd("page-node", "[cache.namespaces.page]\nttl_s = 60\nnear_cache_entries = 100\n"
+                                 "near_ttl_ms = 600000\n");
   REQUIRE(test::eventually(
       [&] {
         try {
@@ -128,6 +160,17 @@ TEST_CASE("the status page renders every figure of /v1/status in headless Chromi
     REQUIRE(api.call(test::bhttp::verb::post, "/v1/queues/mail/jobs",
                      R"({"type":"send_notifications","payload":{}})")
                 .status == 201);
+  // The cache: a PUT, then three hits (Redis, then twice this node's near cache) and a miss. The
+  // PUT's invalidation comes back to this node through its subscription and drops k1 from its
+  // near cache: subscribed first, and the reads once that has arrived, so it drops nothing later.
+  REQUIRE(test::eventually(
+      [&] { return api.get("/v1/status").body.find(R"("subscribed":true)") != std::string::npos; },
+      std::chrono::seconds(10)));
+  REQUIRE(api.put("/v1/cache/page/k1", R"({"n":1})").status == 204);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(api.get("/v1/cache/page/k1").status == 200);
+  REQUIRE(api.get("/v1/cache/page/absent").status == 404);
   // /v1/status rates come from once-a-second samples: let two or three of them see the writes.
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   auto page = api.get("/");
@@ -164,18 +207,27 @@ TEST_CASE("the status page renders every figure of /v1/status in headless Chromi
   CHECK(text_of(dom, "redis-policy") == "noeviction");
   CHECK(text_of(dom, "updated") != "never");
   // The queue's row: its name, then waiting, delayed, active, failed.
-  std::smatch row;
-  REQUIRE(std::regex_search(dom, row, std::regex("<tr id=\"queue-mail\">(.*?)</tr>")));
-  std::vector<std::string> cells;
-  auto text = row[1].str();
-  std::regex td("<td[^>]*>([^<]*)</td>");
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), td); it != std::sregex_iterator();
-       ++it)
-    cells.push_back((*it)[1]);
+  auto cells = row_cells(dom, "queue-mail");
   REQUIRE(cells.size() == 11);
   CHECK(cells[0] == "mail");
   CHECK(cells[1] == "3");
   CHECK(cells[4] == "0");
+  // The cache: its Redis and subscription, then the namespace's row: name, hit ratio, hits,
+  // misses, near hits, loads, load errors, stale served, near entries of capacity.
+  CHECK(text_of(dom, "cache-degraded") == "up");
+  CHECK(text_of(dom, "cache-subscribed") == "yes");
+  CHECK(text_of(dom, "cache-memory-ratio") == "no limit"); // scripts/services: no maxmemory
+  auto cache = row_cells(dom, "cache-ns-page");
+  REQUIRE(cache.size() == 9);
+  CHECK(cache[0] == "page (no loader)");
+  CHECK(cache[1] == "75.0%");
+  CHECK(cache[2] == "3");
+  CHECK(cache[3] == "1");
+  CHECK(cache[4] == "2");
+  CHECK(cache[5] == "0");
+  CHECK(cache[6] == "0");
+  CHECK(cache[7] == "0");
+  CHECK(cache[8] == "1 of 100");
   // The charts: a line with a point for the recorded history (the node records one as it
   // starts) and one for now. The sync backlog is not known yet at the very start: its chart may
   // begin with the live point alone.
