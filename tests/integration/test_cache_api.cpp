@@ -416,3 +416,41 @@ TEST_CASE("PostgreSQL gone: stale values within stale_if_error_s, then 503") {
   proxy.set_down(false);
   CHECK(test::eventually([&] { return c.get("/v1/cache/user/google:1").status == 200; }));
 }
+
+TEST_CASE("a loader that does not prepare stops start-up with a line naming it") {
+  auto cfg = cache_config();
+  cfg.cache.namespaces["user"].loader = "SELECT to_jsonb(x) FROM no_such_table x WHERE x.id = $1";
+  app::node n(cfg);
+  std::string what;
+  try {
+    n.start();
+  } catch (const std::exception& e) {
+    what = e.what();
+  }
+  CHECK(what.find("cache.namespaces.user.loader does not prepare") != std::string::npos);
+  CHECK(what.find("no_such_table") != std::string::npos);
+}
+
+TEST_CASE("above cache.max_redis_memory_ratio loaded values are not written and PUT is refused") {
+  test::private_redis cache_redis({"--maxmemory", "4mb", "--maxmemory-policy", "noeviction"});
+  auto cfg = cache_config();
+  cfg.redis.cache_url = cache_redis.url();
+  cfg.cache.max_redis_memory_ratio = 0.5;
+  test::running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/cache/plain/before", "1").status == 204);
+  // Fill the cache's Redis past half of its maxmemory behind the node's back.
+  REQUIRE(
+      cache_redis.raw({"EVAL",
+                       "for i = 1, 2500 do redis.call('SET', 'fill' .. i, string.rep('x', 1000)) "
+                       "end return 1",
+                       "0"}) == ":1");
+  REQUIRE(test::eventually([&] { return c.put("/v1/cache/plain/after", "1").status == 503; },
+                           std::chrono::seconds(15)));
+  auto refused = c.put("/v1/cache/plain/after", "1");
+  CHECK(refused.body.find("max_redis_memory_ratio") != std::string::npos);
+  CHECK(c.get("/v1/cache/plain/before").status == 200); // reads are still served
+  auto loaded = c.get("/v1/cache/user/google:1");       // a load answers, and is not written
+  CHECK(loaded.status == 200);
+  CHECK(cache_redis.raw({"EXISTS", cfg.redis.key_prefix + "c{user:google:1}"}) == ":0");
+}
