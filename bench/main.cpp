@@ -1,4 +1,5 @@
 // sessiond-bench: parses the flags, runs the sessiond and/or Redis phases, prints the report.
+#include "bench/cache_bench.hpp"
 #include "bench/floor.hpp"
 #include "bench/load.hpp"
 #include "bench/options.hpp"
@@ -79,6 +80,8 @@ int main(int argc, char** argv) {
     return bench::run_upsert_bench(std::vector<std::string>(argv + 2, argv + argc));
   if (argc > 1 && std::string(argv[1]) == "queue")
     return bench::run_queue_bench(std::vector<std::string>(argv + 2, argv + argc));
+  if (argc > 1 && std::string(argv[1]) == "cache")
+    return bench::run_cache_bench(std::vector<std::string>(argv + 2, argv + argc));
   if (argc > 1 && std::string(argv[1]) == "floor")
     return bench::run_floor_server(std::vector<std::string>(argv + 2, argv + argc));
   bench::options o;
