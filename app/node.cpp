@@ -926,6 +926,17 @@ std::uint16_t node::start() {
                ": Redis unreachable at start; the modes of other nodes are checked once it is up");
     d.sync_backlog_first(); // before the sync actor exists: one engine, one runner at a time
     d.spawn_supervisor();
+    // The supervisor spawns the shards and the router on the scheduler; requests must not find
+    // an empty route (503) just because the node answered before they ran. Bounded: a shard that
+    // cannot start is the supervisor's to report.
+    for (int i = 0; i < 500; ++i) {
+      bool all = static_cast<bool>(d.routes->router());
+      for (std::size_t s = 0; all && s < d.routes->shards(); ++s)
+        all = static_cast<bool>(d.routes->shard(s));
+      if (all)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     d.modes->start();
     d.redis_poll = std::make_unique<redis_poller>(
         d.io, *d.redis, d.redis_info, std::chrono::milliseconds(d.cfg.metrics.redis_poll_ms));
