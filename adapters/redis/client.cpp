@@ -1,23 +1,15 @@
-// Redis client: our RESP encoder writes commands, hiredis' reader parses replies; Asio owns
-// sockets, timers, write batching and reconnects. One strand per connection serialises its state.
-// Past 800 lines on purpose: the target builds this one file; URL parsing is what to split out.
+// Redis client: URLs, scripts, and the routing of commands to the connection pools (pool.cpp) —
+// one for a single Redis, one per master of a Redis Cluster, found and kept up to date here.
 #include "adapters/redis/client.hpp"
 
+#include "adapters/redis/pool.hpp"
+#include "adapters/redis/slots.hpp"
 #include "model/text.hpp"
 
-#include <boost/asio/bind_executor.hpp>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/circular_buffer.hpp>
-#include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -41,7 +33,6 @@
 namespace sessiond::redis {
 
 namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 using error_code = boost::system::error_code;
 
@@ -119,9 +110,7 @@ bool parse_db(std::string_view path, client_options& out, std::string& error) {
   return true;
 }
 
-} // namespace
-
-bool parse_url(std::string_view url, client_options& out, std::string& error) {
+bool parse_one(std::string_view url, client_options& out, std::string& error) {
   bool tls = starts_with_nocase(url, "rediss://");
   if (!tls && !starts_with_nocase(url, "redis://"))
     return fail(error, "URL must start with redis:// (or rediss:// for TLS)");
@@ -149,6 +138,42 @@ bool parse_url(std::string_view url, client_options& out, std::string& error) {
   return true;
 }
 
+} // namespace
+
+bool parse_url(std::string_view url, client_options& out, std::string& error) {
+  std::vector<std::string_view> parts;
+  for (std::size_t from = 0;;) {
+    auto comma = url.find(',', from);
+    auto part = url.substr(from, comma == std::string_view::npos ? comma : comma - from);
+    while (!part.empty() && part.front() == ' ')
+      part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ')
+      part.remove_suffix(1);
+    parts.push_back(part);
+    if (comma == std::string_view::npos)
+      break;
+    from = comma + 1;
+  }
+  client_options first = out;
+  if (!parse_one(parts.front(), first, error))
+    return false;
+  first.seeds.clear();
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    client_options seed = first;
+    if (!parse_one(parts[i], seed, error)) {
+      error = "seed " + std::to_string(i + 1) + ": " + error;
+      return false;
+    }
+    if (seed.tls != first.tls || seed.password != first.password || seed.db != first.db)
+      return fail(error, "seed " + std::to_string(i + 1) +
+                             " differs from the first in scheme, password or database: the "
+                             "seeds are nodes of one cluster");
+    first.seeds.emplace_back(seed.host, seed.port);
+  }
+  out = std::move(first);
+  return true;
+}
+
 script::script(std::string src) : source(std::move(src)) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -160,732 +185,6 @@ script::script(std::string src) : source(std::move(src)) {
     sha1 += digits[md[i] & 0xf];
   }
 }
-
-namespace {
-
-// --- reply building: hiredis reader callbacks that fill `reply` in place -----------------
-// The root of each reply is one `reply` owned by the connection (reader privdata); children
-// live in their parent's `elements`, sized once by createArray, so pointers stay valid. The
-// bytes are copied once, from hiredis' buffer into the final std::string.
-
-/// The reply object for task `t`, cleared and typed; null if hiredis' indices do not fit.
-reply* slot_for(const redisReadTask* t, reply::kind k) {
-  auto* r = static_cast<reply*>(t->privdata);
-  if (t->parent != nullptr) {
-    auto& siblings = static_cast<reply*>(t->parent->obj)->elements;
-    if (t->idx < 0 || static_cast<std::size_t>(t->idx) >= siblings.size())
-      return nullptr;
-    r = &siblings[static_cast<std::size_t>(t->idx)];
-  }
-  r->type = k;
-  r->str.clear();
-  r->integer = 0;
-  r->elements.clear();
-  return r;
-}
-
-/// Runs a reader callback; nullptr (hiredis then reports "out of memory" and the connection
-/// resets) instead of an exception unwinding through C frames.
-template <class F>
-void* guarded(F f) noexcept {
-  try {
-    return f();
-  } catch (...) {
-    return nullptr;
-  }
-}
-
-void* create_string(const redisReadTask* t, char* s, size_t len) {
-  return guarded([&]() -> void* {
-    auto k = t->type == REDIS_REPLY_ERROR    ? reply::kind::error
-             : t->type == REDIS_REPLY_STATUS ? reply::kind::status
-                                             : reply::kind::string;
-    reply* r = slot_for(t, k);
-    if (r != nullptr)
-      r->str.assign(s, len);
-    return r;
-  });
-}
-
-void* create_array(const redisReadTask* t, int n) {
-  return guarded([&]() -> void* {
-    reply* r = slot_for(t, reply::kind::array);
-    if (r != nullptr)
-      r->elements.resize(static_cast<std::size_t>(std::max(n, 0)));
-    return r;
-  });
-}
-
-void* create_integer(const redisReadTask* t, long long v) {
-  reply* r = slot_for(t, reply::kind::integer);
-  if (r != nullptr)
-    r->integer = v;
-  return r;
-}
-
-void* create_nil(const redisReadTask* t) {
-  return slot_for(t, reply::kind::nil);
-}
-
-/// Only ever called on the root (a partial reply after a protocol error): reset, never free.
-void free_object(void* p) {
-  *static_cast<reply*>(p) = reply{};
-}
-
-redisReplyObjectFunctions reply_functions{create_string, create_array, create_integer, create_nil,
-                                          free_object};
-
-using reader_ptr = std::unique_ptr<redisReader, void (*)(redisReader*)>;
-
-reader_ptr make_reader(reply* root) {
-  reader_ptr r(redisReaderCreateWithFunctions(&reply_functions), redisReaderFree);
-  if (!r)
-    throw std::bad_alloc();
-  r->privdata = root;
-  r->maxbuf =
-      std::size_t{256} * 1024; // keep the buffer across reads unless a huge reply inflated it
-  return r;
-}
-
-/// Runs a user callback; an exception must not unwind through Asio and kill an I/O thread.
-void deliver(callback& cb, errc e, reply&& r) {
-  if (!cb)
-    return;
-  try {
-    cb(e, std::move(r));
-  } catch (...) { // NOLINT(bugprone-empty-catch): nobody to report to; the reply is consumed
-  }
-}
-
-/// Scripts interned per thread by SHA-1, so an eval shares the text instead of copying it.
-std::shared_ptr<const script> intern(const script& s) {
-  thread_local std::unordered_map<std::string, std::shared_ptr<const script>> cache;
-  if (auto it = cache.find(s.sha1); it != cache.end())
-    return it->second;
-  if (cache.size() >= 256)
-    cache.clear(); // scripts are few; this only bounds misuse
-  auto p = std::make_shared<const script>(s);
-  cache.emplace(s.sha1, p);
-  return p;
-}
-
-// --- state shared by the client and its connections ----------------------------------------
-
-/// The TLS context of a rediss:// client: the peer's certificate is verified against
-/// `tls_ca_file` (or the system's CAs) and must name the host; `tls_cert_file` and
-/// `tls_key_file`, when set, are the client's own. Throws std::runtime_error.
-std::unique_ptr<asio::ssl::context> make_tls_context(const client_options& o) {
-  if (!o.tls)
-    return nullptr;
-  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-  boost::system::error_code ec;
-  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                   asio::ssl::context::no_tlsv1_1);
-  if (o.tls_ca_file.empty()) {
-    ctx->set_default_verify_paths(ec);
-  } else {
-    std::ifstream probe(o.tls_ca_file);
-    if (!probe)
-      throw std::runtime_error("redis: cannot read the TLS CA file " + o.tls_ca_file + ": " +
-                               std::strerror(errno));
-    ctx->load_verify_file(o.tls_ca_file, ec);
-  }
-  if (ec)
-    throw std::runtime_error(
-        "redis: cannot load the TLS CA certificates" +
-        (o.tls_ca_file.empty() ? std::string(" of the system") : " from " + o.tls_ca_file) + ": " +
-        ec.message());
-  if (o.tls_cert_file.empty() != o.tls_key_file.empty())
-    throw std::runtime_error("redis: a TLS client certificate needs its key, and a key its "
-                             "certificate: set both or neither");
-  if (!o.tls_cert_file.empty()) {
-    for (const std::string* file : {&o.tls_cert_file, &o.tls_key_file})
-      if (!std::ifstream(*file))
-        throw std::runtime_error("redis: cannot read the TLS client " +
-                                 std::string(file == &o.tls_cert_file ? "certificate" : "key") +
-                                 " file " + *file + ": " + std::strerror(errno));
-    // No passphrase prompt (OpenSSL's default reads the terminal): an encrypted key fails.
-    ctx->set_password_callback(
-        [](std::size_t, asio::ssl::context::password_purpose) { return std::string(); });
-    ctx->use_certificate_chain_file(o.tls_cert_file, ec);
-    if (ec)
-      throw std::runtime_error("redis: cannot load the TLS client certificate from " +
-                               o.tls_cert_file + ": " + ec.message());
-    // OpenSSL checks here that the key belongs to the certificate ("key values mismatch").
-    ctx->use_private_key_file(o.tls_key_file, asio::ssl::context::pem, ec);
-    if (ec)
-      throw std::runtime_error("redis: cannot load the TLS client key from " + o.tls_key_file +
-                               " for " + o.tls_cert_file + ": " + ec.message());
-  }
-  ctx->set_verify_mode(asio::ssl::verify_peer);
-  ctx->set_verify_callback(asio::ssl::host_name_verification(o.host));
-  return ctx;
-}
-
-struct shared_state {
-  shared_state(asio::io_context& io, client_options o)
-      : io(io),
-        opts(std::move(o)),
-        notify_strand(asio::make_strand(io)),
-        tls(make_tls_context(opts)) {}
-  asio::io_context& io;
-  const client_options opts;
-  std::atomic<bool> stopped{false};
-  std::atomic<std::uint64_t> commands{0}, errors{0}, reconnects{0};
-  std::atomic<std::size_t> up_count{0};
-  std::mutex flip_mu;   // orders up/down flips so notifications are posted in order
-  std::mutex notify_mu; // guards on_state and is held while it runs
-  std::function<void(bool)> on_state;
-  asio::strand<asio::io_context::executor_type> notify_strand;
-  const std::unique_ptr<asio::ssl::context> tls; ///< rediss:// only
-  std::mutex error_mu;
-  std::string last_error; ///< why the last connect failed after TCP, for operators
-  void note_error(const std::string& what) {
-    std::lock_guard<std::mutex> lk(error_mu);
-    last_error = what;
-  }
-  std::string address() const { return opts.host + ":" + std::to_string(opts.port); }
-  void note_tls_error(const std::string& why) {
-    note_error("TLS handshake with " + address() + " failed: " + why);
-  }
-  void note_replica(const std::string& how) {
-    note_error(address() + " is a read-only replica (" + how +
-               "): reconnecting until the address leads to the primary");
-  }
-};
-
-/// Counts a connection going up or down; posts a notification when "any up" flips.
-void note_flip(const std::shared_ptr<shared_state>& st, bool up) {
-  std::lock_guard<std::mutex> lk(st->flip_mu);
-  std::size_t n = up ? ++st->up_count : --st->up_count;
-  if (n != (up ? 1u : 0u))
-    return;
-  asio::post(st->notify_strand, [st, up] {
-    std::lock_guard<std::mutex> nl(st->notify_mu);
-    if (st->on_state && !st->stopped)
-      st->on_state(up);
-  });
-}
-
-/// What command() and eval() hand to a connection's strand.
-struct request {
-  std::vector<std::string> args;      ///< the command, or an eval's keys
-  std::vector<std::string> eval_args; ///< eval only
-  std::shared_ptr<const script> scr;  ///< eval only
-  callback cb;
-};
-
-// role: the handshake's last step; a server that is not the primary fails it.
-enum class op : std::uint8_t { user, eval, load, handshake, role };
-
-/// One command written and waiting for its reply, in send order.
-struct pending {
-  op kind = op::user;
-  bool retried = false; ///< eval: NOSCRIPT already retried once
-  steady::time_point at;
-  callback cb;
-  std::shared_ptr<const script> scr;   ///< eval and load
-  std::vector<std::string> keys, args; ///< eval: kept for a NOSCRIPT retry
-  std::unique_ptr<reply> load_error;   ///< eval: why its SCRIPT LOAD failed
-};
-
-// --- one connection ------------------------------------------------------------------------
-// Every member below `strand_` is touched only on `strand_`; `up_` is also read elsewhere.
-// `gen_` changes whenever the socket is reset, so handlers of an old socket ignore themselves.
-
-class connection : public std::enable_shared_from_this<connection> {
-public:
-  connection(std::shared_ptr<shared_state> st, asio::io_context& io)
-      : st_(std::move(st)),
-        io_(io),
-        strand_(asio::make_strand(io)),
-        socket_(strand_),
-        resolver_(strand_),
-        deadline_(strand_),
-        conn_timer_(strand_),
-        reader_(nullptr, redisReaderFree),
-        pending_(256),
-        rng_(std::random_device{}()) {}
-
-  bool up() const { return up_.load(std::memory_order_acquire); }
-  /// True on a thread that runs this connection's io_context.
-  bool local() const { return io_.get_executor().running_in_this_thread(); }
-  void start() {
-    post([](connection& c) { c.connect(); });
-  }
-  void shutdown() {
-    post([](connection& c) { c.stop(); });
-  }
-  void submit(request&& r);
-  /// Fails a command at once, on this strand so it stays behind earlier commands' callbacks.
-  void refuse(callback&& cb, errc e) {
-    asio::post(strand_, [cb = std::move(cb), e]() mutable { deliver(cb, e, reply{}); });
-  }
-
-private:
-  enum class phase { idle, connecting, handshaking, up, stopped };
-
-  template <class F>
-  void post(F f) {
-    asio::post(strand_, [self = shared_from_this(), f]() mutable { f(*self); });
-  }
-  template <class F>
-  auto on_strand(F f) {
-    return asio::bind_executor(strand_, [self = shared_from_this(), gen = gen_, f](auto&&... a) {
-      if (gen == self->gen_)
-        f(*self, std::forward<decltype(a)>(a)...);
-    });
-  }
-
-  void connect();
-  void on_connected();
-  void send_handshake();
-  void mark_up();
-  void stop();
-  void reset(errc why);
-  void schedule_reconnect();
-  std::chrono::milliseconds next_backoff();
-
-  void enqueue(request&& r);
-  void enqueue_eval(pending&& p);
-  /// Encodes argv_ into the output buffer and queues `p` for its reply; an argument list that
-  /// cannot be encoded answers an error reply instead.
-  void send_encoded(pending&& p);
-  void push(pending&& p);
-  void push_arg(std::string_view a) {
-    argv_.push_back(a.data());
-    argvlen_.push_back(a.size());
-  }
-  bool append_command();
-  void flush();
-  void read_loop();
-  void on_read(std::size_t n);
-  void on_reply(reply&& r);
-  void on_eval_reply(reply&& r);
-  void complete_front(errc e, reply&& r);
-  void fail_all(errc e);
-  void arm_deadline();
-  void on_deadline();
-
-  std::shared_ptr<shared_state> st_;
-  asio::io_context& io_;
-  std::atomic<bool> up_{false};
-  asio::strand<asio::io_context::executor_type> strand_;
-  tcp::socket socket_;
-  /// rediss://: TLS over socket_, made anew for every connect. Every handler of an operation on
-  /// it holds a reference: reset() drops ours while operations may still be in flight, and the
-  /// stream must outlive them (they complete with operation_aborted after the socket closes).
-  std::shared_ptr<asio::ssl::stream<tcp::socket&>> tls_;
-  tcp::resolver resolver_;
-  asio::steady_timer deadline_;   // the oldest pending command's deadline
-  asio::steady_timer conn_timer_; // connect timeout, then reconnect backoff
-  reply root_;                    // the reply hiredis is building (reader privdata)
-  reader_ptr reader_;
-  boost::circular_buffer<pending> pending_;
-  std::string out_, wbuf_; // commands not yet written / being written
-  std::array<char, std::size_t{32} * 1024> rbuf_{};
-  std::vector<const char*> argv_;
-  std::vector<std::size_t> argvlen_;
-  std::unordered_set<std::string> loaded_; // script SHAs loaded on this socket
-  phase phase_ = phase::idle;
-  std::uint64_t gen_ = 0;
-  unsigned attempt_ = 0;
-  std::size_t handshake_left_ = 0;
-  bool writing_ = false;
-  bool deadline_armed_ = false;
-  bool ever_up_ = false;
-  std::minstd_rand rng_;
-};
-
-// --- connecting ---
-
-void connection::connect() {
-  if (st_->stopped || phase_ != phase::idle)
-    return;
-  phase_ = phase::connecting;
-  ++gen_;
-  reader_ = make_reader(&root_);
-  conn_timer_.expires_after(st_->opts.connect_timeout);
-  conn_timer_.async_wait(on_strand([](connection& c, error_code ec) {
-    if (!ec && (c.phase_ == phase::connecting || c.phase_ == phase::handshaking)) {
-      c.reset(errc::closed);
-    }
-  }));
-  resolver_.async_resolve(
-      st_->opts.host, std::to_string(st_->opts.port),
-      on_strand([](connection& c, error_code ec, const tcp::resolver::results_type& eps) {
-        if (ec)
-          return c.reset(errc::closed);
-        asio::async_connect(c.socket_, eps, c.on_strand([](connection& c2, error_code ec2, auto&&) {
-          if (ec2)
-            return c2.reset(errc::closed);
-          c2.on_connected();
-        }));
-      }));
-}
-
-void connection::on_connected() {
-  error_code ignored;
-  socket_.set_option(tcp::no_delay(true), ignored);
-  socket_.set_option(asio::socket_base::keep_alive(true), ignored);
-  phase_ = phase::handshaking;
-  if (!st_->tls) {
-    read_loop();
-    return send_handshake();
-  }
-  // TLS first (within connect_timeout, like the rest of the handshake), then AUTH/SELECT/PING.
-  tls_ = std::make_shared<asio::ssl::stream<tcp::socket&>>(socket_, *st_->tls);
-  SSL_set_tlsext_host_name(tls_->native_handle(), st_->opts.host.c_str());
-  tls_->async_handshake(asio::ssl::stream_base::client,
-                        on_strand([keep = tls_](connection& c, error_code ec) {
-                          if (ec) {
-                            c.st_->note_tls_error(ec.message());
-                            return c.reset(errc::closed);
-                          }
-                          c.read_loop();
-                          c.send_handshake();
-                        }));
-}
-
-/// AUTH and SELECT when configured, else PING: the connection is up only once Redis answered,
-/// so a server that accepts and then refuses (maxclients, bad password) backs off.
-void connection::send_handshake() {
-  const auto& o = st_->opts;
-  std::string db = std::to_string(o.db);
-  handshake_left_ = 0;
-  auto send = [&](std::initializer_list<std::string_view> args) {
-    argv_.clear();
-    argvlen_.clear();
-    for (auto a : args)
-      push_arg(a);
-    append_command();
-    pending p;
-    p.kind = op::handshake;
-    push(std::move(p));
-    ++handshake_left_;
-  };
-  if (!o.password.empty())
-    send({"AUTH", o.password});
-  if (o.db != 0)
-    send({"SELECT", db});
-  send({"PING"}); // answers LOADING while Redis loads its dataset (AUTH, SELECT and ROLE do not)
-  // Every command sessiond sends may write: a replica (the old primary after a failover that
-  // moved a DNS name) would refuse them all while the connection looked fine.
-  send({"ROLE"});
-  pending_.back().kind = op::role;
-  flush();
-}
-
-void connection::mark_up() {
-  conn_timer_.cancel();
-  st_->note_error("");
-  phase_ = phase::up;
-  attempt_ = 0;
-  if (ever_up_)
-    ++st_->reconnects;
-  ever_up_ = true;
-  up_.store(true, std::memory_order_release);
-  note_flip(st_, true);
-}
-
-void connection::stop() {
-  if (phase_ == phase::stopped)
-    return;
-  reset(errc::closed);
-  phase_ = phase::stopped;
-}
-
-/// Drops the socket and everything tied to it; pending commands fail with `why` (their
-/// replies can no longer be matched). Reconnects unless the client is stopping.
-void connection::reset(errc why) {
-  bool was_up = phase_ == phase::up;
-  ++gen_;
-  phase_ = phase::idle;
-  if (was_up) {
-    up_.store(false, std::memory_order_release);
-    note_flip(st_, false);
-  }
-  error_code ignored;
-  socket_.close(ignored);
-  tls_.reset();
-  resolver_.cancel();
-  deadline_.cancel();
-  conn_timer_.cancel();
-  deadline_armed_ = writing_ = false;
-  out_.clear();
-  wbuf_.clear();
-  loaded_.clear();
-  fail_all(why);
-  if (!st_->stopped)
-    schedule_reconnect();
-}
-
-/// The first retry is immediate (a reset or a restarted server), then min, 2*min, … up to
-/// max, each drawn from [d/2, d] (not below min) so that many nodes do not reconnect in step.
-std::chrono::milliseconds connection::next_backoff() {
-  using ms = std::chrono::milliseconds;
-  if (attempt_++ == 0)
-    return ms(0);
-  ms d = st_->opts.reconnect_min * (1LL << std::min(attempt_ - 2, 20u));
-  d = std::max(ms(1), std::min(d, st_->opts.reconnect_max));
-  std::uniform_int_distribution<long long> half(0, d.count() / 2);
-  return std::max(st_->opts.reconnect_min, d - ms(half(rng_)));
-}
-
-void connection::schedule_reconnect() {
-  conn_timer_.expires_after(next_backoff());
-  conn_timer_.async_wait(on_strand([](connection& c, error_code ec) {
-    if (!ec)
-      c.connect();
-  }));
-}
-
-// --- sending ---
-
-void connection::submit(request&& r) {
-  asio::post(strand_, [self = shared_from_this(), r = std::move(r)]() mutable {
-    self->enqueue(std::move(r));
-  });
-}
-
-void connection::enqueue(request&& r) {
-  if (phase_ != phase::up) {
-    ++st_->errors;
-    return deliver(r.cb, st_->stopped ? errc::closed : errc::disconnected, reply{});
-  }
-  pending p;
-  p.cb = std::move(r.cb);
-  if (r.scr) {
-    p.kind = op::eval;
-    p.scr = std::move(r.scr);
-    p.keys = std::move(r.args);
-    p.args = std::move(r.eval_args);
-    return enqueue_eval(std::move(p));
-  }
-  argv_.clear();
-  argvlen_.clear();
-  for (const auto& a : r.args)
-    push_arg(a);
-  send_encoded(std::move(p));
-}
-
-void connection::send_encoded(pending&& p) {
-  if (!append_command()) {
-    reply err{reply::kind::error, "ERR command could not be encoded", 0, {}};
-    return deliver(p.cb, errc::ok, std::move(err));
-  }
-  push(std::move(p));
-  flush();
-}
-
-/// EVALSHA, preceded by SCRIPT LOAD the first time this socket sees the script, so the
-/// usual case (new connection, restarted Redis) keeps the caller's order. NOSCRIPT (after
-/// SCRIPT FLUSH) is still handled in on_eval_reply.
-void connection::enqueue_eval(pending&& p) {
-  const script& s = *p.scr;
-  if (loaded_.insert(s.sha1).second) {
-    argv_.assign({"SCRIPT", "LOAD", s.source.data()});
-    argvlen_.assign({6, 4, s.source.size()});
-    append_command();
-    pending load;
-    load.kind = op::load;
-    load.scr = p.scr;
-    push(std::move(load));
-  }
-  char numkeys[24];
-  auto nk = std::to_chars(numkeys, numkeys + sizeof numkeys, p.keys.size()).ptr;
-  argv_.assign({"EVALSHA", s.sha1.data(), numkeys});
-  argvlen_.assign({7, s.sha1.size(), static_cast<std::size_t>(nk - numkeys)});
-  for (const auto& k : p.keys)
-    push_arg(k);
-  for (const auto& a : p.args)
-    push_arg(a);
-  send_encoded(std::move(p));
-}
-
-/// Formats argv_ into the pending output. An empty command is refused: Redis would not
-/// answer it and every later reply would be matched to the wrong callback.
-bool connection::append_command() {
-  if (argv_.empty())
-    return false;
-  redis::append_command(out_, argv_.size(), argv_.data(), argvlen_.data());
-  return true;
-}
-
-void connection::push(pending&& p) {
-  if (pending_.full())
-    pending_.set_capacity(pending_.capacity() * 2);
-  p.at = steady::now();
-  pending_.push_back(std::move(p));
-  arm_deadline();
-}
-
-/// Writes everything pending unless a write is in flight; what arrives meanwhile goes out
-/// in the next write.
-void connection::flush() {
-  if (writing_ || out_.empty())
-    return;
-  std::swap(out_, wbuf_);
-  writing_ = true;
-  auto done = on_strand([keep = tls_](connection& c, error_code ec, std::size_t) {
-    c.writing_ = false;
-    if (ec)
-      return c.reset(errc::closed);
-    if (c.wbuf_.capacity() > (1u << 20))
-      std::string().swap(c.wbuf_);
-    c.wbuf_.clear();
-    c.flush();
-  });
-  if (tls_)
-    asio::async_write(*tls_, asio::buffer(wbuf_), std::move(done));
-  else
-    asio::async_write(socket_, asio::buffer(wbuf_), std::move(done));
-}
-
-// --- receiving ---
-
-void connection::read_loop() {
-  auto done = on_strand([keep = tls_](connection& c, error_code ec, std::size_t n) {
-    if (ec) {
-      // Closed before the handshake's replies: with TLS 1.3 a server that wants a client
-      // certificate (or rejects ours) says so only now, after the TLS handshake passed.
-      if (c.phase_ == phase::handshaking)
-        c.st_->note_error(c.st_->address() +
-                          " closed the connection during the handshake: " + ec.message());
-      return c.reset(errc::closed);
-    }
-    c.on_read(n);
-  });
-  if (tls_)
-    tls_->async_read_some(asio::buffer(rbuf_), std::move(done));
-  else
-    socket_.async_read_some(asio::buffer(rbuf_), std::move(done));
-}
-
-void connection::on_read(std::size_t n) {
-  std::uint64_t gen = gen_;
-  if (redisReaderFeed(reader_.get(), rbuf_.data(), n) != REDIS_OK)
-    return reset(errc::protocol);
-  for (;;) {
-    void* obj = nullptr;
-    if (redisReaderGetReply(reader_.get(), &obj) != REDIS_OK)
-      return reset(errc::protocol);
-    if (obj == nullptr)
-      break;
-    if (pending_.empty())
-      return reset(errc::protocol); // a reply nobody asked for
-    reply r = std::move(root_);
-    // READONLY: the primary became a replica under us; LOADING: it loads a dataset. Either way
-    // the connection is dropped after this reply and made again (resolving the name anew; the
-    // handshake's PING and ROLE keep it down while that lasts).
-    bool readonly = r.is_error() && r.str.compare(0, 9, "READONLY ") == 0;
-    bool loading = r.is_error() && r.str.compare(0, 8, "LOADING ") == 0;
-    on_reply(std::move(r));
-    if (gen != gen_)
-      return; // a failed handshake reset the socket
-    if (readonly || loading) {
-      if (readonly)
-        st_->note_replica("it answered READONLY");
-      else
-        st_->note_error(st_->address() + " is loading its dataset (LOADING)");
-      return reset(errc::closed);
-    }
-  }
-  read_loop();
-}
-
-void connection::on_reply(reply&& r) {
-  switch (pending_.front().kind) {
-  case op::user:
-    return complete_front(errc::ok, std::move(r));
-  case op::eval:
-    return on_eval_reply(std::move(r));
-  case op::load: {
-    pending load = std::move(pending_.front());
-    pending_.pop_front();
-    if (!r.is_error())
-      return;
-    loaded_.erase(load.scr->sha1);
-    // Its EVALSHA follows and will fail with NOSCRIPT: report the load error instead.
-    if (!pending_.empty() && pending_.front().kind == op::eval) {
-      pending_.front().load_error = std::make_unique<reply>(std::move(r));
-    }
-    return;
-  }
-  case op::handshake:
-    pending_.pop_front();
-    if (r.is_error()) { // WRONGPASS, LOADING, max number of clients reached, …
-      st_->note_error(st_->address() + " refused the connection: " + r.str);
-      return reset(errc::closed);
-    }
-    if (--handshake_left_ == 0)
-      mark_up();
-    return;
-  case op::role:
-    // An error (ROLE not allowed to this user) cannot tell: the connection is taken.
-    pending_.pop_front();
-    if (r.type == reply::kind::array && !r.elements.empty() && r.elements[0].str != "master") {
-      st_->note_replica("ROLE " + r.elements[0].str);
-      return reset(errc::closed);
-    }
-    if (--handshake_left_ == 0)
-      mark_up();
-    return;
-  }
-}
-
-void connection::on_eval_reply(reply&& r) {
-  pending& p = pending_.front();
-  if (p.load_error)
-    return complete_front(errc::ok, std::move(*p.load_error));
-  bool noscript = r.is_error() && r.str.compare(0, 8, "NOSCRIPT") == 0;
-  if (!noscript || p.retried)
-    return complete_front(errc::ok, std::move(r));
-  pending retry = std::move(p);
-  pending_.pop_front();
-  retry.retried = true;
-  loaded_.erase(retry.scr->sha1);
-  enqueue_eval(std::move(retry)); // SCRIPT LOAD + EVALSHA again, on this connection
-}
-
-void connection::complete_front(errc e, reply&& r) {
-  if (e != errc::ok && pending_.front().cb)
-    ++st_->errors;
-  deliver(pending_.front().cb, e, std::move(r));
-  pending_.pop_front();
-}
-
-void connection::fail_all(errc e) {
-  while (!pending_.empty())
-    complete_front(e, reply{});
-}
-
-// --- deadlines ---
-// One timer per connection, armed for the oldest pending command only; it is not touched
-// per command. When it fires it either times everything out or re-arms for the new oldest.
-
-void connection::arm_deadline() {
-  if (deadline_armed_ || pending_.empty())
-    return;
-  deadline_armed_ = true;
-  deadline_.expires_at(pending_.front().at + st_->opts.command_timeout);
-  deadline_.async_wait(on_strand([](connection& c, error_code ec) {
-    c.deadline_armed_ = false;
-    if (!ec)
-      c.on_deadline();
-  }));
-}
-
-void connection::on_deadline() {
-  if (pending_.empty())
-    return;
-  if (steady::now() < pending_.front().at + st_->opts.command_timeout)
-    return arm_deadline();
-  reset(errc::timeout);
-}
-
-} // namespace
 
 // --- client ---------------------------------------------------------------------------------
 
@@ -916,43 +215,560 @@ void append_command(std::string& out, std::size_t argc, const char* const* argv,
   }
 }
 
-struct client::impl {
-  std::shared_ptr<shared_state> st;
-  std::vector<std::shared_ptr<connection>> conns;
-  std::atomic<bool> started{false};
+// --- client: one pool, or one pool per cluster master ---------------------------------------
 
-  /// The hinted connection, else the next one up; null when none is up.
-  [[nodiscard]] connection* pick(std::size_t hint) const {
-    for (std::size_t k = 0; k < conns.size(); ++k) {
-      auto& c = conns[(hint + k) % conns.size()];
-      if (c->up())
-        return c.get();
+namespace {
+
+using detail::deliver;
+using detail::pool;
+using detail::request;
+
+enum class mode : int { unknown, single, cluster };
+
+constexpr std::uint16_t no_master = 0xffff;
+
+/// A topology as read from the cluster: which master's pool serves each slot.
+struct topology {
+  std::vector<std::shared_ptr<pool>> masters;
+  std::vector<std::uint16_t> slot_master = std::vector<std::uint16_t>(slot_count, no_master);
+  std::vector<cluster_shard> shards; ///< parallel to masters
+  steady::time_point at = steady::now();
+};
+
+/// One command on its way through the cluster: kept whole so a redirect can send it again.
+struct attempt {
+  std::vector<std::string> args, eval_args;
+  std::shared_ptr<const script> scr;
+  callback cb;
+  std::size_t hint = 0;
+  int slot = -1;      ///< -1: keyless, any master
+  std::string target; ///< set by MOVED / ASK, or by command_at (pinned)
+  bool asking = false;
+  bool pinned = false;
+  int redirects = 0;
+  unsigned waits = 0;
+  steady::time_point deadline;
+};
+
+bool has_prefix(const reply& r, std::string_view p) {
+  return r.is_error() && r.str.compare(0, p.size(), p) == 0 &&
+         (r.str.size() == p.size() || r.str[p.size()] == ' ');
+}
+
+/// "MOVED 3999 127.0.0.1:6381" / "ASK …": the address; empty when unreadable.
+std::string redirect_address(const std::string& s) {
+  auto last = s.rfind(' ');
+  return last == std::string::npos ? std::string() : s.substr(last + 1);
+}
+
+/// Splits a cluster address (host:port, [v6]:port) into its parts.
+bool split_address(const std::string& a, std::string& host, std::uint16_t& port) {
+  auto colon = a.rfind(':');
+  if (colon == std::string::npos || colon + 1 == a.size())
+    return false;
+  unsigned long p = 0;
+  if (!parse_uint(std::string_view(a).substr(colon + 1), 65535, p) || p == 0)
+    return false;
+  host = a.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  port = static_cast<std::uint16_t>(p);
+  return !host.empty();
+}
+
+const reply* field(const reply& map, std::string_view name) {
+  for (std::size_t i = 0; i + 1 < map.elements.size(); i += 2)
+    if (map.elements[i].str == name)
+      return &map.elements[i + 1];
+  return nullptr;
+}
+
+std::string text_field(const reply& map, std::string_view name) {
+  const reply* f = field(map, name);
+  if (f == nullptr)
+    return {};
+  return f->type == reply::kind::integer ? std::to_string(f->integer) : f->str;
+}
+
+/// One shard of a CLUSTER SHARDS reply (Redis 7): a map of slots and nodes.
+bool parse_shard(const reply& s, bool tls, cluster_shard& out) {
+  const reply* slots = field(s, "slots");
+  const reply* nodes = field(s, "nodes");
+  if (slots == nullptr || nodes == nullptr)
+    return false;
+  for (std::size_t i = 0; i + 1 < slots->elements.size(); i += 2)
+    out.slots.emplace_back(static_cast<int>(slots->elements[i].integer),
+                           static_cast<int>(slots->elements[i + 1].integer));
+  bool have_master = false;
+  for (const auto& n : nodes->elements) {
+    cluster_node node;
+    node.id = text_field(n, "id");
+    std::string host = text_field(n, "endpoint");
+    if (host.empty() || host == "?")
+      host = text_field(n, "ip");
+    std::string port = text_field(n, tls ? "tls-port" : "port");
+    node.address = detail::address_of(host, static_cast<std::uint16_t>(std::atoi(port.c_str())));
+    node.health = text_field(n, "health");
+    if (text_field(n, "role") == "master" && !have_master) {
+      out.master = std::move(node);
+      have_master = true;
+    } else {
+      out.replicas.push_back(std::move(node));
     }
-    return nullptr;
+  }
+  return have_master && !out.slots.empty();
+}
+
+std::vector<cluster_shard> parse_shards(const reply& r, bool tls) {
+  std::vector<cluster_shard> out;
+  for (const auto& s : r.elements) {
+    cluster_shard shard;
+    if (parse_shard(s, tls, shard))
+      out.push_back(std::move(shard));
+  }
+  return out;
+}
+
+/// CLUSTER SLOTS (before Redis 7): [start, end, master, replica…] per range; grouped by master.
+std::vector<cluster_shard> parse_slots(const reply& r) {
+  std::vector<cluster_shard> out;
+  auto node_of = [](const reply& n) {
+    cluster_node node;
+    if (n.elements.size() >= 2)
+      node.address =
+          detail::address_of(n.elements[0].str, static_cast<std::uint16_t>(n.elements[1].integer));
+    if (n.elements.size() >= 3)
+      node.id = n.elements[2].str;
+    return node;
+  };
+  for (const auto& range : r.elements) {
+    if (range.elements.size() < 3)
+      continue;
+    cluster_node master = node_of(range.elements[2]);
+    auto it = std::find_if(out.begin(), out.end(), [&](const cluster_shard& s) {
+      return s.master.address == master.address;
+    });
+    if (it == out.end()) {
+      out.emplace_back();
+      it = std::prev(out.end());
+      it->master = master;
+      for (std::size_t i = 3; i < range.elements.size(); ++i)
+        it->replicas.push_back(node_of(range.elements[i]));
+    }
+    it->slots.emplace_back(static_cast<int>(range.elements[0].integer),
+                           static_cast<int>(range.elements[1].integer));
+  }
+  return out;
+}
+
+client_stats& operator+=(client_stats& a, const client_stats& b) {
+  a.errors += b.errors;
+  a.reconnects += b.reconnects;
+  a.connections_up += b.connections_up;
+  return a;
+}
+
+} // namespace
+
+struct client::impl : std::enable_shared_from_this<client::impl> {
+  impl(const std::vector<asio::io_context*>& l, client_options o)
+      : loops(l),
+        opts(std::move(o)),
+        strand(asio::make_strand(*loops.front())),
+        refresh_timer(strand),
+        tick_timer(strand) {}
+
+  const std::vector<asio::io_context*> loops;
+  const client_options opts;
+  asio::strand<asio::io_context::executor_type> strand; ///< refreshes and retry timers
+  asio::steady_timer refresh_timer, tick_timer;
+  std::shared_ptr<pool> first; ///< the first seed: all there is to a single Redis
+  std::atomic<int> mode_{static_cast<int>(mode::unknown)};
+  std::atomic<bool> started{false}, stopped{false};
+  std::atomic<std::uint64_t> commands{0}, moved{0}, asked{0}, retried{0}, refreshes{0};
+
+  mutable std::mutex mu;                                        // pools, topo, retired
+  std::unordered_map<std::string, std::shared_ptr<pool>> pools; ///< by address
+  std::shared_ptr<const topology> topo;
+  client_stats retired; ///< counts of pools dropped since
+
+  // On the strand only:
+  bool refreshing = false, refresh_again = false, refresh_armed = false;
+  steady::time_point last_refresh{};
+
+  std::mutex notify_mu;
+  std::function<void(bool)> on_state;
+  bool reported_up = false;
+
+  mode current() const { return static_cast<mode>(mode_.load(std::memory_order_acquire)); }
+
+  std::shared_ptr<const topology> snapshot() const {
+    std::lock_guard<std::mutex> lk(mu);
+    return topo;
   }
 
+  std::vector<std::shared_ptr<pool>> all_pools() const {
+    std::lock_guard<std::mutex> lk(mu);
+    std::vector<std::shared_ptr<pool>> out;
+    out.reserve(pools.size());
+    for (const auto& [address, p] : pools)
+      out.push_back(p);
+    return out;
+  }
+
+  /// The pool for host:port, made (and started, when the client runs) on first use.
+  std::shared_ptr<pool> pool_at(const std::string& host, std::uint16_t port) {
+    auto address = detail::address_of(host, port);
+    std::lock_guard<std::mutex> lk(mu);
+    if (auto it = pools.find(address); it != pools.end())
+      return it->second;
+    client_options o = opts;
+    o.host = host;
+    o.port = port;
+    o.seeds.clear();
+    auto p = std::make_shared<pool>(loops, std::move(o));
+    p->on_state_change([w = weak_from_this()](bool up) {
+      if (auto self = w.lock())
+        self->on_pool_state(up);
+    });
+    pools.emplace(address, p);
+    if (started && !stopped)
+      p->start();
+    return p;
+  }
+
+  std::shared_ptr<pool> pool_named(const std::string& address) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (auto it = pools.find(address); it != pools.end())
+        return it->second;
+    }
+    std::string host;
+    std::uint16_t port = 0;
+    if (!split_address(address, host, port))
+      return nullptr;
+    return pool_at(host, port);
+  }
+
+  // --- state ---
+
+  void on_pool_state(bool up) {
+    mode m = current();
+    if ((up && m == mode::unknown) || (!up && m == mode::cluster))
+      request_refresh();
+    report_state();
+  }
+
+  void report_state() {
+    bool up = false;
+    for (const auto& p : all_pools())
+      up = up || p->connected();
+    std::lock_guard<std::mutex> lk(notify_mu);
+    if (up == reported_up)
+      return;
+    reported_up = up;
+    if (on_state && !stopped)
+      on_state(up);
+  }
+
+  // --- sending ---
+
   void submit(std::size_t hint, request&& r) {
-    ++st->commands;
-    connection* c = st->stopped ? nullptr : pick(hint);
-    if (c != nullptr)
-      return c->submit(std::move(r));
-    ++st->errors;
-    conns[hint % conns.size()]->refuse(std::move(r.cb),
-                                       st->stopped ? errc::closed : errc::disconnected);
+    ++commands;
+    if (current() == mode::single) {
+      if (first->try_submit(hint, r))
+        return;
+      return first->refuse(hint, std::move(r.cb), stopped ? errc::closed : errc::disconnected);
+    }
+    auto a = std::make_shared<attempt>();
+    a->hint = hint;
+    a->cb = std::move(r.cb);
+    a->scr = std::move(r.scr);
+    a->eval_args = std::move(r.eval_args);
+    a->args = std::move(r.args);
+    if (a->scr)
+      a->slot = a->args.empty() ? -1 : key_slot(a->args.front());
+    else if (auto k = key_position(a->args); k != no_key)
+      a->slot = key_slot(a->args[k]);
+    a->deadline = steady::now() + opts.command_timeout;
+    send(a);
+  }
+
+  void submit_at(const std::string& address, std::size_t hint, request&& r) {
+    ++commands;
+    auto a = std::make_shared<attempt>();
+    a->hint = hint;
+    a->cb = std::move(r.cb);
+    a->args = std::move(r.args);
+    a->target = address;
+    a->pinned = true;
+    a->deadline = steady::now() + opts.command_timeout;
+    send(a);
+  }
+
+  /// The pool a command goes to now: its redirect target, its slot's master, else any master.
+  std::shared_ptr<pool> route(const attempt& a) {
+    if (!a.target.empty())
+      return pool_named(a.target);
+    auto t = snapshot();
+    if (!t || t->masters.empty())
+      return first;
+    if (a.slot < 0)
+      return t->masters[a.hint % t->masters.size()];
+    auto m = t->slot_master[static_cast<std::size_t>(a.slot)];
+    return m == no_master ? nullptr : t->masters[m];
+  }
+
+  void send(const std::shared_ptr<attempt>& a) {
+    if (stopped)
+      return first->refuse(a->hint, std::move(a->cb), errc::closed);
+    auto p = route(*a);
+    if (p) {
+      request r{a->args, a->eval_args, a->scr, nullptr, a->asking};
+      r.cb = [w = weak_from_this(), a](errc e, reply&& rep) {
+        auto self = w.lock();
+        if (!self)
+          return deliver(a->cb, e == errc::ok ? errc::closed : e, reply{});
+        self->on_result(a, e, std::move(rep));
+      };
+      if (p->try_submit(a->hint, r))
+        return;
+    }
+    // No connection there: a master just found (from a redirect or the topology) is worth a
+    // short wait while it connects; the seed, a master that was up and went down, or a slot
+    // no master serves fail at once, so those requests answer 503 while other slots are served
+    // and the topology is read again.
+    bool fresh = p && p != first && !p->ever_up() && !p->stopped();
+    if (current() == mode::cluster)
+      request_refresh();
+    if (fresh && wait_then_send(a))
+      return;
+    (p ? p : first)->refuse(a->hint, std::move(a->cb), stopped ? errc::closed : errc::disconnected);
+  }
+
+  /// Sends `a` again after a backoff (5 ms doubling to 100 ms); false when that would pass its
+  /// deadline.
+  bool wait_then_send(const std::shared_ptr<attempt>& a) {
+    auto delay = std::chrono::milliseconds(5) * (1u << std::min(a->waits, 5u));
+    delay = std::min(delay, std::chrono::milliseconds(100));
+    if (steady::now() + delay >= a->deadline || stopped)
+      return false;
+    ++a->waits;
+    ++retried;
+    auto timer = std::make_shared<asio::steady_timer>(strand, delay);
+    timer->async_wait([w = weak_from_this(), a, timer](error_code) {
+      if (auto self = w.lock())
+        return self->send(a);
+      deliver(a->cb, errc::closed, reply{});
+    });
+    return true;
+  }
+
+  void on_result(const std::shared_ptr<attempt>& a, errc e, reply&& r) {
+    if (e == errc::disconnected && current() == mode::cluster)
+      request_refresh();
+    if (e != errc::ok || !r.is_error() || a->pinned)
+      return deliver(a->cb, e, std::move(r));
+    bool is_moved = has_prefix(r, "MOVED");
+    bool is_ask = has_prefix(r, "ASK");
+    if (is_moved || is_ask) {
+      auto address = redirect_address(r.str);
+      if (address.empty() || ++a->redirects > opts.max_redirects) {
+        r.str = "ERR sessiond: gave up after " + std::to_string(opts.max_redirects) +
+                " cluster redirects (last: " + r.str + ")";
+        return deliver(a->cb, errc::ok, std::move(r));
+      }
+      (is_moved ? moved : asked)++;
+      if (is_moved)
+        request_refresh();
+      a->target = std::move(address);
+      a->asking = is_ask;
+      return send(a);
+    }
+    if ((has_prefix(r, "TRYAGAIN") || has_prefix(r, "CLUSTERDOWN")) && wait_then_send(a))
+      return;
+    deliver(a->cb, errc::ok, std::move(r));
+  }
+
+  // --- topology ---
+
+  void request_refresh() {
+    if (stopped)
+      return;
+    asio::post(strand, [w = weak_from_this()] {
+      if (auto self = w.lock())
+        self->refresh_soon();
+    });
+  }
+
+  /// On the strand: reads the topology now, or as soon as refresh_min_interval allows.
+  void refresh_soon() {
+    if (stopped || current() == mode::single)
+      return;
+    if (refreshing) {
+      refresh_again = true;
+      return;
+    }
+    auto due = last_refresh + opts.refresh_min_interval;
+    if (steady::now() < due) {
+      if (!refresh_armed) {
+        refresh_armed = true;
+        refresh_timer.expires_at(due);
+        refresh_timer.async_wait([w = weak_from_this()](error_code ec) {
+          auto self = w.lock();
+          if (!self)
+            return;
+          self->refresh_armed = false;
+          if (!ec)
+            self->refresh_soon();
+        });
+      }
+      return;
+    }
+    read_topology();
+  }
+
+  void read_topology() {
+    std::shared_ptr<pool> via;
+    if (auto t = snapshot())
+      for (const auto& m : t->masters)
+        if (m->connected())
+          via = m;
+    if (!via)
+      for (const auto& p : all_pools())
+        if (p->connected())
+          via = p;
+    if (!via)
+      return; // a pool coming up asks again
+    refreshing = true;
+    last_refresh = steady::now();
+    ask(via, {"CLUSTER", "SHARDS"});
+  }
+
+  void ask(const std::shared_ptr<pool>& via, std::vector<std::string> args) {
+    bool shards = args[1] == "SHARDS";
+    request r{std::move(args), {}, nullptr, nullptr, false};
+    r.cb = [w = weak_from_this(), via, shards](errc e, reply&& rep) {
+      auto self = w.lock();
+      if (!self)
+        return;
+      asio::post(self->strand, [self, via, shards, e, rep = std::move(rep)]() mutable {
+        self->on_topology(via, shards, e, std::move(rep));
+      });
+    };
+    if (!via->try_submit(0, r)) {
+      refreshing = false;
+    }
+  }
+
+  void on_topology(const std::shared_ptr<pool>& via, bool shards, errc e, reply&& r) {
+    if (stopped)
+      return;
+    if (e == errc::ok && r.is_error() &&
+        r.str.find("cluster support disabled") != std::string::npos)
+      return become_single();
+    if (e == errc::ok && r.is_error() && shards)
+      return ask(via, {"CLUSTER", "SLOTS"}); // Redis before 7.0
+    auto parsed = e == errc::ok && r.type == reply::kind::array
+                      ? (shards ? parse_shards(r, opts.tls) : parse_slots(r))
+                      : std::vector<cluster_shard>{};
+    refreshing = false;
+    if (!parsed.empty())
+      install(std::move(parsed));
+    if (refresh_again) {
+      refresh_again = false;
+      refresh_soon();
+    }
+  }
+
+  void become_single() {
+    refreshing = false;
+    mode_.store(static_cast<int>(mode::single), std::memory_order_release);
+    std::vector<std::shared_ptr<pool>> extra;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      for (auto it = pools.begin(); it != pools.end();)
+        if (it->second != first) {
+          extra.push_back(it->second);
+          retired += it->second->stats();
+          it = pools.erase(it);
+        } else {
+          ++it;
+        }
+    }
+    for (auto& p : extra)
+      p->stop();
+  }
+
+  void install(std::vector<cluster_shard> shards) {
+    auto t = std::make_shared<topology>();
+    for (auto& s : shards) {
+      std::string host;
+      std::uint16_t port = 0;
+      if (!split_address(s.master.address, host, port))
+        continue;
+      auto index = static_cast<std::uint16_t>(t->masters.size());
+      t->masters.push_back(pool_at(host, port));
+      for (auto [lo, hi] : s.slots)
+        for (int slot = std::max(lo, 0); slot <= std::min(hi, slot_count - 1); ++slot)
+          t->slot_master[static_cast<std::size_t>(slot)] = index;
+      t->shards.push_back(std::move(s));
+    }
+    if (t->masters.empty())
+      return;
+    std::vector<std::shared_ptr<pool>> gone;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      for (auto it = pools.begin(); it != pools.end();) {
+        bool master =
+            std::find(t->masters.begin(), t->masters.end(), it->second) != t->masters.end();
+        if (!master) {
+          gone.push_back(it->second);
+          retired += it->second->stats();
+          it = pools.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      topo = std::move(t);
+    }
+    ++refreshes;
+    mode_.store(static_cast<int>(mode::cluster), std::memory_order_release);
+    for (auto& p : gone)
+      p->stop();
+    if (!gone.empty())
+      report_state();
+  }
+
+  /// Reads the topology every refresh_interval, and every 500 ms while a master is down.
+  void tick() {
+    if (stopped || current() == mode::single)
+      return;
+    bool all_up = true;
+    if (auto t = snapshot())
+      for (const auto& m : t->masters)
+        all_up = all_up && m->connected();
+    refresh_soon();
+    tick_timer.expires_after(all_up ? opts.refresh_interval : std::chrono::milliseconds(500));
+    tick_timer.async_wait([w = weak_from_this()](error_code ec) {
+      if (auto self = w.lock(); self && !ec)
+        self->tick();
+    });
   }
 };
 
 client::client(boost::asio::io_context& io, client_options opts)
     : client(std::vector<boost::asio::io_context*>{&io}, std::move(opts)) {}
 
-client::client(const std::vector<boost::asio::io_context*>& loops, client_options opts)
-    : impl_(std::make_shared<impl>()) {
+client::client(const std::vector<boost::asio::io_context*>& loops, client_options opts) {
   if (loops.empty())
     throw std::invalid_argument("redis: client needs at least one io_context");
   opts.connections = std::max<std::size_t>(1, opts.connections);
-  impl_->st = std::make_shared<shared_state>(*loops.front(), std::move(opts));
-  for (std::size_t i = 0; i < impl_->st->opts.connections; ++i)
-    impl_->conns.push_back(std::make_shared<connection>(impl_->st, *loops[i % loops.size()]));
+  impl_ = std::make_shared<impl>(loops, std::move(opts));
+  const auto& o = impl_->opts;
+  impl_->first = impl_->pool_at(o.host, o.port);
+  for (const auto& [host, port] : o.seeds)
+    impl_->pool_at(host, port);
 }
 
 client::~client() {
@@ -963,60 +779,121 @@ client::~client() {
 }
 
 void client::start() {
-  if (impl_->started.exchange(true) || impl_->st->stopped)
+  if (impl_->started.exchange(true) || impl_->stopped)
     return;
-  for (auto& c : impl_->conns)
-    c->start();
+  for (auto& p : impl_->all_pools())
+    p->start();
+  asio::post(impl_->strand, [w = std::weak_ptr<impl>(impl_)] {
+    if (auto self = w.lock())
+      self->tick();
+  });
 }
 
 void client::stop() {
-  if (impl_->st->stopped.exchange(true))
+  if (impl_->stopped.exchange(true))
     return;
   {
-    std::lock_guard<std::mutex> lk(impl_->st->notify_mu); // waits out a running notification
-    impl_->st->on_state = nullptr;
+    std::lock_guard<std::mutex> lk(impl_->notify_mu); // waits out a running notification
+    impl_->on_state = nullptr;
   }
-  for (auto& c : impl_->conns)
-    c->shutdown();
+  asio::post(impl_->strand, [self = impl_] {
+    self->refresh_timer.cancel();
+    self->tick_timer.cancel();
+  });
+  for (auto& p : impl_->all_pools())
+    p->stop();
 }
 
 void client::command(std::size_t conn_hint, std::vector<std::string> args, callback cb) {
-  impl_->submit(conn_hint, request{std::move(args), {}, nullptr, std::move(cb)});
+  impl_->submit(conn_hint, request{std::move(args), {}, nullptr, std::move(cb), false});
 }
 
 void client::eval(std::size_t conn_hint, const script& s, std::vector<std::string> keys,
                   std::vector<std::string> args, callback cb) {
-  impl_->submit(conn_hint, request{std::move(keys), std::move(args), intern(s), std::move(cb)});
+  impl_->submit(conn_hint,
+                request{std::move(keys), std::move(args), detail::intern(s), std::move(cb), false});
+}
+
+void client::command_at(const std::string& address, std::size_t conn_hint,
+                        std::vector<std::string> args, callback cb) {
+  impl_->submit_at(address, conn_hint, request{std::move(args), {}, nullptr, std::move(cb), false});
 }
 
 std::size_t client::local_hint(std::size_t hint) const {
-  const auto& conns = impl_->conns;
-  for (std::size_t k = 0; k < conns.size(); ++k) {
-    auto i = (hint + k) % conns.size();
-    if (conns[i]->local() && conns[i]->up())
-      return i;
-  }
-  return hint;
+  if (auto t = impl_->snapshot(); t && !t->masters.empty())
+    return t->masters.front()->local_hint(hint);
+  return impl_->first->local_hint(hint);
 }
 
 bool client::connected() const {
-  return impl_->st->up_count.load() > 0;
+  for (const auto& p : impl_->all_pools())
+    if (p->connected())
+      return true;
+  return false;
+}
+
+bool client::all_slots_connected() const {
+  auto t = impl_->snapshot();
+  if (impl_->current() != mode::cluster || !t)
+    return connected();
+  for (auto m : t->slot_master)
+    if (m == no_master || !t->masters[m]->connected())
+      return false;
+  return true;
+}
+
+cluster_view client::cluster() const {
+  cluster_view v;
+  auto t = impl_->snapshot();
+  if (impl_->current() != mode::cluster || !t)
+    return v;
+  v.cluster = true;
+  v.shards = t->shards;
+  for (std::size_t i = 0; i < v.shards.size(); ++i)
+    v.shards[i].connected = t->masters[i]->connected();
+  v.age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t->at).count();
+  return v;
+}
+
+std::vector<std::string> client::masters() const {
+  std::vector<std::string> out;
+  auto t = impl_->snapshot();
+  if (impl_->current() == mode::cluster && t)
+    for (const auto& m : t->masters)
+      out.push_back(m->address());
+  else
+    out.push_back(impl_->first->address());
+  return out;
 }
 
 std::string client::last_error() const {
-  std::lock_guard<std::mutex> lk(impl_->st->error_mu);
-  return impl_->st->last_error;
+  for (const auto& p : impl_->all_pools())
+    if (auto e = p->last_error(); !e.empty())
+      return e;
+  return {};
 }
 
 client_stats client::stats() const {
-  const auto& st = *impl_->st;
-  return {st.commands.load(), st.errors.load(), st.reconnects.load(), st.up_count.load()};
+  client_stats s;
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    s = impl_->retired;
+    s.connections_up = 0;
+  }
+  for (const auto& p : impl_->all_pools())
+    s += p->stats();
+  s.commands = impl_->commands.load();
+  s.moved = impl_->moved.load();
+  s.asked = impl_->asked.load();
+  s.retried = impl_->retried.load();
+  s.refreshes = impl_->refreshes.load();
+  return s;
 }
 
 void client::on_state_change(std::function<void(bool up)> f) {
-  std::lock_guard<std::mutex> lk(impl_->st->notify_mu);
-  if (!impl_->st->stopped)
-    impl_->st->on_state = std::move(f);
+  std::lock_guard<std::mutex> lk(impl_->notify_mu);
+  if (!impl_->stopped)
+    impl_->on_state = std::move(f);
 }
 
 } // namespace sessiond::redis

@@ -1,5 +1,7 @@
 // Redis client on Asio: hiredis' RESP formatter and reader over Asio sockets, a small
-// pool of connections, pipelining, per-command deadlines and reconnect with backoff.
+// pool of connections, pipelining, per-command deadlines and reconnect with backoff. Against a
+// Redis Cluster it finds the masters, keeps such a pool per master and routes every command by
+// its key's slot, following MOVED and ASK; the caller does not say which it talks to.
 #pragma once
 
 #include <chrono>
@@ -9,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace boost::asio {
@@ -57,11 +60,21 @@ struct client_options {
   /// server that asks for one (`tls-auth-clients`); both empty: none.
   std::string tls_cert_file;
   std::string tls_key_file;
+  /// More servers to start from (host, port): a comma-separated URL's later entries. Any one
+  /// that answers tells whether this is a cluster and, if so, where its masters are.
+  std::vector<std::pair<std::string, std::uint16_t>> seeds;
+  /// Cluster: at most this many MOVED / ASK redirects per command, then an error reply.
+  int max_redirects = 5;
+  /// Cluster: the topology is read again at least this often, and at most every
+  /// refresh_min_interval when redirects or a lost master ask for it.
+  std::chrono::milliseconds refresh_interval{5000};
+  std::chrono::milliseconds refresh_min_interval{100};
 };
 
 /// Parses redis://[[user]:password@]host[:port][/db] (or rediss:// for TLS) into host, port
 /// (6379), password (none; %-decoded), db (0) and tls; the user is ignored, [v6] hosts are
-/// accepted and other options kept.
+/// accepted and other options kept. Several URLs separated by commas (seeds of one cluster)
+/// fill `seeds` from the second on; they must agree on the scheme, the password and the db.
 /// Returns false and sets `error`, leaving `out` alone.
 bool parse_url(std::string_view url, client_options& out, std::string& error);
 
@@ -83,6 +96,28 @@ struct client_stats {
   std::uint64_t errors = 0;     ///< transport errors (errc != ok)
   std::uint64_t reconnects = 0; ///< connections re-established after being up
   std::size_t connections_up = 0;
+  std::uint64_t moved = 0;     ///< cluster: MOVED redirects followed
+  std::uint64_t asked = 0;     ///< cluster: ASK redirects followed
+  std::uint64_t retried = 0;   ///< cluster: TRYAGAIN / CLUSTERDOWN / a new master awaited
+  std::uint64_t refreshes = 0; ///< cluster: topology reads that succeeded
+};
+
+/// What the client knows of a Redis Cluster (CLUSTER SHARDS, or CLUSTER SLOTS on Redis < 7).
+struct cluster_node {
+  std::string id;      ///< the node's 40-character id (empty from CLUSTER SLOTS on old Redis)
+  std::string address; ///< host:port
+  std::string health;  ///< online, failed, loading; empty when the server does not say
+};
+struct cluster_shard {
+  std::vector<std::pair<int, int>> slots; ///< inclusive ranges
+  cluster_node master;
+  std::vector<cluster_node> replicas;
+  bool connected = false; ///< this client has a connection up to the master
+};
+struct cluster_view {
+  bool cluster = false; ///< false: a single Redis (or not known yet)
+  std::vector<cluster_shard> shards;
+  std::int64_t age_ms = -1; ///< since the topology was last read; -1: never
 };
 
 /// Thread-safe. Commands given from one thread with the same `conn_hint` go out on the same
@@ -131,6 +166,16 @@ public:
   std::string last_error() const;
   /// True when at least one connection is up.
   bool connected() const;
+  /// Cluster: true when every slot's master has a connection up; otherwise as connected().
+  bool all_slots_connected() const;
+  cluster_view cluster() const;
+  /// The address of every master (one entry, the server, when not a cluster): where commands
+  /// that act on one server's keys (SCAN, DBSIZE, FLUSHDB, INFO) must go to cover them all.
+  std::vector<std::string> masters() const;
+  /// Sends `args` to the master at `address` (as masters() names it); errc::disconnected when
+  /// the client has no connection there.
+  void command_at(const std::string& address, std::size_t conn_hint, std::vector<std::string> args,
+                  callback cb);
   client_stats stats() const;
   /// Called (on an I/O thread, one call at a time, in order) whenever the "at least one
   /// connection up" state flips, the first connect included. Never called once stop() has

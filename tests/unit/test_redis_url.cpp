@@ -1,6 +1,7 @@
-// Unit tests of the Redis adapter's pure parts: URL parsing, script SHA-1, errc names, RESP
-// encoding.
+// Unit tests of the Redis adapter's pure parts: URL parsing (cluster seeds too), script SHA-1,
+// errc names, RESP encoding, cluster key slots and which argument routes a command.
 #include "adapters/redis/client.hpp"
+#include "adapters/redis/slots.hpp"
 
 #include <catch2/catch.hpp>
 #include <hiredis/hiredis.h>
@@ -189,4 +190,65 @@ TEST_CASE("append_command writes the RESP bytes hiredis' formatter writes") {
     append_command(all, argv.size(), argv.data(), lens.data());
   }
   CHECK(all.rfind("*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$14\r\nsessiond:s:abc\r\n", 0) == 0);
+}
+
+TEST_CASE("several comma-separated URLs are the seeds of one cluster") {
+  auto o = parsed("redis://:pw@10.0.0.1:7000, redis://:pw@10.0.0.2:7001,redis://:pw@[::1]:7002");
+  CHECK(o.host == "10.0.0.1");
+  CHECK(o.port == 7000);
+  CHECK(o.password == "pw");
+  REQUIRE(o.seeds.size() == 2);
+  CHECK(o.seeds[0] == std::pair<std::string, std::uint16_t>("10.0.0.2", 7001));
+  CHECK(o.seeds[1] == std::pair<std::string, std::uint16_t>("::1", 7002));
+  CHECK(parsed("redis://a:1").seeds.empty());
+  // A second parse replaces the seeds of the first.
+  client_options again = o;
+  std::string error;
+  REQUIRE(parse_url("redis://b:2", again, error));
+  CHECK(again.seeds.empty());
+}
+
+TEST_CASE("seeds must agree on scheme, password and database, and each must parse") {
+  CHECK(parse_error("redis://a:1,rediss://b:2").find("seed 2") != std::string::npos);
+  CHECK(parse_error("redis://:x@a:1,redis://:y@b:2").find("password") != std::string::npos);
+  CHECK(parse_error("redis://a:1,redis://b:2/3").find("database") != std::string::npos);
+  CHECK(parse_error("redis://a:1,redis://b:0").find("seed 2: bad port") != std::string::npos);
+  CHECK(parse_error("redis://a:1,").find("seed 2") != std::string::npos);
+}
+
+TEST_CASE("key slots are Redis Cluster's: CRC16 of the hash tag, else of the key") {
+  // Values as CLUSTER KEYSLOT answers them (and the cluster spec's examples).
+  CHECK(key_slot("foo") == 12182);
+  CHECK(key_slot("bar") == 5061);
+  CHECK(key_slot("123456789") == 12739); // CRC16/XMODEM check value 0x31C3
+  CHECK(key_slot("") == 0);
+  // The tag: the first {…} with something inside.
+  CHECK(key_slot("{user1000}.following") == key_slot("user1000"));
+  CHECK(key_slot("{user1000}.followers") == key_slot("{user1000}.following"));
+  CHECK(key_slot("foo{}{bar}") == key_slot("foo{}{bar}"));
+  CHECK(key_slot("foo{}{bar}") != key_slot("bar")); // an empty first tag: the whole key
+  CHECK(key_slot("foo{{bar}}zap") == key_slot("{bar"));
+  CHECK(key_slot("foo{bar}{zap}") == key_slot("bar"));
+  CHECK(key_slot("sessiond:{q:mail}:wait") == key_slot("q:mail"));
+  CHECK(key_slot("no{close") == key_slot("no{close")); // no closing brace: the whole key
+  std::set<std::uint16_t> seen;
+  for (int i = 0; i < 100000; ++i)
+    seen.insert(key_slot("key:" + std::to_string(i)));
+  CHECK(seen.size() > 16000); // every slot is reachable
+  CHECK(*seen.rbegin() < slot_count);
+}
+
+TEST_CASE("the routing key is the first key of a command, or none for keyless ones") {
+  using args = std::vector<std::string>;
+  CHECK(key_position(args{"GET", "k"}) == 1);
+  CHECK(key_position(args{"hmget", "k", "a"}) == 1);
+  CHECK(key_position(args{"EVALSHA", "sha", "2", "k1", "k2", "a"}) == 3);
+  CHECK(key_position(args{"EVAL", "return 1", "0"}) == no_key);
+  CHECK(key_position(args{"MEMORY", "USAGE", "k"}) == 2);
+  CHECK(key_position(args{"OBJECT", "ENCODING", "k"}) == 2);
+  for (const char* keyless : {"PING", "INFO", "SCAN", "PUBLISH", "CLUSTER", "SCRIPT", "CONFIG",
+                              "WAIT", "DBSIZE", "FLUSHDB", "info"})
+    CHECK(key_position(args{keyless, "x", "y"}) == no_key);
+  CHECK(key_position(args{"PING"}) == no_key);
+  CHECK(key_position(args{}) == no_key);
 }
