@@ -19,9 +19,11 @@ namespace {
 constexpr std::size_t read_buffer_bytes = std::size_t{16} * 1024; // a response head must fit in it
 } // namespace
 
-connection::connection(worker& owner, asio::io_context& ioc, const protocol& proto)
+connection::connection(worker& owner, asio::io_context& ioc, const protocol& proto,
+                       std::size_t target)
     : owner_(owner),
       proto_(proto),
+      target_(target),
       socket_(ioc),
       delay_timer_(ioc),
       parser_(proto.make_parser()),

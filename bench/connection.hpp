@@ -25,7 +25,9 @@ class connection {
 public:
   using endpoints = boost::asio::ip::tcp::resolver::results_type;
 
-  connection(worker& owner, boost::asio::io_context& ioc, const protocol& proto);
+  /// `target` is the index of the phase target `proto` speaks to (and connect() is given).
+  connection(worker& owner, boost::asio::io_context& ioc, const protocol& proto,
+             std::size_t target);
 
   /// Connects (after `delay`, when not zero) and runs the protocol handshake.
   void connect(const endpoints& where, clock::duration delay = {});
@@ -37,6 +39,8 @@ public:
   void close();
 
   bool open() const { return socket_.is_open(); }
+  std::size_t target() const { return target_; }
+  const protocol& proto() const { return proto_; }
   bool keep_alive() const { return keep_alive_; }
   /// When the pending connect or request started; time_point{} when none is pending.
   clock::time_point pending_since() const { return pending_since_; }
@@ -59,6 +63,7 @@ private:
 
   worker& owner_;
   const protocol& proto_;
+  std::size_t target_;
   boost::asio::ip::tcp::socket socket_;
   boost::asio::steady_timer delay_timer_;
   std::unique_ptr<response_parser> parser_;

@@ -18,11 +18,21 @@ namespace sessiond::bench {
 
 using clock = std::chrono::steady_clock;
 
+/// One of the servers a phase loads.
+struct phase_target {
+  std::string url;
+  target where;
+  const protocol* proto = nullptr;
+};
+
 struct phase_config {
   std::string name; ///< "sessiond" or "redis"
-  std::string url;
+  std::string url;  ///< as shown: every target's URL, comma-separated
   const protocol* proto = nullptr;
   target where;
+  /// Several servers: connection i of the phase goes to targets[i % n]. Empty: the one target
+  /// url, where, proto above.
+  std::vector<phase_target> targets;
   std::size_t connections = 1;
   std::size_t threads = 1;
   std::chrono::nanoseconds duration{0};
@@ -55,12 +65,14 @@ struct phase_stats {
   std::vector<std::uint64_t> codes = std::vector<std::uint64_t>(600, 0);
   error_counts errors;
   std::uint64_t unsent = 0; ///< open loop: due in the window, never sent (backlog at the end)
+  std::vector<std::uint64_t> by_target; ///< complete responses from each target, by index
   void merge(const phase_stats& o);
 };
 
 struct phase_result {
   std::string name;
   std::string url;
+  std::vector<std::string> urls; ///< the targets, in the order of phase_stats::by_target
   phase_stats measured;
   phase_stats prefill;
   std::map<std::string, std::uint64_t> status;         ///< measured codes by label: "200", "nil"

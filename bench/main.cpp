@@ -12,6 +12,7 @@
 #include "bench/upsert_bench.hpp"
 
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,12 +20,18 @@ namespace bench = sessiond::bench;
 
 namespace {
 
-bench::phase_config make_config(const bench::options& o, bool redis, const bench::protocol& proto) {
+using protocols = std::vector<std::unique_ptr<bench::protocol>>;
+
+/// The Redis phase has one target; the sessiond phase one per --url, protos[i] for o.http[i].
+bench::phase_config make_config(const bench::options& o, bool redis, const protocols& protos) {
   bench::phase_config c;
   c.name = redis ? "redis" : "sessiond";
-  c.url = redis ? bench::shown_url(o.redis) : o.url;
-  c.proto = &proto;
-  c.where = redis ? o.redis : o.http;
+  c.url = redis ? bench::shown_url(o.redis) : bench::joined(o.urls);
+  c.proto = protos.front().get();
+  c.where = redis ? o.redis : o.http.front();
+  if (!redis)
+    for (std::size_t i = 0; i < o.urls.size(); ++i)
+      c.targets.push_back({o.urls[i], o.http[i], protos[i].get()});
   c.connections = o.connections;
   c.threads = o.threads;
   c.duration = o.duration;
@@ -51,12 +58,15 @@ int run(const bench::options& o) {
   std::vector<bench::phase_result> results;
   try {
     if (!o.only_redis) {
-      auto http = bench::make_http_protocol(o.http, o.value_bytes);
-      results.push_back(bench::run_phase(make_config(o, false, *http)));
+      protocols http; // one per URL: each sends its own Host header
+      for (auto& t : o.http)
+        http.push_back(bench::make_http_protocol(t, o.value_bytes));
+      results.push_back(bench::run_phase(make_config(o, false, http)));
     }
     if (o.only_redis || o.baseline_redis) {
-      auto redis = bench::make_redis_protocol(o.redis, o.value_bytes);
-      results.push_back(bench::run_phase(make_config(o, true, *redis)));
+      protocols redis;
+      redis.push_back(bench::make_redis_protocol(o.redis, o.value_bytes));
+      results.push_back(bench::run_phase(make_config(o, true, redis)));
     }
   } catch (const bench::run_error& e) {
     if (!results.empty())

@@ -62,6 +62,13 @@ double parse_number(std::string_view flag, std::string_view text) {
   return v;
 }
 
+std::string joined(const std::vector<std::string>& urls) {
+  std::string out;
+  for (auto& u : urls)
+    out += (out.empty() ? "" : ",") + u;
+  return out;
+}
+
 std::string shown_url(const target& t) {
   std::string auth = t.password.empty() ? "" : t.user + ":***@";
   return "redis://" + auth + t.host + ":" + std::to_string(t.port) + "/" + std::to_string(t.db);
@@ -188,9 +195,28 @@ long pid_flag(std::string_view f, std::string_view v) {
   return static_cast<long>(parse_whole(f, v, 1, 1 << 30));
 }
 
+/// --url: one URL or a comma-separated list, added to those of earlier --url flags (the first
+/// --url drops the default). Each is checked later, in check(), naming the bad one.
+void add_urls(options& o, std::string_view f, std::string_view v) {
+  if (!o.url_given)
+    o.urls.clear();
+  o.url_given = true;
+  std::string_view rest = v;
+  for (;;) {
+    auto comma = rest.find(',');
+    auto item = rest.substr(0, comma);
+    if (item.empty())
+      bad(f, v, "an empty URL in the list");
+    o.urls.emplace_back(item);
+    if (comma == std::string_view::npos)
+      return;
+    rest = rest.substr(comma + 1);
+  }
+}
+
 const std::map<std::string_view, flag_spec>& flag_table() {
   static const std::map<std::string_view, flag_spec> table = {
-      {"--url", {true, [](options& o, auto, auto v) { o.url = std::string(v); }}},
+      {"--url", {true, [](options& o, auto f, auto v) { add_urls(o, f, v); }}},
       {"--connections",
        {true, [](options& o, auto f, auto v) { o.connections = count_flag(f, v, 100000); }}},
       {"--threads", {true, [](options& o, auto f, auto v) { o.threads = count_flag(f, v, 256); }}},
@@ -233,11 +259,16 @@ const std::map<std::string_view, flag_spec>& flag_table() {
 }
 
 void check(options& o) {
-  o.http = parse_url("--url", o.url, "http");
+  o.http.clear();
+  for (auto& u : o.urls)
+    o.http.push_back(parse_url("--url", u, "http"));
   o.redis = parse_url("--redis-url", o.redis_url, "redis");
   if (o.threads > o.connections)
     throw usage_error("--threads " + std::to_string(o.threads) + " is more than --connections " +
                       std::to_string(o.connections));
+  if (o.connections < o.urls.size())
+    throw usage_error("--connections " + std::to_string(o.connections) + " is fewer than the " +
+                      std::to_string(o.urls.size()) + " --url targets (each needs one)");
   if (o.duration.count() <= 0)
     throw usage_error("--duration must be longer than 0");
   if (o.timeout.count() <= 0)
@@ -279,7 +310,11 @@ const char* help_text() {
 usage: sessiond-bench [flags]     (--flag value and --flag=value both work)
 
 target and load
-  --url URL            sessiond to load (default http://127.0.0.1:8080)
+  --url URL[,URL...]   sessiond node(s) to load (default http://127.0.0.1:8080). Give it
+                       more than once and/or as a comma-separated list to load several
+                       nodes at once: connection i goes to URL i % n (round-robin), the
+                       mix and totals are as with one URL, and the report adds the
+                       requests each URL answered. --connections must be at least n
   --connections N      keep-alive HTTP/1.1 connections, one request in flight each (default 64)
   --threads T          I/O threads; connections and rate are split across them (default 1)
   --duration D         measured time, e.g. 500ms, 30s, 5m (default 30s)

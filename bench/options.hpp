@@ -31,8 +31,11 @@ struct target {
 };
 
 struct options {
-  std::string url = "http://127.0.0.1:8080";
-  target http;
+  /// --url, given once or more, each a URL or a comma-separated list; the first --url replaces
+  /// the default. Connection i loads urls[i % urls.size()].
+  std::vector<std::string> urls = {"http://127.0.0.1:8080"};
+  std::vector<target> http; ///< one per url, in the same order
+  bool url_given = false;   ///< the parser saw a --url (so the default was dropped)
   std::size_t connections = 64;
   std::size_t threads = 1;
   std::chrono::nanoseconds duration = std::chrono::seconds(30);
@@ -81,6 +84,9 @@ target parse_url(std::string_view flag, std::string_view url, std::string_view s
 
 /// A Redis target as printed: redis://host:port/db, a password masked as ***.
 std::string shown_url(const target& redis);
+
+/// The URLs as shown in the report: "http://a:1,http://b:2".
+std::string joined(const std::vector<std::string>& urls);
 
 /// "get=80,put=20" (zero weights omitted).
 std::string to_string(const struct mix& m);

@@ -31,31 +31,46 @@ void phase_stats::merge(const phase_stats& o) {
     codes[i] += o.codes[i];
   errors.merge(o.errors);
   unsent += o.unsent;
+  if (by_target.size() < o.by_target.size())
+    by_target.resize(o.by_target.size(), 0);
+  for (std::size_t i = 0; i < o.by_target.size(); ++i)
+    by_target[i] += o.by_target[i];
 }
 
 namespace {
 
 using workers = std::vector<std::unique_ptr<worker>>;
 
-connection::endpoints resolve(const phase_config& cfg) {
+/// cfg.targets, or the one target of url, where, proto; each resolved.
+std::vector<resolved_target> resolve(const phase_config& cfg) {
+  auto targets = cfg.targets;
+  if (targets.empty())
+    targets.push_back({cfg.url, cfg.where, cfg.proto});
   asio::io_context ioc;
   asio::ip::tcp::resolver resolver(ioc);
-  boost::system::error_code ec;
-  auto found = resolver.resolve(cfg.where.host, std::to_string(cfg.where.port), ec);
-  if (ec)
-    throw run_error(cfg.name + ": cannot resolve " + cfg.where.host + ": " + ec.message());
-  return found;
+  std::vector<resolved_target> out;
+  for (auto& t : targets) {
+    boost::system::error_code ec;
+    auto found = resolver.resolve(t.where.host, std::to_string(t.where.port), ec);
+    if (ec)
+      throw run_error(cfg.name + ": cannot resolve " + t.where.host + ": " + ec.message());
+    out.push_back({t.url, t.proto, found});
+  }
+  return out;
 }
 
 /// Worker k gets an equal share of the connections and a proportional share of the rate,
-/// its schedule shifted by k / rate so the workers' requests interleave.
-workers make_workers(const phase_config& cfg, const connection::endpoints& where) {
+/// its schedule shifted by k / rate so the workers' requests interleave. Connections are
+/// numbered across workers, so connection i goes to target i % n whatever the thread count.
+workers make_workers(const phase_config& cfg, const std::vector<resolved_target>& targets) {
   workers out;
+  std::size_t first = 0;
   for (std::size_t k = 0; k < cfg.threads; ++k) {
     std::size_t conns = cfg.connections / cfg.threads + (k < cfg.connections % cfg.threads);
     double rate = cfg.rate * static_cast<double>(conns) / static_cast<double>(cfg.connections);
     double offset_ns = cfg.rate > 0 ? static_cast<double>(k) * 1e9 / cfg.rate : 0;
-    out.push_back(std::make_unique<worker>(cfg, k, conns, rate, offset_ns, where));
+    out.push_back(std::make_unique<worker>(cfg, k, first, conns, rate, offset_ns, targets));
+    first += conns;
   }
   return out;
 }
@@ -74,7 +89,7 @@ void connect_all(const phase_config& cfg, workers& ws) {
   on_all(ws, [&errors](worker& w, std::size_t k) { errors[k] = w.connect_all(); });
   for (auto& e : errors)
     if (!e.empty())
-      throw run_error(cfg.name + ": cannot connect to " + cfg.url + ": " + e);
+      throw run_error(cfg.name + ": cannot connect to " + e);
 }
 
 std::map<std::string, std::uint64_t> by_label(const protocol& proto, const phase_stats& s) {
@@ -97,13 +112,15 @@ void say(const phase_config& cfg, const std::string& line) {
 } // namespace
 
 phase_result run_phase(const phase_config& cfg) {
-  auto where = resolve(cfg);
-  auto ws = make_workers(cfg, where);
+  auto targets = resolve(cfg);
+  auto ws = make_workers(cfg, targets);
   say(cfg, "connecting " + std::to_string(cfg.connections) + " connections to " + cfg.url);
   connect_all(cfg, ws);
   phase_result out;
   out.name = cfg.name;
   out.url = cfg.url;
+  for (auto& t : targets)
+    out.urls.push_back(t.url);
   if (cfg.prefill) {
     say(cfg, "prefilling " + std::to_string(cfg.sessions) + " sessions");
     auto start = clock::now();
@@ -125,8 +142,8 @@ phase_result run_phase(const phase_config& cfg) {
     out.measured.merge(w->measured());
     out.prefill.merge(w->prefilled());
   }
-  out.status = by_label(*cfg.proto, out.measured);
-  out.prefill_status = by_label(*cfg.proto, out.prefill);
+  out.status = by_label(*targets.front().proto, out.measured);
+  out.prefill_status = by_label(*targets.front().proto, out.prefill);
   out.measured_s = std::chrono::duration<double>(cfg.duration).count();
   return out;
 }

@@ -55,6 +55,13 @@ json phase_json(const options& o, const phase_result& r) {
               {"status", r.status},
               {"errors", errors_json(m.errors)},
               {"rss", rss_json(r.rss)}};
+  std::map<std::string, std::uint64_t> per_url; // a URL given twice counts once, with both
+  for (std::size_t i = 0; i < r.urls.size() && i < m.by_target.size(); ++i)
+    per_url[r.urls[i]] += m.by_target[i];
+  json by_url = json::object();
+  for (auto& [url, n] : per_url)
+    by_url[url] = {{"requests", n}, {"throughput_rps", rps(n, r)}};
+  out["by_url"] = by_url;
   if (o.rate > 0) {
     out["wait_ms"] = latency_json(m.wait);
     out["unsent"] = m.unsent;
@@ -73,7 +80,8 @@ json parameters_json(const options& o) {
   for (std::size_t i = 0; i < op_count; ++i)
     mix[to_string(static_cast<op>(i))] = o.mix.weight[i];
   auto secs = [](std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); };
-  return {{"url", o.url},
+  return {{"url", joined(o.urls)},
+          {"urls", o.urls},
           {"connections", o.connections},
           {"threads", o.threads},
           {"duration_s", secs(o.duration)},
@@ -167,6 +175,10 @@ void print_phase(std::ostream& out, const options& o, const phase_result& r) {
   out << "requests     " << m.requests << " in " << fmt("%.2f", r.measured_s)
       << " s: " << fmt("%.1f", rps(m.requests, r)) << " req/s (ok " << fmt("%.1f", rps(m.ok, r))
       << " req/s)\n";
+  if (r.urls.size() > 1)
+    for (std::size_t i = 0; i < r.urls.size() && i < m.by_target.size(); ++i)
+      out << (i == 0 ? "by url       " : "             ") << r.urls[i] << "  " << m.by_target[i]
+          << " (" << fmt("%.1f", rps(m.by_target[i], r)) << " req/s)\n";
   out << "latency ms   " << latency_line(m.latency) << "\n";
   if (o.rate > 0) {
     out << "wait ms      " << latency_line(m.wait) << "  (due -> sent)\n";

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 namespace sessiond::bench {
 
@@ -31,23 +32,28 @@ std::uint64_t to_ns(clock::duration d) {
 
 } // namespace
 
-worker::worker(const phase_config& cfg, std::size_t index, std::size_t connections, double rate,
-               double offset_ns, const connection::endpoints& where)
+worker::worker(const phase_config& cfg, std::size_t index, std::size_t first,
+               std::size_t connections, double rate, double offset_ns,
+               const std::vector<resolved_target>& targets)
     : cfg_(cfg),
-      where_(where),
+      targets_(targets),
       schedule_timer_(ioc_),
       tick_timer_(ioc_),
       interval_ns_(rate > 0 ? 1e9 / rate : 0),
       offset_ns_(offset_ns),
       rng_(0x5eed0000ULL + index) { // the same seeds in every phase: the same request sequence
-  for (std::size_t i = 0; i < connections; ++i)
-    conns_.push_back(std::make_unique<connection>(*this, ioc_, *cfg.proto));
+  for (std::size_t i = 0; i < connections; ++i) {
+    std::size_t t = (first + i) % targets.size();
+    conns_.push_back(std::make_unique<connection>(*this, ioc_, *targets[t].proto, t));
+  }
+  measured_.by_target.assign(targets.size(), 0);
+  prefill_.by_target.assign(targets.size(), 0);
 }
 
 std::string worker::connect_all() {
   in_use_ = conns_.size();
   for (auto& c : conns_)
-    c->connect(where_);
+    c->connect(targets_[c->target()].where);
   run(mode::connect);
   return first_error_;
 }
@@ -160,13 +166,27 @@ void worker::arm_schedule() {
 
 void worker::on_schedule() {
   auto now = clock::now();
-  while (!idle_.empty() && !issuing_over(now) && due(next_) <= now) {
-    connection* c = idle_.back();
-    idle_.pop_back();
-    issue(*c, due(next_), now);
-  }
+  while (!idle_.empty() && !issuing_over(now) && due(next_) <= now)
+    issue(take_idle(), due(next_), now);
   arm_schedule();
   check_done();
+}
+
+/// The most recently idle connection; with several targets, the most recently idle one of the
+/// next target in turn when it has one, so an open loop's requests alternate over the targets
+/// instead of following whichever connection was freed last.
+connection& worker::take_idle() {
+  auto pick = idle_.end() - 1;
+  if (targets_.size() > 1)
+    for (auto it = idle_.rbegin(); it != idle_.rend(); ++it)
+      if ((*it)->target() == next_target_) {
+        pick = std::next(it).base();
+        break;
+      }
+  connection& c = **pick;
+  idle_.erase(pick);
+  next_target_ = (c.target() + 1) % targets_.size();
+  return c;
 }
 
 void worker::arm_tick() {
@@ -204,7 +224,7 @@ void worker::check_done() {
 
 void worker::reconnect(connection& c, clock::duration delay) {
   ++in_use_;
-  c.connect(where_, delay);
+  c.connect(targets_[c.target()].where, delay);
 }
 
 bool worker::wants_reconnect() const {
@@ -238,7 +258,8 @@ void worker::completed(connection& c, int code) {
 
 void worker::count(phase_stats& s, connection& c, int code, clock::time_point now) {
   ++s.requests;
-  if (cfg_.proto->expected(code))
+  ++s.by_target[c.target()];
+  if (c.proto().expected(code))
     ++s.ok;
   ++s.codes[static_cast<std::size_t>(std::clamp(code, 0, 599))];
   s.latency.record(to_ns(now - c.scheduled()));
@@ -249,7 +270,7 @@ void worker::failed(connection& c, failure kind) {
   --in_use_;
   if (mode_ == mode::connect) {
     if (first_error_.empty())
-      first_error_ = c.last_error();
+      first_error_ = targets_[c.target()].url + ": " + c.last_error();
     check_done();
     return;
   }

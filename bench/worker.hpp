@@ -13,6 +13,13 @@
 
 namespace sessiond::bench {
 
+/// A phase target with its address resolved.
+struct resolved_target {
+  std::string url;
+  const protocol* proto = nullptr;
+  connection::endpoints where;
+};
+
 /// Owns `connections` connections and drives them through the phases of a run: connect_all,
 /// prefill, measure. Each step runs the io_context on the calling thread until the step's
 /// work is done; everything inside a worker happens on that one thread, so nothing is locked.
@@ -20,11 +27,13 @@ namespace sessiond::bench {
 class worker {
 public:
   /// `rate` is this worker's requests/s (0 = closed loop); its request i is due at
-  /// t0 + offset_ns + i * 1e9 / rate.
-  worker(const phase_config& cfg, std::size_t index, std::size_t connections, double rate,
-         double offset_ns, const connection::endpoints& where);
+  /// t0 + offset_ns + i * 1e9 / rate. Its connections are the phase's `first` ..
+  /// `first + connections - 1`; connection i goes to targets[i % targets.size()].
+  worker(const phase_config& cfg, std::size_t index, std::size_t first, std::size_t connections,
+         double rate, double offset_ns, const std::vector<resolved_target>& targets);
 
-  /// Connects every connection; returns the first failure, or "" when all are up.
+  /// Connects every connection; returns the first failure ("<url>: <why>"), or "" when all
+  /// are up.
   std::string connect_all();
   /// PUTs sessions first, first + stride, … below end, as fast as the connections allow.
   void prefill(std::uint64_t first, std::uint64_t stride, std::uint64_t end);
@@ -48,6 +57,7 @@ private:
   void kick_all();
   void on_free(connection& c);
   void issue(connection& c, clock::time_point scheduled, clock::time_point now);
+  connection& take_idle();
   request_spec next_request();
   std::uint64_t random_below(std::uint64_t n);
   bool issuing_over(clock::time_point now) const;
@@ -64,7 +74,7 @@ private:
 
   const phase_config& cfg_;
   boost::asio::io_context ioc_;
-  const connection::endpoints& where_;
+  const std::vector<resolved_target>& targets_;
   std::vector<std::unique_ptr<connection>> conns_;
   std::vector<connection*> idle_;
   std::size_t in_use_ = 0; ///< connections with a connect or request pending
@@ -83,7 +93,8 @@ private:
   clock::time_point t0_{};
   clock::time_point t_warm_{};
   clock::time_point t_end_{};
-  std::uint64_t next_ = 0; ///< open loop: index of the next request to send
+  std::uint64_t next_ = 0;      ///< open loop: index of the next request to send
+  std::size_t next_target_ = 0; ///< open loop: the target take_idle() prefers
   std::uint64_t rng_;
   std::uint64_t patch_counter_ = 0;
 
