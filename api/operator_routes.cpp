@@ -1,6 +1,6 @@
-// The operator's routes: GET / (status page), GET /v1/status, POST /v1/admin/sync, the sessions
-// the sync set aside (GET /v1/admin/sync/rejected, POST …/requeue) and POST /v1/admin/retention.
-// The node supplies what they show and do through api_options.
+// The operator's routes: GET / (status page), GET /v1/status, GET /v1/cluster, POST /v1/admin/sync,
+// the sessions the sync set aside (GET /v1/admin/sync/rejected, POST …/requeue) and POST
+// /v1/admin/retention. The node supplies what they show and do through api_options.
 #include "api/routes.hpp"
 
 #include <nlohmann/json.hpp>
@@ -71,6 +71,19 @@ bool routes::operator_route(std::string_view path, http::request& req,
     if (req.verb != http::method::get)
       return method_not_allowed(res, "GET"), true;
     return send_json(res, 200, opts_.status_json()), true;
+  }
+  if (path == "/v1/cluster" && opts_.cluster) {
+    if (req.verb != http::method::get)
+      return method_not_allowed(res, "GET"), true;
+    opts_.cluster([res](unsigned status, std::string body) {
+      if (status < 400)
+        return send_json(res, status, std::move(body));
+      auto r = http::problem(status, "urn:sessiond:problem:redis-unavailable", "Redis unavailable",
+                             std::move(body));
+      r.headers.emplace_back("Retry-After", "1");
+      res->send(std::move(r));
+    });
+    return true;
   }
   if (path == "/v1/admin/sync" && opts_.sync_now) {
     if (req.verb != http::method::post)

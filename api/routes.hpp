@@ -96,6 +96,8 @@ struct api_options {
   std::function<void(answer_fn)> sync_requeue;
   /// POST /v1/admin/retention: run retention now, `dry_run` counts only (absent: 404).
   std::function<void(bool dry_run, answer_fn)> retention_now;
+  /// GET /v1/cluster: the nodes and the Redis topology (200), or 503 when Redis does not answer.
+  std::function<void(answer_fn)> cluster;
   /// GET /: the HTML status page (absent: 404).
   std::function<const std::string&()> status_page;
   /// Request metrics; null when metrics.enabled = false (then /metrics answers 404).

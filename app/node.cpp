@@ -16,6 +16,7 @@
 #include "api/status_page.hpp"
 #include "app/adapter_options.hpp"
 #include "app/cache.hpp"
+#include "app/cluster.hpp"
 #include "app/log.hpp"
 #include "app/node_metrics.hpp"
 #include "app/node_registry.hpp"
@@ -177,6 +178,7 @@ struct node::impl {
   std::uint16_t port = 0;
   bool started = false;
   bool stopped = false;
+  node_identity identity; ///< what GET /v1/cluster says of this node
 
   std::mutex mtx;
   std::condition_variable cv;
@@ -331,6 +333,7 @@ struct node::impl {
   /// (sessions.mixed_modes = "refuse") or are logged ("warn"); then this node's entry is
   /// written. Redis unreachable: nothing to look at (a warning; the postgres mode must start).
   void check_other_nodes() {
+    identity = {cfg.node.id, cfg.http.listen, SESSIOND_VERSION, clock.now_ms()};
     const auto limit = std::chrono::milliseconds(cfg.redis.command_timeout_ms);
     auto entries =
         redis::command_wait(*redis, 0, {"HGETALL", registry_key(cfg.redis.key_prefix)}, limit);
@@ -352,6 +355,12 @@ struct node::impl {
     }
     mode_conflicts = static_cast<std::int64_t>(view.conflicting.size());
     redis::command_wait(*redis, 0, registry_entry(), limit);
+    redis::command_wait(*redis, 0, info_entry(), limit);
+  }
+
+  /// The HSET of this node's address and version, beside its registry entry.
+  std::vector<std::string> info_entry() {
+    return {"HSET", node_info_key(cfg.redis.key_prefix), cfg.node.id, node_info_value(identity)};
   }
 
   /// The HSET that writes this node's entry, seen now.
@@ -384,6 +393,7 @@ struct node::impl {
       if (registry_left)
         return;
       redis->command(0, registry_entry(), [](redis::errc, redis::reply&&) {});
+      redis->command(0, info_entry(), [](redis::errc, redis::reply&&) {});
     }
     redis->command(0, {"HGETALL", key}, [this](redis::errc e, redis::reply&& r) {
       if (e != redis::errc::ok || r.is_error())
@@ -410,9 +420,12 @@ struct node::impl {
       std::lock_guard<std::mutex> guard{registry_mtx};
       registry_left = true;
     }
-    if (redis->connected())
+    if (redis->connected()) {
       redis::command_wait(*redis, 0, {"HDEL", registry_key(cfg.redis.key_prefix), cfg.node.id},
                           std::chrono::milliseconds(500));
+      redis::command_wait(*redis, 0, {"HDEL", node_info_key(cfg.redis.key_prefix), cfg.node.id},
+                          std::chrono::milliseconds(500));
+    }
   }
 
   void spawn_supervisor() {
@@ -676,6 +689,7 @@ struct node::impl {
         ri.maxmemory_policy.empty() ? nlohmann::json() : polled(ri.maxmemory_policy);
     jr["eviction_unsafe"] = polled(ri.eviction_unsafe);
     jr["evicted_keys"] = polled(ri.evicted_keys);
+    jr["topology"] = redis_topology_json(*redis);
     j["postgres"] = {{"up", sy.postgres_up}};
     j["sync"] = {{"backlog", sy.backlog},
                  {"last_success_age_s", sy.last_success_ms
@@ -781,6 +795,10 @@ struct node::impl {
     if (cache)
       o.cache = cache->routes();
     o.status_json = [this] { return status_json(); };
+    o.cluster = [this](api::answer_fn answer) {
+      answer_cluster(*redis, registry_key(cfg.redis.key_prefix), cfg.redis.key_prefix, identity,
+                     clock.now_ms(), std::move(answer));
+    };
     o.status_page = api::status_page_html;
     o.retention_now = [this](bool dry_run, api::answer_fn answer) {
       request_retention(dry_run, std::move(answer));
@@ -848,6 +866,9 @@ struct node::impl {
     node_sample s;
     s.redis = redis->stats();
     s.redis_up = redis->connected();
+    auto topology = redis->cluster();
+    s.cluster_masters = static_cast<std::int64_t>(topology.shards.size());
+    s.slots_unserved = slots_unserved(topology);
     s.redis_failures = env->counters.redis_failures.load();
     s.shard_restarts = env->counters.shard_restarts.load();
     s.router_restarts = env->counters.router_restarts.load();

@@ -68,6 +68,24 @@ node_metrics::node_metrics(metrics::Registry& r, std::size_t shards, const std::
       mode_conflicts_(add_gauge(r, "sessiond_mode_conflicts",
                                 "Live nodes (same Redis and key prefix) whose sessions.mode "
                                 "cannot run beside this node's.")),
+      cluster_moved_{&metrics::add_counter(r, "sessiond_redis_cluster_redirects_total",
+                                           "Redis Cluster redirects followed, by kind (MOVED: the "
+                                           "slot moved; ASK: the slot is being moved).",
+                                           {{"kind", "moved"}})},
+      cluster_ask_{&metrics::add_counter(r, "sessiond_redis_cluster_redirects_total",
+                                         "Redis Cluster redirects followed, by kind (MOVED: the "
+                                         "slot moved; ASK: the slot is being moved).",
+                                         {{"kind", "ask"}})},
+      cluster_retries_{counter(r, "sessiond_redis_cluster_retries_total",
+                               "Redis Cluster commands sent again after TRYAGAIN or CLUSTERDOWN, "
+                               "or held while a new master's connection came up.")},
+      cluster_refreshes_{counter(r, "sessiond_redis_cluster_topology_refreshes_total",
+                                 "Redis Cluster topology reads (CLUSTER SHARDS) that succeeded.")},
+      cluster_masters_(add_gauge(r, "sessiond_redis_cluster_masters",
+                                 "Redis Cluster masters the node routes to (0: a single Redis).")),
+      slots_unserved_(add_gauge(r, "sessiond_redis_cluster_slots_unserved",
+                                "Redis Cluster slots whose master has no connection up: their "
+                                "requests answer 503 until a failover or reconnect.")),
       sync_duration_(
           metrics::BuildHistogram()
               .Name("sessiond_sync_duration_seconds")
@@ -97,6 +115,12 @@ void node_metrics::update(const node_sample& s) {
   redis_commands_.advance(s.redis.commands);
   redis_errors_.advance(s.redis.errors);
   redis_reconnects_.advance(s.redis.reconnects);
+  cluster_moved_.advance(s.redis.moved);
+  cluster_ask_.advance(s.redis.asked);
+  cluster_retries_.advance(s.redis.retried);
+  cluster_refreshes_.advance(s.redis.refreshes);
+  cluster_masters_.Set(static_cast<double>(s.cluster_masters));
+  slots_unserved_.Set(static_cast<double>(s.slots_unserved));
   op_failures_.advance(s.redis_failures);
   shard_restarts_.advance(s.shard_restarts);
   router_restarts_.advance(s.router_restarts);

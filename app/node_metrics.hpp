@@ -31,6 +31,8 @@ struct node_sample {
   std::uint64_t put_back = 0;         ///< sessions put back into Redis
   std::int64_t put_back_pending = -1; ///< notes left (-1: unknown)
   std::int64_t mode_conflicts = 0;    ///< live nodes in a mode incompatible with this node's
+  std::int64_t cluster_masters = 0;   ///< Redis Cluster masters known (0: a single Redis)
+  std::int64_t slots_unserved = 0;    ///< cluster slots whose master has no connection up
 };
 
 class node_metrics {
@@ -57,6 +59,8 @@ private:
       mirror_failures_, put_back_;
   metrics::Gauge& put_back_pending_;
   metrics::Gauge& mode_conflicts_;
+  follower cluster_moved_, cluster_ask_, cluster_retries_, cluster_refreshes_;
+  metrics::Gauge &cluster_masters_, &slots_unserved_;
   metrics::Histogram& sync_duration_;
 };
 

@@ -432,6 +432,10 @@ void mask_query_password(std::string& url) {
 /// The userinfo ends at the LAST '@' before the query, so a password holding an unencoded
 /// '@' or '/' is still masked whole (over-masking is the safe side).
 std::string mask_url(std::string url) {
+  // A list of URLs (a Redis Cluster's seeds): each one masked on its own.
+  if (auto comma = url.find(',');
+      comma != std::string::npos && url.find("://", comma) != std::string::npos)
+    return mask_url(url.substr(0, comma)) + "," + mask_url(url.substr(comma + 1));
   auto scheme = url.find("://");
   if (scheme != std::string::npos) {
     std::size_t start = scheme + 3;

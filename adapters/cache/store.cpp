@@ -37,10 +37,13 @@ std::string failure(errc e, const reply& r) {
   return "redis: " + r.str;
 }
 
-/// One prefix invalidation in progress: its scan cursor and what it removed so far.
+/// One prefix invalidation in progress: its scan cursor and what it removed so far. SCAN sees
+/// one server's keys, so on a Redis Cluster it runs over each master in turn.
 struct prefix_run {
   redis::client* redis = nullptr;
   std::size_t hint = 0;
+  std::vector<std::string> masters;
+  std::size_t master = 0; ///< the one being scanned
   std::string pattern;
   std::string batch;
   std::string channel;
@@ -71,6 +74,8 @@ void unlink_all(std::shared_ptr<prefix_run> run, std::vector<std::string> keys, 
 }
 
 void scan_step(std::shared_ptr<prefix_run> run, std::string cursor) {
+  if (cursor == "0" && ++run->master < run->masters.size())
+    cursor = "start";  // this master is done: the next one
   if (cursor == "0") { // the scan is over: tell every node
     run->redis->command(run->hint, {"PUBLISH", run->channel, run->message},
                         [run](errc e, reply&& r) {
@@ -79,8 +84,8 @@ void scan_step(std::shared_ptr<prefix_run> run, std::string cursor) {
                         });
     return;
   }
-  run->redis->command(
-      run->hint,
+  run->redis->command_at(
+      run->masters[run->master], run->hint,
       {"SCAN", cursor == "start" ? "0" : cursor, "MATCH", run->pattern, "COUNT", run->batch},
       [run](errc e, reply&& r) {
         if (e != errc::ok || r.is_error() || r.elements.size() != 2)
@@ -182,6 +187,7 @@ void store::invalidate_prefix(std::size_t hint, std::string_view ns, std::string
   auto run = std::make_shared<prefix_run>();
   run->redis = &redis_;
   run->hint = hint;
+  run->masters = redis_.masters();
   // Keys and prefixes hold no glob character ([A-Za-z0-9._:@-]), nor does the key prefix.
   run->pattern = value_key(ns, prefix);
   run->pattern.pop_back(); // the closing brace

@@ -648,12 +648,15 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   void ask(const std::shared_ptr<pool>& via, std::vector<std::string> args) {
     bool shards = args[1] == "SHARDS";
     request r{std::move(args), {}, nullptr, nullptr, false};
-    r.cb = [w = weak_from_this(), via, shards](errc e, reply&& rep) {
+    r.cb = [w = weak_from_this(), via = std::weak_ptr<pool>(via), shards](errc e, reply&& rep) {
       auto self = w.lock();
       if (!self)
         return;
-      asio::post(self->strand, [self, via, shards, e, rep = std::move(rep)]() mutable {
-        self->on_topology(via, shards, e, std::move(rep));
+      // Weak, like every handler the client posts: a handler left in a stopped io_context
+      // must not keep the client (its strand, its timers) alive past the io_context.
+      asio::post(self->strand, [w, via, shards, e, rep = std::move(rep)]() mutable {
+        if (auto again = w.lock())
+          again->on_topology(via, shards, e, std::move(rep));
       });
     };
     if (!via->try_submit(0, r)) {
@@ -661,13 +664,14 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     }
   }
 
-  void on_topology(const std::shared_ptr<pool>& via, bool shards, errc e, reply&& r) {
+  void on_topology(const std::weak_ptr<pool>& weak_via, bool shards, errc e, reply&& r) {
     if (stopped)
       return;
+    auto via = weak_via.lock();
     if (e == errc::ok && r.is_error() &&
         r.str.find("cluster support disabled") != std::string::npos)
       return become_single();
-    if (e == errc::ok && r.is_error() && shards)
+    if (e == errc::ok && r.is_error() && shards && via)
       return ask(via, {"CLUSTER", "SLOTS"}); // Redis before 7.0
     auto parsed = e == errc::ok && r.type == reply::kind::array
                       ? (shards ? parse_shards(r, opts.tls) : parse_slots(r))
@@ -796,9 +800,11 @@ void client::stop() {
     std::lock_guard<std::mutex> lk(impl_->notify_mu); // waits out a running notification
     impl_->on_state = nullptr;
   }
-  asio::post(impl_->strand, [self = impl_] {
-    self->refresh_timer.cancel();
-    self->tick_timer.cancel();
+  asio::post(impl_->strand, [w = std::weak_ptr<impl>(impl_)] {
+    if (auto self = w.lock()) {
+      self->refresh_timer.cancel();
+      self->tick_timer.cancel();
+    }
   });
   for (auto& p : impl_->all_pools())
     p->stop();

@@ -26,6 +26,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <future>
 #include <istream>
 #include <map>
 #include <random>
@@ -245,15 +246,31 @@ public:
       FAIL("redis_probe: " + err);
     client_ = std::make_unique<redis::client>(threads_.io, o);
     client_->start();
-    for (int i = 0; i < 500 && !client_->connected(); ++i)
+    // On a Redis Cluster: until the topology is read and every master is connected.
+    for (int i = 0; i < 500 && !client_->all_slots_connected(); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (!client_->connected())
+    if (!client_->all_slots_connected())
       FAIL("redis_probe: cannot connect to " + url);
   }
   ~redis_probe() { client_->stop(); }
 
   redis::reply command(std::vector<std::string> args) {
     return redis::command_wait(*client_, 0, std::move(args), std::chrono::seconds(10)).value;
+  }
+  /// The keys matching `pattern` on every master (KEYS sees one server's keys only).
+  std::vector<std::string> keys(const std::string& pattern) {
+    std::vector<std::string> out;
+    for (const auto& m : client_->masters()) {
+      auto p = std::make_shared<std::promise<redis::reply>>();
+      auto f = p->get_future();
+      client_->command_at(m, 0, {"KEYS", pattern},
+                          [p](redis::errc, redis::reply&& r) { p->set_value(std::move(r)); });
+      if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+        FAIL("redis_probe: KEYS on " + m + " did not answer");
+      for (auto& k : f.get().elements)
+        out.push_back(std::move(k.str));
+    }
+    return out;
   }
   redis::reply eval(const redis::script& s, std::vector<std::string> keys,
                     std::vector<std::string> args) {

@@ -99,7 +99,7 @@ TEST_CASE("bad input gets a 4xx problem and changes nothing") {
   test::running_node n(cfg);
   client c(n.port);
   test::redis_probe probe(cfg.redis.url);
-  auto keys = [&] { return probe.command({"KEYS", cfg.redis.key_prefix + "c{*"}).elements.size(); };
+  auto keys = [&] { return probe.keys(cfg.redis.key_prefix + "c{*").size(); };
   struct bad {
     const char* what;
     int status;

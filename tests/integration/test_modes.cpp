@@ -8,7 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 using namespace sessiond;
 using json = nlohmann::json;
@@ -93,11 +95,12 @@ TEST_CASE("mode postgres: every operation reads and writes PostgreSQL only") {
   CHECK(c.get("/v1/sessions/p2").status == 404);
   CHECK(c.put("/v1/sessions/p2", body("u1", "{}")).status == 410);
   CHECK(one(cfg, "select status from user_session where session_id = 'p2'") == "REVOKED");
-  // Nothing of it in Redis but the node's own entry among the nodes (docs/modes.md), and no
-  // write-behind to ask for.
-  auto keys = redis.command({"KEYS", cfg.redis.key_prefix + "*"});
-  REQUIRE(keys.elements.size() == 1);
-  CHECK(keys.elements[0].str == cfg.redis.key_prefix + "nodes");
+  // Nothing of it in Redis but the node's own entry among the nodes and its address and version
+  // (docs/modes.md, GET /v1/cluster), and no write-behind to ask for.
+  auto keys = redis.keys(cfg.redis.key_prefix + "*");
+  std::sort(keys.begin(), keys.end());
+  CHECK(keys == std::vector<std::string>{cfg.redis.key_prefix + "nodes",
+                                         cfg.redis.key_prefix + "{nodes}info"});
   CHECK(c.call(test::bhttp::verb::post, "/v1/admin/sync").status == 404);
   auto ready = c.get("/readyz");
   CHECK(ready.status == 200);

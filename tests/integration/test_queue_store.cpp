@@ -104,10 +104,10 @@ TEST_CASE("every key of a queue carries the queue's hash tag") {
   f.enqueue_one("send", 0, 5000);
   auto l = f.lease(1);
   f.complete(l.jobs.at(0));
-  auto keys = f.probe.command({"KEYS", f.prefix + "*"});
-  REQUIRE(keys.elements.size() >= 5);
-  for (const auto& k : keys.elements)
-    CHECK(k.str.rfind(f.prefix + "{q:mail}:", 0) == 0);
+  auto keys = f.probe.keys(f.prefix + "*");
+  REQUIRE(keys.size() >= 5);
+  for (const auto& k : keys)
+    CHECK(k.rfind(f.prefix + "{q:mail}:", 0) == 0);
 }
 
 TEST_CASE("an enqueued job waits, is leased with a token, and completes with its result") {

@@ -721,6 +721,14 @@ TEST_CASE("to_toml masks a password given as a query parameter or holding an @")
   CHECK_THAT(text, !Contains("p@ss"));
 }
 
+TEST_CASE("to_toml masks every seed of a Redis Cluster URL list, keeping their hosts") {
+  cfg::config c;
+  c.redis.url = "redis://:s3cret@node-a:7000,redis://:s3cret@node-b:7001";
+  std::string text = cfg::to_toml(c);
+  CHECK_THAT(text, Contains(R"(url = "redis://:****@node-a:7000,redis://:****@node-b:7001")"));
+  CHECK_THAT(text, !Contains("s3cret"));
+}
+
 TEST_CASE("to_toml leaves URLs without a password unchanged") {
   cfg::config c;
   c.redis.url = "redis://user@cache:6379/0";
