@@ -115,6 +115,18 @@ const char* const page = R"html(<!DOCTYPE html>
     </table>
   </section>
   <section class="wide">
+    <h2>Redis topology</h2>
+    <p class="meta"><span id="topology-kind" class="v">…</span>
+      · slots unserved <span id="topology-unserved" class="v">…</span>
+      · redirects <span id="topology-redirects" class="v">…</span>
+      · more in <code>/v1/cluster</code></p>
+    <table>
+      <thead><tr><th>master</th><th>slots</th><th>slot ranges</th><th>health</th>
+        <th>connected</th><th>replicas</th></tr></thead>
+      <tbody id="topology-masters"><tr><td colspan="6">…</td></tr></tbody>
+    </table>
+  </section>
+  <section class="wide">
     <h2>Last 15 minutes</h2>
     <div class="charts" id="charts"></div>
   </section>
@@ -318,6 +330,29 @@ function renderCache(s) {
     body.append(tr);
   }
 }
+// One row per master of /v1/status redis.topology: a single Redis shows as one master with
+// every slot.
+function renderTopology(s) {
+  const t = s.redis && s.redis.topology;
+  const body = $("topology-masters");
+  body.replaceChildren();
+  if (t == null) return;
+  set("topology-kind", t.cluster ? "Redis Cluster, " + t.masters.length + " masters"
+                                 : "a single Redis");
+  set("topology-unserved", int(t.slots_unserved), t.slots_unserved > 0 ? "bad" : "ok");
+  set("topology-redirects", int(t.redirects.moved) + " moved, " + int(t.redirects.ask) + " ask");
+  t.masters.forEach((m, i) => {
+    const tr = document.createElement("tr");
+    tr.id = "topology-master-" + i;
+    const ranges = (m.slots || []).map(([a, b]) => a === b ? String(a) : a + "-" + b);
+    tr.append(cell(m.address), cell(int(m.slot_count)),
+              cell(ranges.length ? ranges.join(", ") : none),
+              cell(m.health || none, m.health && m.health !== "online" ? "bad" : ""),
+              cell(m.connected ? "yes" : "no", m.connected ? "ok" : "bad"),
+              cell((m.replicas || []).map((r) => r.address).join(", ") || none));
+    body.append(tr);
+  });
+}
 async function refresh() {
   try {
     const res = await fetch("/v1/status", { cache: "no-store" });
@@ -326,6 +361,7 @@ async function refresh() {
     render(status);
     renderQueues(status);
     renderCache(status);
+    renderTopology(status);
     renderHistory(status);
     $("error").hidden = true;
     $("updated").textContent = new Date().toLocaleTimeString();

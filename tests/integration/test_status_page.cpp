@@ -228,6 +228,13 @@ TEST_CASE("the status page renders every figure of /v1/status in headless Chromi
   CHECK(cache[6] == "0");
   CHECK(cache[7] == "0");
   CHECK(cache[8] == "1 of 100");
+  // The Redis topology: the single Redis of scripts/services, one master with every slot.
+  CHECK(text_of(dom, "topology-kind") == "a single Redis");
+  CHECK(text_of(dom, "topology-unserved") == "0");
+  auto master = row_cells(dom, "topology-master-0");
+  REQUIRE(master.size() == 6);
+  CHECK(master[1] == "16384");
+  CHECK(master[4] == "yes");
   // The charts: a line with a point for the recorded history (the node records one as it
   // starts) and one for now. The sync backlog is not known yet at the very start: its chart may
   // begin with the live point alone.
