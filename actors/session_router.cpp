@@ -1,8 +1,10 @@
 // session_router: forwards per-session ops to the owning shard; lists and revokes a user's
-// sessions (one Lua read of the user index, then one revoke per session through its shard).
+// sessions (user_sessions.hpp: Redis's index and PostgreSQL's rows, each session read once,
+// then one revoke per session through its shard).
 #include "actors/session_router.hpp"
 
 #include "actors/session_shard.hpp"
+#include "actors/user_sessions.hpp"
 #include "model/shard_for.hpp"
 
 #include <caf/send.hpp>
@@ -33,11 +35,14 @@ struct revoke_tally {
   std::int64_t failed = 0;    ///< guarded by mtx
   session_result first_error; ///< guarded by mtx: the first failure, for its detail
   messages::completion_ptr parent;
+  bool postgres_unchecked = false;
   ~revoke_tally() {
     session_result r;
     if (failed == 0) {
       r.status = 200;
       r.count = revoked.load();
+      if (postgres_unchecked)
+        r.detail = "postgres_unchecked";
     } else {
       r.status = first_error.status == 503 ? 503 : 500;
       r.retry_after_s = first_error.retry_after_s;
@@ -74,54 +79,38 @@ void route(self_ptr self, session_op&& op) {
   self->send(shards[i], std::move(op));
 }
 
-void list_user(self_ptr self, session_op&& op) {
-  const auto& env = *self->state.env;
-  auto handle = caf::actor_cast<messages::router_actor>(self);
-  auto ptr = std::make_shared<session_op>(std::move(op));
-  env.redis->eval(0, env.scripts.list_user, {env.user_key(ptr->id)},
-                  {std::to_string(env.clock->now_ms()),
-                   env.prefix + "s:", std::to_string(env.max_user_sessions)},
-                  [handle, ptr](redis::errc e, redis::reply&& r) {
-                    caf::anon_send(handle, redis_done{ptr, 0, e, std::move(r)});
-                  });
-}
-
-std::vector<model::session> parse_list(const redis::reply& r) {
-  std::vector<model::session> out;
-  if (r.type != redis::reply::kind::array)
-    return out;
-  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
-    model::session s;
-    s.id = r.elements[i].str;
-    if (parse_session_fields(r.elements[i + 1], s))
-      out.push_back(std::move(s));
-  }
-  return out;
-}
-
-void revoke_all(self_ptr self, const session_op& op, std::vector<model::session> sessions) {
+/// Revokes each listed session through the router (so through its shard, whose DELETE reads
+/// PostgreSQL's row through when Redis lost the key). `postgres_unknown`: PostgreSQL could not
+/// say which sessions it holds: the answer says so (postgres_checked: false) rather than failing,
+/// so log-out-everywhere works while PostgreSQL is away; only a session Redis lost while
+/// PostgreSQL was down too can escape it.
+void revoke_all(messages::router_actor router, const session_op& op,
+                std::vector<model::session> sessions, bool postgres_unknown) {
   auto tally = std::make_shared<revoke_tally>();
   tally->parent = op.done;
+  tally->postgres_unchecked = postgres_unknown;
   for (auto& s : sessions) {
     session_op del;
     del.kind = session_op_kind::del;
     del.id = s.id;
     del.done = std::make_shared<revoke_one>(tally);
-    route(self, std::move(del));
+    caf::anon_send(router, std::move(del));
   }
 }
 
-void on_listed(self_ptr self, redis_done& d) {
-  const auto& env = *self->state.env;
-  if (d.error != redis::errc::ok || d.value.is_error())
-    return d.op->done->complete(redis_failure(env, d.error, d.value));
-  auto sessions = parse_list(d.value);
-  if (d.op->kind == session_op_kind::revoke_user)
-    return revoke_all(self, *d.op, std::move(sessions));
-  session_result r;
-  r.status = 200;
-  r.sessions = std::move(sessions);
-  d.op->done->complete(std::move(r));
+void list_user(self_ptr self, session_op&& op) {
+  auto handle = caf::actor_cast<messages::router_actor>(self);
+  auto ptr = std::make_shared<session_op>(std::move(op));
+  list_user_sessions(self->state.env, ptr->id, [handle, ptr](user_listing&& l) {
+    if (l.redis_failed)
+      return ptr->done->complete(std::move(l.failure));
+    if (ptr->kind == session_op_kind::revoke_user)
+      return revoke_all(handle, *ptr, std::move(l.sessions), l.postgres_failed);
+    session_result r;
+    r.status = 200;
+    r.sessions = std::move(l.sessions);
+    ptr->done->complete(std::move(r));
+  });
 }
 
 } // namespace
@@ -138,7 +127,6 @@ messages::router_actor::behavior_type session_router(self_ptr self,
         else
           route(self, std::move(op));
       },
-      [=](redis_done& d) { on_listed(self, d); },
       [=](messages::set_shard_atom, std::uint64_t i, messages::shard_actor& s) {
         if (i < self->state.shards.size())
           self->state.shards[i] = std::move(s);

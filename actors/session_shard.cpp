@@ -7,6 +7,8 @@
 // whichever connection carries them.
 #include "actors/session_shard.hpp"
 
+#include "actors/layout_upgrade.hpp"
+
 #include "model/merge_patch.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -118,7 +120,34 @@ bool key_missing(const redis::reply& r) {
 /// redo the op. False when there is no read-through or it cannot be taken now: the caller
 /// answers the miss itself.
 bool read_through(const shard_env& env, std::size_t index, const op_ptr& op,
+                  std::function<void()> again);
+
+upgrade_context upgrade_of(const shard_env& env) {
+  return {env.redis, &env.scripts, env.keys, env.policy.max_lifetime_s * 1000};
+}
+
+/// After a miss in layout 2 while keys of layout 1 may exist: moves the session over (once per
+/// op) and runs `again`, which redoes the op, on an I/O thread. False when there is nothing to
+/// look at. A Redis failure redoes the op too: it fails the same way and answers 503.
+bool look_in_legacy(const shard_env& env, std::size_t index, const op_ptr& op,
+                    std::function<void()> again) {
+  if (!env.legacy.load(std::memory_order_relaxed) || op->legacy_checked)
+    return false;
+  op->legacy_checked = true;
+  const shard_env* e = &env;
+  upgrade_session(upgrade_of(env), index, op->id, env.clock->now_ms(),
+                  [e, index, op, again = std::move(again)](upgrade_outcome o) {
+                    if (o == upgrade_outcome::absent && read_through(*e, index, op, again))
+                      return;
+                    again();
+                  });
+  return true;
+}
+
+bool read_through(const shard_env& env, std::size_t index, const op_ptr& op,
                   std::function<void()> again) {
+  if (look_in_legacy(env, index, op, again))
+    return true;
   if (!env.load_row || op->read_through)
     return false;
   op->read_through = true;
@@ -130,24 +159,28 @@ bool read_through(const shard_env& env, std::size_t index, const op_ptr& op,
     bool revoked = row && row->status == "REVOKED";
     if (!live && !revoked)
       return again();
-    e->redis->eval(index, e->scripts.restore, {e->session_key(op->id), e->user_key(row->user_id)},
-                   e->row_args(*row), [e, again](redis::errc err, redis::reply&& r) {
+    e->redis->eval(index, e->scripts.restore, {e->session_key(op->id)}, e->row_args(*row),
+                   [e, index, again, live, uid = row->user_id, id = op->id,
+                    created = row->created_at_ms](redis::errc err, redis::reply&& r) {
                      if (err == redis::errc::ok && r.type == redis::reply::kind::integer &&
-                         r.integer == 1)
+                         r.integer == 1) {
                        e->counters.restored.fetch_add(1, std::memory_order_relaxed);
+                       if (live)
+                         e->index_session(index, uid, id, created);
+                     }
                      again();
                    });
   });
 }
 
-std::vector<std::string> write_keys(const shard_env& env, std::size_t index, const std::string& id,
-                                    const std::string& user_id) {
-  return {env.session_key(id), env.user_key(user_id), env.dirty_key(index)};
+std::vector<std::string> write_keys(const shard_env& env, const std::string& id) {
+  return {env.session_key(id), env.dirty_key(id)};
 }
 
 std::vector<std::string> write_args(const shard_env& env, const std::string& id,
                                     const std::string& user_id, const std::string& data,
-                                    std::int64_t ttl_s, const std::string& cond) {
+                                    std::int64_t ttl_s, const std::string& cond,
+                                    bool legacy) {
   auto now = env.clock->now_ms();
   return {id,
           user_id,
@@ -156,8 +189,8 @@ std::vector<std::string> write_args(const shard_env& env, const std::string& id,
           std::to_string(ttl_s),
           std::to_string(env.policy.max_lifetime_s),
           cond,
-          env.prefix + "u:",
-          std::to_string(model::expires_at(now, now, ttl_s, env.policy))};
+          std::to_string(model::expires_at(now, now, ttl_s, env.policy)),
+          legacy ? "1" : "0"};
 }
 
 /// Slides the idle TTL after a read when due; sent on the shard's connection, so it reaches
@@ -169,9 +202,9 @@ void maybe_touch(const shard_env& env, std::size_t index, model::session& s) {
     return;
   auto ex = model::expires_at(s.created_ms, now, s.ttl_s, env.policy);
   env.counters.touches.fetch_add(1, std::memory_order_relaxed);
-  env.redis->eval(index, env.scripts.touch, {env.session_key(s.id), env.dirty_key(index)},
-                  {std::to_string(s.version), std::to_string(now), std::to_string(ex),
-                   env.prefix + "u:", s.id, std::to_string(env.activity_interval_ms)},
+  env.redis->eval(index, env.scripts.touch, {env.session_key(s.id), env.dirty_key(s.id)},
+                  {std::to_string(s.version), std::to_string(now), std::to_string(ex), s.id,
+                   std::to_string(env.activity_interval_ms)},
                   [](redis::errc, redis::reply&&) {});
   s.last_activity_ms = now;
   s.touch_ms = now;
@@ -244,21 +277,68 @@ session_result written(const shard_env& env, session_op& op, const redis::reply&
   return res;
 }
 
-/// PUT, on the I/O thread.
-void on_put(const shard_env& env, std::size_t, session_op& op, redis_done& d) {
-  if (d.error != redis::errc::ok || d.value.is_error())
-    return op.done->complete(unavailable(env, d));
-  op.done->complete(written(env, op, d.value));
+/// True when the write script asks for the user index to learn the session.
+bool needs_index(const redis::reply& r) {
+  return r.type == redis::reply::kind::array && r.elements.size() > 5 &&
+         r.elements[5].str == "1";
 }
 
-std::vector<std::string> revoke_keys(const shard_env& env, std::size_t index,
-                                     const session_op& op) {
-  return {env.session_key(op.id), env.dirty_key(index)};
+/// Completes a write; first adds the session to its user's index when the script says so
+/// (created, or moved to another user), so a listing right after the answer finds it. A failed
+/// add still answers the write: the session is stored, and the sync adds it again.
+void complete_written(const shard_env& env, std::size_t index, const op_ptr& op,
+                      const redis::reply& r, std::function<void(session_result&&)> finish) {
+  auto res = written(env, *op, r);
+  if (!needs_index(r) || res.status >= 300)
+    return finish(std::move(res));
+  auto now = env.clock->now_ms();
+  auto created = res.session.created_ms;
+  env.redis->eval(index, env.scripts.index_add, {env.user_key(op->user_id)},
+                  {std::to_string(created), op->id, std::to_string(now),
+                   std::to_string(created + env.policy.max_lifetime_s * 1000)},
+                  [res = std::move(res), finish = std::move(finish)](redis::errc,
+                                                                     redis::reply&&) mutable {
+                    finish(std::move(res));
+                  });
+}
+
+void send_put(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op);
+
+/// PUT, on the I/O thread.
+void on_put(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op,
+            redis_done& d) {
+  const auto& e = *env;
+  if (d.error != redis::errc::ok || d.value.is_error())
+    return op->done->complete(unavailable(e, d));
+  const auto& r = d.value;
+  if (r.type == redis::reply::kind::array && !r.elements.empty() &&
+      reply_int(r.elements[0]) == code_absent) {
+    op->legacy_checked = true;
+    return upgrade_session(upgrade_of(e), index, op->id, e.clock->now_ms(),
+                           [env, index, op](upgrade_outcome) { send_put(env, index, op); });
+  }
+  complete_written(e, index, op, r, [op](session_result&& res) { op->done->complete(std::move(res)); });
+}
+
+void send_put(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op) {
+  const auto& e = *env;
+  bool legacy = e.legacy.load(std::memory_order_relaxed) && !op->legacy_checked;
+  e.redis->eval(e.redis->local_hint(index), e.scripts.write, write_keys(e, op->id),
+                write_args(e, op->id, op->user_id, op->body, op->ttl_s.value_or(e.default_ttl_s),
+                           condition_arg(op->if_match, op->if_none_match), legacy),
+                [env, index, op](redis::errc er, redis::reply&& r) {
+                  redis_done d{op, 0, er, std::move(r)};
+                  on_put(env, index, op, d);
+                });
+}
+
+std::vector<std::string> revoke_keys(const shard_env& env, const session_op& op) {
+  return {env.session_key(op.id), env.dirty_key(op.id)};
 }
 
 std::vector<std::string> revoke_args(const shard_env& env, const session_op& op) {
   return {op.id, std::to_string(env.clock->now_ms()), std::to_string(env.tombstone_ttl_s * 1000),
-          condition_arg(op.if_match, std::nullopt), env.prefix + "u:"};
+          condition_arg(op.if_match, std::nullopt)};
 }
 
 /// DELETE, on the I/O thread.
@@ -271,7 +351,7 @@ void on_revoke(const shard_env& env, std::size_t index, session_op& op, redis_do
   auto code = reply_int(r.elements[0]);
   bool missing = code == code_not_found && reply_int(r.elements[1]) == 0;
   if (missing && read_through(env, index, d.op, [e = &env, index, p = d.op] {
-        e->redis->eval(index, e->scripts.revoke, revoke_keys(*e, index, *p), revoke_args(*e, *p),
+        e->redis->eval(index, e->scripts.revoke, revoke_keys(*e, *p), revoke_args(*e, *p),
                        [e, index, p](redis::errc er, redis::reply&& r) {
                          redis_done again{p, 0, er, std::move(r)};
                          on_revoke(*e, index, *p, again);
@@ -333,8 +413,8 @@ void patch_read(self_ptr self, const op_ptr& op, const redis::reply& r) {
     return finish_patch(self, op, status_only(err->status, err->detail));
   auto handle = caf::actor_cast<messages::shard_actor>(self);
   env.redis->eval(
-      self->state.index, env.scripts.write, write_keys(env, self->state.index, op->id, s.user_id),
-      write_args(env, op->id, s.user_id, merged, s.ttl_s, "m" + std::to_string(s.version)),
+      self->state.index, env.scripts.write, write_keys(env, op->id),
+      write_args(env, op->id, s.user_id, merged, s.ttl_s, "m" + std::to_string(s.version), false),
       [handle, op](redis::errc e, redis::reply&& r) {
         caf::anon_send(handle, redis_done{op, 1, e, std::move(r)});
       });
@@ -351,6 +431,7 @@ void patch_written(self_ptr self, const op_ptr& op, const redis::reply& r) {
     self->state.env->counters.cas_retries.fetch_add(1, std::memory_order_relaxed);
     return start_patch(self, op);
   }
+  // A PATCH keeps the session's user and never creates one: no index to write.
   finish_patch(self, op, written(*self->state.env, *op, r));
 }
 
@@ -385,16 +466,11 @@ bool start_single(const std::shared_ptr<const shard_env>& env, std::size_t index
     send_direct(env, index, std::make_shared<session_op>(std::move(op)), std::move(args), on_get);
     return true;
   }
-  case session_op_kind::put: {
-    auto keys = write_keys(e, index, op.id, op.user_id);
-    auto args = write_args(e, op.id, op.user_id, op.body, op.ttl_s.value_or(e.default_ttl_s),
-                           condition_arg(op.if_match, op.if_none_match));
-    eval_direct(env, index, std::make_shared<session_op>(std::move(op)), e.scripts.write,
-                std::move(keys), std::move(args), on_put);
+  case session_op_kind::put:
+    send_put(env, index, std::make_shared<session_op>(std::move(op)));
     return true;
-  }
   case session_op_kind::del: {
-    auto keys = revoke_keys(e, index, op);
+    auto keys = revoke_keys(e, op);
     auto args = revoke_args(e, op);
     eval_direct(env, index, std::make_shared<session_op>(std::move(op)), e.scripts.revoke,
                 std::move(keys), std::move(args), on_revoke);

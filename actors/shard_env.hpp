@@ -5,6 +5,7 @@
 #include "actors/redis_scripts.hpp"
 #include "adapters/postgres/sessions.hpp"
 #include "adapters/redis/client.hpp"
+#include "model/key_layout.hpp"
 #include "model/session.hpp"
 #include "model/ttl.hpp"
 
@@ -41,6 +42,10 @@ struct shard_env {
   std::int64_t max_user_sessions = 1000;
   std::int64_t activity_interval_ms = 300000; ///< a pure touch marks dirty once per interval
   std::string prefix = "sessiond:";
+  model::key_layout keys; ///< built from prefix by the node
+  /// Keys of layout 1 may still exist (until the upgrade pass found none): a miss in layout 2
+  /// looks there before PostgreSQL, and a PUT does not create a session that layout 1 holds.
+  mutable std::atomic<bool> legacy{false};
   mutable session_counters counters;
   /// Read-through on a Redis miss: looks `id` up in PostgreSQL off the I/O threads and calls
   /// back (on a PostgreSQL worker thread) with the row, or nullopt when there is none or
@@ -48,15 +53,31 @@ struct shard_env {
   /// Empty: no read-through.
   using row_callback = std::function<void(std::optional<postgres::session_row>)>;
   std::function<bool(const std::string& id, row_callback)> load_row;
+  /// The live sessions PostgreSQL holds for a user (its user_id index), for listings and "log
+  /// out everywhere": called back on a PostgreSQL worker thread with the rows, or nullopt when
+  /// PostgreSQL cannot answer. Returns false when it cannot take the lookup now. Empty: Redis's
+  /// index alone.
+  using rows_callback = std::function<void(std::optional<std::vector<postgres::session_row>>)>;
+  std::function<bool(const std::string& uid, rows_callback)> load_user_rows;
   /// Called on the I/O thread after a read slid a session's idle TTL in Redis (`s` holds the
   /// new times). The redis-read mode, where PostgreSQL decides what is live, slides it there
   /// too. Empty: nothing.
   std::function<void(const model::session& s)> on_touch;
 
-  std::string session_key(const std::string& id) const { return prefix + "s:" + id; }
-  std::string user_key(const std::string& uid) const { return prefix + "u:" + uid; }
-  std::string dirty_key(std::size_t shard) const {
-    return prefix + "dirty:" + std::to_string(shard);
+  std::string session_key(const std::string& id) const { return keys.session(id); }
+  std::string user_key(const std::string& uid) const { return keys.user(uid); }
+  std::string dirty_key(const std::string& id) const {
+    return keys.dirty(model::partition_of(id));
+  }
+  /// Adds session `id` of `uid`, created at `created_ms`, to the user's index (fire and forget:
+  /// the sync adds every session it writes again, which repairs a lost add).
+  void index_session(std::size_t hint, const std::string& uid, const std::string& id,
+                     std::int64_t created_ms) const {
+    auto now = clock->now_ms();
+    redis->eval(hint, scripts.index_add, {user_key(uid)},
+                {std::to_string(created_ms), id, std::to_string(now),
+                 std::to_string(created_ms + policy.max_lifetime_s * 1000)},
+                [](redis::errc, redis::reply&&) {});
   }
   /// The row layout of the restore, mirror and put_back scripts for a PostgreSQL row. The
   /// idle TTL (not a column) is what is left between last activity and expiry.
@@ -73,8 +94,7 @@ struct shard_env {
             std::to_string(ttl_s),
             row.data,
             std::to_string(row.revoked_at_ms),
-            std::to_string(tombstone_ttl_s * 1000),
-            prefix + "u:"};
+            std::to_string(tombstone_ttl_s * 1000)};
   }
 };
 

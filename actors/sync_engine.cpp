@@ -6,6 +6,8 @@
 // batch twice.
 #include "actors/sync_engine.hpp"
 
+#include "actors/layout_upgrade.hpp"
+
 #include "adapters/postgres/bulk_upsert.hpp"
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/redis/blocking.hpp"
@@ -146,6 +148,7 @@ std::vector<dirty_entry> parse_dirty(const redis::reply& r, std::int64_t now_ms)
 /// with the callbacks, so replies arriving after the worker gave up have somewhere to go.
 struct sync_engine::batch_read {
   std::vector<std::string> ids;
+  std::vector<std::int64_t> marked;  ///< marked[i]: the dirty mark's score of ids[i]
   std::vector<redis::reply> hashes; ///< hashes[i]: the HGETALL of ids[i]
   std::atomic<std::size_t> left{0};
   std::atomic<bool> failed{false};
@@ -161,20 +164,55 @@ sync_engine::sync_engine(redis::client& redis, const redis_scripts& scripts,
       pg_options_(std::move(pg)),
       settings_(std::move(settings)),
       clock_(clock),
-      pg_(std::max<std::size_t>(1, settings_.connections)) {}
+      pg_(std::max<std::size_t>(1, settings_.connections)),
+      keys_{settings_.prefix} {}
 
 sync_engine::~sync_engine() = default;
 
 // Both block the sync thread (never an I/O thread) until the reply arrives. Worker w's calls go
-// out on connection hint dirty_sets + w, in the order it sends them.
+// out on connection hint first_hint + w, in the order it sends them.
 redis::reply sync_engine::call(std::vector<std::string> args, std::size_t worker) {
-  return checked(redis::command_wait(redis_, settings_.dirty_sets + worker, std::move(args),
+  return checked(redis::command_wait(redis_, settings_.first_hint + worker, std::move(args),
                                      settings_.redis_wait));
+}
+
+std::vector<redis::reply> sync_engine::call_all(std::vector<std::vector<std::string>> commands,
+                                                std::size_t worker) {
+  struct pending {
+    std::vector<redis::reply> replies;
+    std::atomic<std::size_t> left{0};
+    std::atomic<bool> failed{false};
+    redis::errc error = redis::errc::ok;
+    std::promise<void> answered;
+  };
+  auto p = std::make_shared<pending>();
+  p->replies.resize(commands.size());
+  p->left = commands.size();
+  if (commands.empty())
+    return {};
+  auto answered = p->answered.get_future();
+  for (std::size_t i = 0; i < commands.size(); ++i)
+    redis_.command(settings_.first_hint + worker, std::move(commands[i]),
+                   [p, i](redis::errc e, redis::reply&& r) {
+                     if (e != redis::errc::ok && !p->failed.exchange(true))
+                       p->error = e;
+                     p->replies[i] = std::move(r);
+                     if (--p->left == 0)
+                       p->answered.set_value();
+                   });
+  if (answered.wait_for(settings_.redis_wait) != std::future_status::ready)
+    throw sync_error(false, "Redis: " + std::string(redis::to_string(redis::errc::timeout)));
+  if (p->failed)
+    throw sync_error(false, "Redis: " + std::string(redis::to_string(p->error)));
+  for (const auto& r : p->replies)
+    if (r.is_error())
+      throw sync_error(false, "Redis: " + r.str);
+  return std::move(p->replies);
 }
 
 redis::reply sync_engine::eval(const redis::script& s, std::vector<std::string> keys,
                                std::vector<std::string> args, std::size_t worker) {
-  return checked(redis::eval_wait(redis_, settings_.dirty_sets + worker, s, std::move(keys),
+  return checked(redis::eval_wait(redis_, settings_.first_hint + worker, s, std::move(keys),
                                   std::move(args), settings_.redis_wait));
 }
 
@@ -206,7 +244,7 @@ void sync_engine::ping_postgres() {
 }
 
 bool sync_engine::acquire(std::size_t set, std::size_t worker) {
-  auto key = settings_.prefix + "sync:lease:" + std::to_string(set);
+  auto key = keys_.lease(set);
   auto ttl = std::to_string(settings_.lease_ttl.count());
   auto r = call({"SET", key, settings_.node_id, "NX", "PX", ttl}, worker);
   if (r.type == redis::reply::kind::status)
@@ -221,34 +259,134 @@ bool sync_engine::acquire(std::size_t set, std::size_t worker) {
 }
 
 void sync_engine::release(std::size_t set, std::size_t worker) {
-  eval(lease_release_script(), {settings_.prefix + "sync:lease:" + std::to_string(set)},
-       {settings_.node_id}, worker);
+  eval(lease_release_script(), {keys_.lease(set)}, {settings_.node_id}, worker);
 }
 
 std::int64_t sync_engine::backlog() {
+  std::vector<std::vector<std::string>> cards;
+  for (std::size_t p = 0; p < model::sync_partitions; ++p)
+    cards.push_back({"ZCARD", keys_.dirty(p)});
+  if (settings_.legacy != nullptr && settings_.legacy->load())
+    for (std::size_t n = 0; n < settings_.legacy_sets; ++n)
+      cards.push_back({"ZCARD", keys_.legacy_dirty(n)});
   std::int64_t total = 0;
-  for (auto set : sets_to_drain()) {
-    auto r = call({"ZCARD", settings_.prefix + "dirty:" + std::to_string(set)});
+  for (const auto& r : call_all(std::move(cards)))
     total += r.integer;
-  }
   return total;
 }
 
 std::vector<std::size_t> sync_engine::sets_to_drain() {
+  std::vector<std::vector<std::string>> cards;
+  cards.reserve(model::sync_partitions);
+  for (std::size_t p = 0; p < model::sync_partitions; ++p)
+    cards.push_back({"ZCARD", keys_.dirty(p)});
+  auto replies = call_all(std::move(cards));
   std::vector<std::size_t> sets;
-  for (std::size_t i = 0; i < settings_.dirty_sets; ++i)
-    sets.push_back(i);
-  if (settings_.max_dirty_sets <= settings_.dirty_sets)
-    return sets;
-  std::vector<std::string> any{"EXISTS"};
-  for (std::size_t i = settings_.dirty_sets; i < settings_.max_dirty_sets; ++i)
-    any.push_back(settings_.prefix + "dirty:" + std::to_string(i));
-  if (call(any).integer == 0)
-    return sets;
-  for (std::size_t i = settings_.dirty_sets; i < settings_.max_dirty_sets; ++i)
-    if (call({"EXISTS", any[1 + i - settings_.dirty_sets]}).integer == 1)
-      sets.push_back(i);
+  for (std::size_t p = 0; p < replies.size(); ++p)
+    if (replies[p].integer > 0)
+      sets.push_back(p);
   return sets;
+}
+
+bool sync_engine::upgrade_one(const std::string& id) {
+  upgrade_context c{&redis_, &scripts_, keys_, settings_.max_lifetime_ms};
+  auto p = std::make_shared<std::promise<upgrade_outcome>>();
+  auto f = p->get_future();
+  upgrade_session(c, settings_.first_hint, id, clock_.now_ms(),
+                  [p](upgrade_outcome o) { p->set_value(o); });
+  if (f.wait_for(settings_.redis_wait) != std::future_status::ready)
+    throw sync_error(false, "Redis: " + std::string(redis::to_string(redis::errc::timeout)));
+  auto o = f.get();
+  if (o == upgrade_outcome::failed)
+    throw sync_error(false, "Redis failed while moving session " + id + " to key layout 2");
+  return o == upgrade_outcome::moved;
+}
+
+std::uint64_t sync_engine::upgrade_step() {
+  if (settings_.legacy == nullptr)
+    return 0;
+  if (!upgrade_checked_) {
+    upgrade_checked_ = true;
+    auto mark = call({"GET", keys_.layout_mark()});
+    settings_.legacy->store(!(mark.type == redis::reply::kind::string && mark.str == "2"));
+  }
+  if (!settings_.legacy->load())
+    return 0;
+  std::uint64_t moved = 0;
+  auto budget = settings_.upgrade_batch;
+  if (upgrade_phase_ == 0) {
+    // Layout 1's dirty sets first: their sessions hold acknowledged writes not yet synced.
+    std::vector<std::vector<std::string>> cards;
+    for (std::size_t n = 0; n < settings_.legacy_sets; ++n)
+      cards.push_back({"ZCARD", keys_.legacy_dirty(n)});
+    auto replies = call_all(std::move(cards));
+    bool left = false;
+    for (std::size_t n = 0; n < replies.size() && budget > 0; ++n) {
+      if (replies[n].integer == 0)
+        continue;
+      auto set = keys_.legacy_dirty(n);
+      auto ids = call({"ZRANGE", set, "0", std::to_string(budget - 1)});
+      for (const auto& id : ids.elements) {
+        moved += upgrade_one(id.str) ? 1 : 0;
+        call({"ZREM", set, id.str});
+        --budget;
+      }
+      left = left || replies[n].integer > static_cast<long long>(ids.elements.size());
+    }
+    for (std::size_t n = 0; n < replies.size() && !left; ++n)
+      left = replies[n].integer > 0 && budget == 0;
+    if (left || budget == 0)
+      return moved;
+    upgrade_phase_ = 1;
+    scan_cursors_.clear();
+  }
+  // Then every key of layout 1 a SCAN of each master finds: sessions (phase 1), and once they
+  // are all moved, the user indexes (phase 2), whose ids a listing reads until then.
+  auto masters = redis_.masters();
+  if (scan_cursors_.size() != masters.size()) {
+    scan_cursors_.assign(masters.size(), "0");
+    upgrade_found_ = 0;
+  }
+  auto pattern = settings_.prefix + (upgrade_phase_ == 1 ? "s:*" : "u:*");
+  bool pass_done = true;
+  for (std::size_t m = 0; m < masters.size(); ++m) {
+    if (scan_cursors_[m] == "done")
+      continue;
+    auto p = std::make_shared<std::promise<redis::waited>>();
+    auto f = p->get_future();
+    redis_.command_at(masters[m], settings_.first_hint,
+                      {"SCAN", scan_cursors_[m], "MATCH", pattern, "COUNT",
+                       std::to_string(settings_.upgrade_batch)},
+                      [p](redis::errc e, redis::reply&& r) { p->set_value({e, std::move(r)}); });
+    if (f.wait_for(settings_.redis_wait) != std::future_status::ready)
+      throw sync_error(false, "Redis: " + std::string(redis::to_string(redis::errc::timeout)));
+    auto r = checked(f.get());
+    if (r.type != redis::reply::kind::array || r.elements.size() != 2)
+      throw sync_error(false, "SCAN: unexpected reply from Redis");
+    auto skip = settings_.prefix.size() + 2; // "s:" or "u:"
+    for (const auto& k : r.elements[1].elements) {
+      ++upgrade_found_;
+      if (upgrade_phase_ == 1)
+        moved += upgrade_one(k.str.substr(skip)) ? 1 : 0;
+      else
+        call({"DEL", k.str});
+    }
+    scan_cursors_[m] = r.elements[0].str == "0" ? "done" : r.elements[0].str;
+    pass_done = pass_done && scan_cursors_[m] == "done";
+  }
+  if (!pass_done)
+    return moved;
+  if (upgrade_phase_ == 1) {
+    upgrade_phase_ = 2;
+  } else if (upgrade_found_ == 0) {
+    // A whole pass over both found nothing of layout 1 (its dirty sets were drained first).
+    call({"SET", keys_.layout_mark(), "2"});
+    settings_.legacy->store(false);
+  } else {
+    upgrade_phase_ = 0; // found some: one more pass, to be sure nothing was written meanwhile
+  }
+  scan_cursors_.clear();
+  return moved;
 }
 
 std::int64_t sync_engine::rejected() {
@@ -263,8 +401,8 @@ std::shared_ptr<sync_engine::batch_read>
 sync_engine::read_next(std::size_t set, std::size_t worker, const std::vector<dirty_entry>& skip,
                        sync_counts& counts) {
   auto started = std::chrono::steady_clock::now();
-  auto ids = call({"ZRANGE", settings_.prefix + "dirty:" + std::to_string(set), "0",
-                   std::to_string(settings_.batch_size + skip.size() - 1)},
+  auto ids = call({"ZRANGE", keys_.dirty(set), "0",
+                   std::to_string(settings_.batch_size + skip.size() - 1), "WITHSCORES"},
                   worker);
   counts.redis_wait_us += micros_since(started);
   if (ids.type != redis::reply::kind::array)
@@ -273,21 +411,23 @@ sync_engine::read_next(std::size_t set, std::size_t worker, const std::vector<di
   for (const auto& e : skip)
     skipped.insert(e.id);
   auto read = std::make_shared<batch_read>();
-  for (auto& id : ids.elements) {
+  for (std::size_t i = 0; i + 1 < ids.elements.size(); i += 2) {
+    auto& id = ids.elements[i];
     if (read->ids.size() == settings_.batch_size)
       break;
     if (id.type != redis::reply::kind::string)
       throw sync_error(false, "ZRANGE: unexpected entry in the reply from Redis");
-    if (!skipped.count(id.str))
+    if (!skipped.count(id.str)) {
       read->ids.push_back(std::move(id.str));
+      read->marked.push_back(to_int(ids.elements[i + 1].str));
+    }
   }
   read->hashes.resize(read->ids.size());
   read->left = read->ids.size();
   if (read->ids.empty())
     read->answered.set_value();
   for (std::size_t i = 0; i < read->ids.size(); ++i)
-    redis_.command(settings_.dirty_sets + worker,
-                   {"HGETALL", settings_.prefix + "s:" + read->ids[i]},
+    redis_.command(settings_.first_hint + worker, {"HGETALL", keys_.session(read->ids[i])},
                    [read, i](redis::errc e, redis::reply&& r) {
                      if (e != redis::errc::ok && !read->failed.exchange(true))
                        read->error = e;
@@ -313,6 +453,7 @@ std::vector<dirty_entry> sync_engine::await_read(batch_read& read, sync_counts& 
     if (read.hashes[i].is_error())
       throw sync_error(false, "Redis: " + read.hashes[i].str);
     entries.push_back(make_entry(std::move(read.ids[i]), by_name(read.hashes[i]), now));
+    entries.back().marked_ms = read.marked[i];
   }
   counts.read += entries.size();
   return entries;
@@ -355,7 +496,8 @@ void sync_engine::upsert_isolating(std::size_t worker, std::vector<postgres::ses
 
 void sync_engine::write_batch(std::size_t set, std::size_t worker,
                               std::vector<dirty_entry>& entries, sync_counts& counts) {
-  auto dirty_key = settings_.prefix + "dirty:" + std::to_string(set);
+  auto dirty_key = keys_.dirty(set);
+  auto session_prefix = settings_.prefix + "s" + model::key_layout::tag(set) + ":";
   std::vector<postgres::session_row> rows;
   rows.reserve(entries.size());
   for (auto& e : entries)
@@ -390,15 +532,17 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
   counts.postgres_us += micros_since(started);
   auto now = clock_.now_ms();
   std::unordered_map<std::string, std::string> refused_by_id(refused.begin(), refused.end());
-  std::vector<std::string> ack{settings_.prefix + "s:"};
-  std::vector<std::string> repair{settings_.prefix + "s:", std::to_string(now),
+  std::vector<std::string> ack{session_prefix};
+  std::vector<std::string> repair{session_prefix, std::to_string(now),
                                   std::to_string(settings_.tombstone_ttl_ms)};
-  std::vector<std::string> reject{settings_.prefix + "s:", std::to_string(set),
-                                  std::to_string(now)};
+  std::vector<std::string> reject{session_prefix};
+  std::vector<std::string> record{"HSET", rejected_hash_key(settings_.prefix)};
   ack.reserve(1 + 3 * entries.size());
   for (const auto& e : entries) {
     if (auto r = refused_by_id.find(e.id); r != refused_by_id.end()) {
-      reject.insert(reject.end(), {e.id, e.version, e.last_activity, r->second});
+      reject.insert(reject.end(), {e.id, e.version, e.last_activity});
+      record.insert(record.end(), {e.id, std::to_string(set) + " " + e.version + " " +
+                                             std::to_string(now) + " " + r->second});
       counts.last_rejection = e.id + " v" + e.version + ": " + r->second;
       continue;
     }
@@ -414,6 +558,7 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
     ack.insert(ack.end(), {e.id, e.version, e.last_activity});
   }
   started = std::chrono::steady_clock::now();
+  reindex(entries, worker, counts);
   auto rejected_key = rejected_hash_key(settings_.prefix);
   if (ack.size() > 1)
     counts.acked +=
@@ -421,10 +566,12 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
   if (repair.size() > 3)
     counts.repaired +=
         static_cast<std::uint64_t>(eval(scripts_.sync_repair, {dirty_key}, repair, worker).integer);
-  if (reject.size() > 3) {
-    counts.rejected += static_cast<std::uint64_t>(
-        eval(scripts_.sync_reject, {dirty_key, rejected_key}, reject, worker).integer);
+  if (reject.size() > 1) {
+    // Recorded first, so a crash between the two leaves the row marked and listed, not lost.
+    call(std::move(record), worker);
     rejected_present_ = true;
+    counts.rejected +=
+        static_cast<std::uint64_t>(eval(scripts_.sync_reject, {dirty_key}, reject, worker).integer);
   }
   if (rejected_present_ && !written.empty()) {
     // Written now: no longer rejected (a later save PostgreSQL took, or a requeue).
@@ -440,8 +587,44 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
 // (whose marks are still there); batch k+2's only after batch k's ack, so marks batch k could not
 // clear (a save landed meanwhile, a repair) are read again. A mark is removed only by the ack of a
 // batch PostgreSQL has committed (or fenced off); a failure leaves every mark not acked in place.
+// A session is created with its dirty mark in one script and added to its user's index by a
+// second command; a node that died between the two left it out of the index. Such a session was
+// created no earlier than its mark was set, which the sessions written again since do not match:
+// the sync adds just those (index_add keeps an entry that exists).
+void sync_engine::reindex(const std::vector<dirty_entry>& entries, std::size_t worker,
+                          sync_counts& counts) {
+  struct pending {
+    std::atomic<std::size_t> left{0};
+    std::atomic<bool> failed{false};
+    std::promise<void> answered;
+  };
+  auto p = std::make_shared<pending>();
+  auto now = std::to_string(clock_.now_ms());
+  std::vector<const dirty_entry*> todo;
+  for (const auto& e : entries)
+    if (e.present && e.row.status == "ACTIVE" && e.row.created_at_ms >= e.marked_ms)
+      todo.push_back(&e);
+  if (todo.empty())
+    return;
+  p->left = todo.size();
+  auto answered = p->answered.get_future();
+  for (const auto* e : todo)
+    redis_.eval(settings_.first_hint + worker, scripts_.index_add, {keys_.user(e->row.user_id)},
+                {std::to_string(e->row.created_at_ms), e->id, now,
+                 std::to_string(e->row.created_at_ms + settings_.max_lifetime_ms)},
+                [p](redis::errc err, redis::reply&& r) {
+                  if (err != redis::errc::ok || r.is_error())
+                    p->failed = true;
+                  if (--p->left == 0)
+                    p->answered.set_value();
+                });
+  if (answered.wait_for(settings_.redis_wait) != std::future_status::ready || p->failed)
+    throw sync_error(false, "Redis failed while adding new sessions to their users' indexes");
+  counts.indexed += todo.size();
+}
+
 void sync_engine::sync_set(std::size_t set, std::size_t worker, sync_counts& counts) {
-  auto pending_ids = call({"ZCARD", settings_.prefix + "dirty:" + std::to_string(set)}, worker);
+  auto pending_ids = call({"ZCARD", keys_.dirty(set)}, worker);
   if (pending_ids.integer == 0)
     return;
   if (!acquire(set, worker)) {
@@ -450,7 +633,7 @@ void sync_engine::sync_set(std::size_t set, std::size_t worker, sync_counts& cou
   }
   // Bounded: the ids present at the start, plus one batch for writes landing meanwhile.
   auto batches = pending_ids.integer / static_cast<long long>(settings_.batch_size) + 2;
-  auto lease = settings_.prefix + "sync:lease:" + std::to_string(set);
+  auto lease = keys_.lease(set);
   try {
     auto next = read_next(set, worker, {}, counts);
     for (;;) {
@@ -465,7 +648,7 @@ void sync_engine::sync_set(std::size_t set, std::size_t worker, sync_counts& cou
         break;
       // Renewed after every batch; the reply is not waited for (a lease that lapses lets another
       // node in, which the version fence and the compare-in-Lua ack make harmless).
-      redis_.command(settings_.dirty_sets + worker,
+      redis_.command(settings_.first_hint + worker,
                      {"PEXPIRE", lease, std::to_string(settings_.lease_ttl.count())},
                      [](redis::errc, redis::reply&&) {});
     }
@@ -480,6 +663,7 @@ void sync_engine::sync_set(std::size_t set, std::size_t worker, sync_counts& cou
 }
 
 sync_counts sync_engine::run() {
+  auto upgraded = upgrade_step();
   rejected_present_ = rejected() > 0;
   refused_in_run_ = 0;
   const auto sets = sets_to_drain();
@@ -511,6 +695,7 @@ sync_counts sync_engine::run() {
       total.last_rejection = mine.last_rejection;
     total.postgres_us += mine.postgres_us;
     total.redis_wait_us += mine.redis_wait_us;
+    total.indexed += mine.indexed;
   };
   std::vector<std::thread> helpers;
   auto workers = std::min(pg_.size(), sets.size());
@@ -521,6 +706,7 @@ sync_counts sync_engine::run() {
     t.join();
   if (first_error)
     std::rethrow_exception(first_error);
+  total.upgraded = upgraded;
   // Nothing was dirty, so nothing went to PostgreSQL: ask it, or an idle node would report it up
   // (sessiond_postgres_up, /readyz) however long it has been gone.
   if (total.statements == 0)

@@ -8,6 +8,7 @@
 #include "adapters/postgres/client.hpp"
 #include "adapters/postgres/sessions.hpp"
 #include "adapters/redis/client.hpp"
+#include "model/key_layout.hpp"
 #include "model/ttl.hpp"
 
 #include <atomic>
@@ -23,15 +24,23 @@ namespace sessiond::actors {
 
 struct sync_settings {
   std::string prefix = "sessiond:";
-  std::size_t dirty_sets = 16; ///< dirty:0 … dirty:<n-1> (sessions.shards)
-  /// Sets up to this index are also drained while they hold marks (nodes that ran with a larger
-  /// sessions.shards left them); 0: only dirty_sets. The node passes sessions.shards' bound.
-  std::size_t max_dirty_sets = 0;
+  /// The engine's Redis connection hints start here (past the session shards', sessions.shards).
+  std::size_t first_hint = 16;
+  /// Layout 1's dirty sets dirty:0 … dirty:<n-1> that the upgrade pass drains (sessions.shards'
+  /// bound: a node of layout 1 may have run with any setting up to it).
+  std::size_t legacy_sets = 1024;
+  /// Shared with the session path (shard_env::legacy): true while keys of layout 1 may exist.
+  /// The engine sets it at its first run unless Redis says the upgrade is done, and clears it
+  /// when its pass found none left. nullptr: no upgrade pass.
+  std::atomic<bool>* legacy = nullptr;
+  /// Sessions the upgrade pass moves per run (SCAN batches of this many keys per master).
+  std::size_t upgrade_batch = 1000;
   std::size_t batch_size = 2000; ///< sessions per Redis read and PostgreSQL upsert
   std::string node_id;           ///< the lease holder's name
   std::chrono::milliseconds lease_ttl{60000};
   std::chrono::milliseconds redis_wait{5000}; ///< bound on one blocking Redis call
   std::int64_t tombstone_ttl_ms = 604800000;
+  std::int64_t max_lifetime_ms = 604800000; ///< sessions.max_lifetime_s: how long an index lives
   bool migrate = true;         ///< apply the embedded migrations on the first PostgreSQL connect
   std::size_t connections = 2; ///< dirty sets written in parallel, one PostgreSQL connection each
   /// Rows PostgreSQL refuses that one run sets aside (a table that refuses more fails the run).
@@ -61,6 +70,8 @@ struct sync_counts {
   std::string last_rejection;      ///< "<id> v<version>: <PostgreSQL's message>" of the last one
   std::uint64_t postgres_us = 0;   ///< time the workers waited for PostgreSQL (summed)
   std::uint64_t redis_wait_us = 0; ///< time the workers waited for Redis replies (summed)
+  std::uint64_t indexed = 0;       ///< new sessions added to their user's index again
+  std::uint64_t upgraded = 0;      ///< sessions moved from layout 1 to layout 2
 };
 
 /// One dirty session as read from Redis (sync_read, or HGETALL); `present` is false when its key
@@ -70,6 +81,7 @@ struct dirty_entry {
   bool present = false;
   std::string version; ///< as stored ('' when gone), for the ack's comparison
   std::string last_activity;
+  std::int64_t marked_ms = 0; ///< the dirty mark's score (when it was first set)
   postgres::session_row row;
 };
 
@@ -90,12 +102,17 @@ public:
   /// Throws sync_error (the first failure; the other workers stop after their current batch); what
   /// was written before stays written.
   sync_counts run();
-  /// Dirty ids over the sets a run drains (ZCARD each). Throws sync_error when Redis fails.
+  /// Dirty ids over the partitions (one pipelined ZCARD each) and layout 1's sets while it may
+  /// exist. Throws sync_error when Redis fails.
   std::int64_t backlog();
-  /// The sets a run drains: 0 … dirty_sets - 1, then those above (up to max_dirty_sets) that
-  /// exist, so lowering sessions.shards strands no acknowledged save. One EXISTS over the sets
-  /// above when there are none. Throws sync_error when Redis fails.
+  /// The partitions that hold dirty marks now (one pipelined ZCARD each). Throws sync_error
+  /// when Redis fails.
   std::vector<std::size_t> sets_to_drain();
+  /// One step of the upgrade from layout 1 (while settings.legacy says keys of it may exist):
+  /// drains layout 1's dirty sets into layout 2, then moves a batch of the sessions a SCAN of
+  /// each master finds, then deletes layout 1's user indexes; once a whole pass found nothing,
+  /// marks Redis upgraded and clears the flag. Returns the sessions moved. Throws sync_error.
+  std::uint64_t upgrade_step();
   /// Sessions in the rejected hash (HLEN). Throws sync_error when Redis fails.
   std::int64_t rejected();
   /// Connects to PostgreSQL now if not connected (throws sync_error).
@@ -105,6 +122,13 @@ private:
   struct batch_read;
 
   redis::reply call(std::vector<std::string> args, std::size_t worker = 0);
+  /// `commands` pipelined on one connection; the replies in order. Throws sync_error.
+  std::vector<redis::reply> call_all(std::vector<std::vector<std::string>> commands,
+                                     std::size_t worker = 0);
+  /// Moves one session of layout 1 (blocking). Throws sync_error when Redis fails.
+  bool upgrade_one(const std::string& id);
+  /// Adds the sessions of `entries` created since their dirty mark to their users' indexes.
+  void reindex(const std::vector<dirty_entry>& entries, std::size_t worker, sync_counts& counts);
   redis::reply eval(const redis::script& s, std::vector<std::string> keys,
                     std::vector<std::string> args, std::size_t worker = 0);
   postgres::client& pg(std::size_t worker = 0);
@@ -141,11 +165,17 @@ private:
   /// then removed from it, so it only lists sessions PostgreSQL still does not hold.
   std::atomic<bool> rejected_present_{false};
   std::atomic<std::size_t> refused_in_run_{0};
+  model::key_layout keys_;
+  // The upgrade pass (sync thread only).
+  bool upgrade_checked_ = false;
+  int upgrade_phase_ = 0; ///< 0 dirty sets, 1 sessions, 2 user indexes
+  std::vector<std::string> scan_cursors_; ///< per master, "0" at the start of a pass
+  std::uint64_t upgrade_found_ = 0;       ///< keys found in this pass
 };
 
-/// The hash of sessions whose row PostgreSQL refused: id → "<set> <version> <ms> <reason>".
+/// The hash of sessions whose row PostgreSQL refused: id → "<partition> <version> <ms> <reason>".
 inline std::string rejected_hash_key(const std::string& prefix) {
-  return prefix + "sync:rejected";
+  return model::key_layout{prefix}.rejected();
 }
 
 /// True when PostgreSQL refused a batch because of the data of some row in it (SQLSTATE class 22

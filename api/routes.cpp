@@ -228,7 +228,9 @@ http::response render(session_op_kind kind, const std::string& id, session_resul
     return list_body(r.sessions);
   case session_op_kind::revoke_user: {
     http::response out;
-    out.body = "{\"revoked\":" + std::to_string(r.count) + "}";
+    // detail "postgres_unchecked": PostgreSQL could not say which sessions it alone holds.
+    out.body = "{\"revoked\":" + std::to_string(r.count) +
+               (r.detail == "postgres_unchecked" ? ",\"postgres_checked\":false}" : "}");
     return out;
   }
   default:

@@ -242,9 +242,28 @@ struct node::impl {
     env->max_data_bytes = static_cast<std::size_t>(cfg.sessions.max_data_bytes);
     env->retry_after_s = cfg.sessions.retry_after_s;
     env->prefix = cfg.redis.key_prefix;
+    env->keys = model::key_layout{cfg.redis.key_prefix};
+    env->legacy = true; // until the sync's upgrade pass finds Redis upgraded
     env->activity_interval_ms = cfg.sync.activity_interval_s * 1000;
     pg_pool = std::make_unique<postgres::pool>(
         postgres_options(cfg), static_cast<std::size_t>(cfg.postgres.pool_size), 4096);
+    env->load_user_rows = [p = pg_pool.get(), e = env.get(), this](const std::string& uid,
+                                                    actors::shard_env::rows_callback done) {
+      auto limit = e->max_user_sessions;
+      auto now = clock.now_ms();
+      return p->submit([uid, done, limit, now](postgres::client* c) {
+        if (!c)
+          return done(std::nullopt);
+        std::vector<postgres::session_row> rows;
+        try {
+          rows = postgres::load_user_sessions(*c, uid, now, limit);
+        } catch (const postgres::pg_error&) {
+          done(std::nullopt);
+          throw; // drops the connection; the next lookup connects again
+        }
+        done(std::move(rows));
+      });
+    };
     env->load_row = [p = pg_pool.get()](const std::string& id,
                                         actors::shard_env::row_callback done) {
       return p->submit([id, done](postgres::client* c) {
@@ -491,8 +510,10 @@ struct node::impl {
   void make_sync() {
     actors::sync_settings st;
     st.prefix = cfg.redis.key_prefix;
-    st.dirty_sets = static_cast<std::size_t>(cfg.sessions.shards);
-    st.max_dirty_sets = static_cast<std::size_t>(config::max_shards);
+    st.first_hint = static_cast<std::size_t>(cfg.sessions.shards);
+    st.legacy_sets = static_cast<std::size_t>(config::max_shards);
+    st.legacy = &env->legacy;
+    st.max_lifetime_ms = cfg.sessions.max_lifetime_s * 1000;
     st.batch_size = static_cast<std::size_t>(cfg.sync.batch_size);
     st.node_id = cfg.node.id;
     st.lease_ttl = std::chrono::milliseconds(cfg.postgres.statement_timeout_ms + 5000);
@@ -592,14 +613,48 @@ struct node::impl {
 
   /// POST /v1/admin/sync/rejected/requeue: marks every set-aside session dirty again, for the
   /// next sync to try (after the table or the data was fixed).
+  /// Each id goes back into its partition's dirty set (ZADD NX, in its slot), then leaves the
+  /// hash (HDEL): a failure half-way leaves it in both, which the next requeue repeats harmlessly.
   void requeue_rejected(api::answer_fn answer) {
-    redis->eval(redis->local_hint(0), env->scripts.sync_requeue, {rejected_key()},
-                {cfg.redis.key_prefix + "dirty:", std::to_string(clock.now_ms())},
-                [answer](redis::errc e, redis::reply&& r) {
-                  if (auto why = redis_failure(e, r); !why.empty())
-                    return answer(503, why);
-                  answer(200, nlohmann::json{{"requeued", r.integer}}.dump());
-                });
+    auto hint = redis->local_hint(0);
+    redis->command(hint, {"HKEYS", rejected_key()}, [this, answer, hint](redis::errc e,
+                                                                          redis::reply&& r) {
+      if (auto why = redis_failure(e, r); !why.empty())
+        return answer(503, why);
+      struct pending {
+        std::atomic<std::size_t> left{0};
+        std::atomic<bool> failed{false};
+        std::string why;
+        std::vector<std::string> ids;
+      };
+      auto p = std::make_shared<pending>();
+      for (auto& id : r.elements)
+        p->ids.push_back(std::move(id.str));
+      if (p->ids.empty())
+        return answer(200, nlohmann::json{{"requeued", 0}}.dump());
+      p->left = p->ids.size();
+      auto now = std::to_string(clock.now_ms());
+      for (const auto& id : p->ids)
+        redis->command(hint, {"ZADD", env->keys.dirty(model::partition_of(id)), "NX", now, id},
+                       [this, p, answer, hint](redis::errc e2, redis::reply&& r2) {
+                         if (auto why = redis_failure(e2, r2); !why.empty() &&
+                                                               !p->failed.exchange(true))
+                           p->why = why;
+                         if (--p->left != 0)
+                           return;
+                         if (p->failed)
+                           return answer(503, p->why);
+                         std::vector<std::string> hdel{"HDEL", rejected_key()};
+                         hdel.insert(hdel.end(), p->ids.begin(), p->ids.end());
+                         redis->command(hint, std::move(hdel),
+                                        [p, answer](redis::errc e3, redis::reply&& r3) {
+                                          if (auto why = redis_failure(e3, r3); !why.empty())
+                                            return answer(503, why);
+                                          answer(200, nlohmann::json{{"requeued", p->ids.size()}}
+                                                          .dump());
+                                        });
+                       });
+    });
   }
 
   /// Samples op_stats once a second, keeping ~10 s for the /v1/status window.

@@ -199,12 +199,14 @@ void session_modes::finish(const op_ptr& op, session_result&& r,
   for (auto& row : written) {
     auto shard = model::shard_for(row.session_id, o_.shards);
     auto args = env_.row_args(row);
-    env_.redis->eval(shard, env_.scripts.mirror,
-                     {env_.session_key(row.session_id), env_.user_key(row.user_id)},
-                     std::move(args), [this, wait, row](redis::errc e, redis::reply&& rep) {
+    env_.redis->eval(shard, env_.scripts.mirror, {env_.session_key(row.session_id)},
+                     std::move(args), [this, wait, row, shard](redis::errc e, redis::reply&& rep) {
                        if (e != redis::errc::ok || rep.is_error()) {
                          mirror_failures_.fetch_add(1, std::memory_order_relaxed);
                          note_later(row);
+                       } else if (rep.integer == 1 && row.status == "ACTIVE") {
+                         env_.index_session(shard, row.user_id, row.session_id,
+                                            row.created_at_ms);
                        }
                      });
   }
@@ -339,9 +341,15 @@ std::int64_t session_modes::put_back_all() {
           args.push_back(std::to_string(env_.clock->now_ms()));
           auto shard = model::shard_for(n.session_id, o_.shards);
           auto r = redis::eval_wait(*env_.redis, shard, env_.scripts.put_back,
-                                    {env_.session_key(n.session_id), env_.user_key(n.row->user_id),
-                                     env_.dirty_key(shard)},
+                                    {env_.session_key(n.session_id), env_.dirty_key(n.session_id)},
                                     std::move(args), o_.redis_wait);
+          if (r.error == redis::errc::ok && !r.value.is_error() && n.row->status == "ACTIVE")
+            r = redis::eval_wait(
+                *env_.redis, shard, env_.scripts.index_add, {env_.user_key(n.row->user_id)},
+                {std::to_string(n.row->created_at_ms), n.session_id,
+                 std::to_string(env_.clock->now_ms()),
+                 std::to_string(n.row->created_at_ms + env_.policy.max_lifetime_s * 1000)},
+                o_.redis_wait);
           if (r.error != redis::errc::ok || r.value.is_error())
             return failed_pass(
                 "put-back of session " + n.session_id + " failed: " +

@@ -11,6 +11,7 @@
 #include "adapters/http/server.hpp"
 #include "adapters/redis/client.hpp"
 #include "bench/options.hpp"
+#include "model/key_layout.hpp"
 #include "model/shard_for.hpp"
 #include "model/ttl.hpp"
 
@@ -33,7 +34,6 @@ namespace {
 namespace asio = boost::asio;
 
 constexpr const char* key_prefix = "sessiond-bench-floor:";
-constexpr std::size_t dirty_sets = 16;
 constexpr std::int64_t ttl_s = 3600;
 constexpr std::int64_t max_lifetime_s = 86400;
 
@@ -142,7 +142,7 @@ public:
     if (id.empty())
       return res->send(answer(404, "{}"));
     auto hint = redis_->local_hint(next_.fetch_add(1, std::memory_order_relaxed));
-    std::string key = std::string(key_prefix) + "s:" + id;
+    std::string key = layout_.session(id);
     if (req.verb == http::method::get) {
       redis_->command(hint, {"HMGET", key, "v", "u", "st", "ca", "la", "ex", "ttl", "d", "t"},
                       [res](redis::errc e, redis::reply&& r) {
@@ -157,23 +157,29 @@ public:
     if (req.verb != http::method::put || !split_put_body(req.body, user, data))
       return res->send(answer(400, "{}"));
     const auto now = model::system_clock().now_ms();
-    std::string dirty =
-        std::string(key_prefix) + "dirty:" + std::to_string(model::shard_for(id, dirty_sets));
-    std::string user_key = std::string(key_prefix) + "u:" + user;
-    redis_->eval(hint, scripts_.write, {std::move(key), std::move(user_key), std::move(dirty)},
+    std::string dirty = layout_.dirty(model::partition_of(id));
+    // As sessiond writes: the write script, then on a new session the user index's add.
+    redis_->eval(hint, scripts_.write, {std::move(key), std::move(dirty)},
                  {id, user, data, std::to_string(now), std::to_string(ttl_s),
-                  std::to_string(max_lifetime_s), "",
-                  std::string(key_prefix) + "u:", std::to_string(now + ttl_s * 1000)},
-                 [res](redis::errc e, redis::reply&& r) {
+                  std::to_string(max_lifetime_s), "", std::to_string(now + ttl_s * 1000), "0"},
+                 [this, res, hint, id, user, now](redis::errc e, redis::reply&& r) {
                    if (e != redis::errc::ok || r.elements.empty())
                      return res->send(answer(503, "{}"));
-                   res->send(answer(r.elements[0].integer == 201 ? 201 : 200, "{}"));
+                   if (r.elements[0].integer != 201)
+                     return res->send(answer(200, "{}"));
+                   redis_->eval(hint, scripts_.index_add, {layout_.user(user)},
+                                {std::to_string(now), id, std::to_string(now),
+                                 std::to_string(now + max_lifetime_s * 1000)},
+                                [res](redis::errc, redis::reply&&) {
+                                  res->send(answer(201, "{}"));
+                                });
                  });
   }
 
 private:
   redis::client* redis_;
   actors::redis_scripts scripts_;
+  model::key_layout layout_{key_prefix};
   std::string fixed_;
   std::atomic<std::size_t> next_{0};
 };
@@ -181,8 +187,9 @@ private:
 /// DEL of the dirty sets the write script filled (the sessions expire on their own).
 std::vector<std::string> delete_dirty_sets() {
   std::vector<std::string> del{"DEL"};
-  for (std::size_t i = 0; i < dirty_sets; ++i)
-    del.push_back(std::string(key_prefix) + "dirty:" + std::to_string(i));
+  model::key_layout layout{key_prefix};
+  for (std::size_t i = 0; i < model::sync_partitions; ++i)
+    del.push_back(layout.dirty(i));
   return del;
 }
 

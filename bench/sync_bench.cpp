@@ -13,6 +13,7 @@
 #include "adapters/redis/client.hpp"
 #include "bench/options.hpp"
 #include "bench/proc_cpu.hpp"
+#include "model/key_layout.hpp"
 #include "model/shard_for.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -188,7 +189,8 @@ void fill(redis_pipe& r, const std::string& prefix, std::size_t n, std::size_t s
   auto ex = std::to_string(now_ms + 3600000);
   for (std::size_t i = 0; i < n; ++i) {
     auto id = "b" + std::to_string(i);
-    cmds.push_back({"HSET", prefix + "s:" + id,
+    model::key_layout layout{prefix};
+    cmds.push_back({"HSET", layout.session(id),
                     "v",    std::to_string(version),
                     "u",    "user" + std::to_string(i % 1000),
                     "st",   "A",
@@ -198,8 +200,7 @@ void fill(redis_pipe& r, const std::string& prefix, std::size_t n, std::size_t s
                     "ttl",  "3600",
                     "d",    payload(value_bytes, rng),
                     "t",    std::to_string(now_ms)});
-    cmds.push_back({"ZADD", prefix + "dirty:" + std::to_string(model::shard_for(id, sets)),
-                    std::to_string(now_ms), id});
+    cmds.push_back({"ZADD", layout.dirty(model::partition_of(id)), std::to_string(now_ms), id});
   }
   r.pipeline(std::move(cmds));
 }
@@ -394,9 +395,10 @@ void lag_phase(const sync_args& a, redis_pipe& r, const actors::redis_scripts& s
     ++open;
     r.client().eval(
         set, scripts.write,
-        {prefix + "s:" + id, prefix + "u:lagger", prefix + "dirty:" + std::to_string(set)},
+        {model::key_layout{prefix}.session(id),
+         model::key_layout{prefix}.dirty(model::partition_of(id))},
         {id, "lagger", data, std::to_string(now), "3600", "604800", "",
-         prefix + "u:", std::to_string(now + 3600000)},
+         std::to_string(now + 3600000), "0"},
         [&, id](redis::errc e, redis::reply&& rep) {
           if (e == redis::errc::ok && rep.type == redis::reply::kind::array &&
               rep.elements.size() > 1) {
@@ -494,7 +496,7 @@ int run_sync_bench(const std::vector<std::string>& args) {
     actors::redis_scripts scripts;
     actors::sync_settings st;
     st.prefix = prefix;
-    st.dirty_sets = a.sets;
+    st.first_hint = a.sets;
     st.batch_size = a.batch;
     st.node_id = "bench";
     st.redis_wait = std::chrono::seconds(30);

@@ -91,6 +91,7 @@ struct session_op {
   std::optional<model::etag_condition> if_none_match;
   std::int64_t attempt = 0;  ///< compare-and-set retries so far (another node won the race)
   bool read_through = false; ///< PostgreSQL was already asked after a Redis miss
+  bool legacy_checked = false; ///< layout 1 was already looked at after a Redis miss
   completion_ptr done;
 };
 
@@ -119,8 +120,6 @@ using shard_actor = caf::typed_actor<
 using router_actor = caf::typed_actor<
     // Route one operation to the shard that owns op.id (user-wide ops: handled here).
     caf::reacts_to<session_op>,
-    // A Redis reply for a user-wide op this router started.
-    caf::reacts_to<redis_done>,
     // The supervisor installs a (re)started shard at an index.
     caf::reacts_to<set_shard_atom, std::uint64_t, shard_actor>,
     // The current handle of shard i (tests and diagnostics).

@@ -88,6 +88,11 @@ std::vector<stored_version> load_versions(client& c, const std::vector<std::stri
 /// timestamps load as 0.
 std::optional<session_row> load_session(client& c, const std::string& session_id);
 
+/// The live rows (ACTIVE, not expired at `now_ms`) of `user_id`, soonest expiry first, at most
+/// `limit` (the user_id index).
+std::vector<session_row> load_user_sessions(client& c, const std::string& user_id,
+                                            std::int64_t now_ms, std::int64_t limit);
+
 /// The select list of a session_row over `user_session u` (10 columns, times as epoch ms, data
 /// as jsonb's text), for statements that load rows the way load_session() does.
 extern const char* const session_row_columns;

@@ -3,6 +3,7 @@
 // node whose Redis is cut off serves from PostgreSQL and puts the sessions written meanwhile
 // back into Redis when it returns.
 #include "pg_support.hpp"
+#include "model/key_layout.hpp"
 #include "support.hpp"
 #include "tcp_proxy.hpp"
 
@@ -30,7 +31,7 @@ config::config mode_config(const std::string& mode) {
 }
 
 std::string key(const config::config& c, const std::string& id) {
-  return c.redis.key_prefix + "s:" + id;
+  return model::key_layout{c.redis.key_prefix}.session(id);
 }
 
 /// The Redis field `f` of session `id` ("" when absent).
@@ -41,8 +42,9 @@ std::string redis_field(test::redis_probe& r, const config::config& c, const std
 
 std::int64_t dirty_marks(test::redis_probe& r, const config::config& c) {
   std::int64_t n = 0;
-  for (std::int64_t i = 0; i < c.sessions.shards; ++i)
-    n += r.command({"ZCARD", c.redis.key_prefix + "dirty:" + std::to_string(i)}).integer;
+  model::key_layout keys{c.redis.key_prefix};
+  for (std::size_t i = 0; i < model::sync_partitions; ++i)
+    n += r.command({"ZCARD", keys.dirty(i)}).integer;
   return n;
 }
 

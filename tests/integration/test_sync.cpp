@@ -3,6 +3,7 @@
 // SIGKILL, the repair after Redis lost a session, and dirty sets a larger sessions.shards left.
 #include "actors/sync_engine.hpp"
 #include "adapters/postgres/client.hpp"
+#include "model/key_layout.hpp"
 #include "model/shard_for.hpp"
 #include "pg_support.hpp"
 #include "support.hpp"
@@ -73,36 +74,81 @@ TEST_CASE("a sync writes every field and version; a revoked session becomes REVO
   CHECK(status["postgres"]["up"] == true);
 }
 
-TEST_CASE("lowering sessions.shards strands no save: the sync drains the dirty sets a larger "
-          "setting left") {
-  auto cfg = pg_config();
-  auto before = cfg;
-  before.sessions.shards = 8;
-  before.postgres.url = "postgresql://postgres@127.0.0.1:1/sessiond"; // nothing gets synced
-  {
-    running_node a(before);
-    client c(a.port);
-    for (int i = 0; i < 40; ++i)
-      REQUIRE(c.put("/v1/sessions/sh" + std::to_string(i), body("u", "{}")).status == 201);
-  } // stopped: its final sync fails, the marks stay in dirty:0 … dirty:7
-  test::redis_probe redis(cfg.redis.url);
-  auto marks = [&](int from, int to) {
-    long long n = 0;
-    for (int i = from; i < to; ++i)
-      n += redis.command({"ZCARD", cfg.redis.key_prefix + "dirty:" + std::to_string(i)}).integer;
-    return n;
-  };
-  REQUIRE(marks(0, 8) == 40);
-  REQUIRE(marks(2, 8) > 0);
+/// Writes session `id` the way layout 1 (before 0.9) left it: hash at P s:<id>, the user's
+/// index at P u:<uid>, and a dirty mark in P dirty:<n> when `dirty`.
+void write_layout1(test::redis_probe& r, const config::config& cfg, const std::string& id,
+                   const std::string& uid, int version, const std::string& data, bool dirty,
+                   std::size_t set) {
+  auto now = model::system_clock().now_ms();
+  auto ex = std::to_string(now + 3600000);
+  const auto& p = cfg.redis.key_prefix;
+  r.command({"HSET", p + "s:" + id, "v", std::to_string(version), "u", uid, "st", "A", "ca",
+             std::to_string(now - 1000), "la", std::to_string(now), "ex", ex, "ttl", "3600", "d",
+             data, "t", std::to_string(now)});
+  r.command({"PEXPIREAT", p + "s:" + id, ex});
+  r.command({"ZADD", p + "u:" + uid, ex, id});
+  if (dirty)
+    r.command({"ZADD", p + "dirty:" + std::to_string(set), std::to_string(now), id});
+}
 
-  cfg.sessions.shards = 2;
-  running_node b(cfg);
+TEST_CASE("sessions of key layout 1 are served, synced, listed and moved to layout 2 with "
+          "nothing lost") {
+  auto cfg = pg_config();
+  test::redis_probe redis(cfg.redis.url);
+  // 30 sessions of an older node: 20 synced already (in PostgreSQL at their version), 10 dirty
+  // in its dirty sets 0 … 4, one of them revoked-to-be.
+  {
+    running_node a(cfg); // creates the schema; its layout mark is dropped below
+    client c(a.port);
+    for (int i = 0; i < 20; ++i)
+      REQUIRE(c.put("/v1/sessions/old" + std::to_string(i), body("legacy", "{}")).status == 201);
+    admin_sync(c);
+  }
+  for (const auto& k : redis.keys(cfg.redis.key_prefix + "*")) // as a Redis of layout 1 had it
+    redis.command({"DEL", k});
+  for (int i = 0; i < 30; ++i)
+    write_layout1(redis, cfg, "old" + std::to_string(i), "legacy", i < 20 ? 1 : 3,
+                  "{\"i\":" + std::to_string(i) + "}", i >= 20, static_cast<std::size_t>(i % 5));
+  REQUIRE(redis.command({"ZCARD", cfg.redis.key_prefix + "dirty:0"}).integer == 2);
+
+  running_node b(cfg); // pg_config: the test runs the syncs
   client c(b.port);
-  CHECK(test::eventually(
-      [&] { return json::parse(c.get("/v1/status").body)["sync"]["backlog"] == 40; }));
-  CHECK(admin_sync(c)["synced"] == 40);
-  CHECK(one(cfg, "select count(*) from user_session") == "40");
-  CHECK(marks(0, 8) == 0);
+  // Read on access, before any upgrade pass: served at its version, moved to its new key.
+  auto got = c.get("/v1/sessions/old25");
+  REQUIRE(got.status == 200);
+  CHECK(json::parse(got.body)["data"]["i"] == 25);
+  CHECK(got.header("ETag") == "\"3\"");
+  CHECK(redis.command({"EXISTS", cfg.redis.key_prefix + "s:old25"}).integer == 0);
+  CHECK(redis.command({"EXISTS", model::key_layout{cfg.redis.key_prefix}.session("old25")})
+            .integer == 1);
+  // A write to a session layout 1 holds continues its versions (no new session at version 1).
+  auto put = c.put("/v1/sessions/old26", body("legacy", R"({"i":"new"})"));
+  REQUIRE(put.status == 200);
+  CHECK(put.header("ETag") == "\"4\"");
+  // If-None-Match: * sees the session layout 1 holds.
+  CHECK(c.put("/v1/sessions/old27", body("legacy", "{}"), {{"If-None-Match", "*"}}).status == 412);
+  // The listing finds all 30, in whichever layout each is.
+  auto listed = json::parse(c.get("/v1/users/legacy/sessions").body);
+  CHECK(listed["sessions"].size() == 30);
+  CHECK(c.del("/v1/sessions/old28").status == 204);
+
+  // The syncs drain layout 1's dirty sets, move every key, and mark Redis upgraded: a few runs,
+  // more when other tests' keys make each master's SCAN longer than one batch.
+  int runs = 0;
+  while (runs < 200 && redis.command({"GET", cfg.redis.key_prefix + "layout"}).str != "2") {
+    admin_sync(c);
+    ++runs;
+  }
+  CHECK(redis.command({"GET", cfg.redis.key_prefix + "layout"}).str == "2");
+  CHECK(redis.keys(cfg.redis.key_prefix + "s:*").empty());
+  CHECK(redis.keys(cfg.redis.key_prefix + "u:*").empty());
+  CHECK(redis.keys(cfg.redis.key_prefix + "dirty:*").empty());
+  CHECK(one(cfg, "select count(*) from user_session") == "30");
+  CHECK(one(cfg, "select count(*) from user_session where version = 3 and status = 'ACTIVE'") ==
+        "8"); // old20 … old29 but old26 (version 4) and old28 (revoked)
+  CHECK(one(cfg, "select version from user_session where session_id = 'old26'") == "4");
+  CHECK(one(cfg, "select status from user_session where session_id = 'old28'") == "REVOKED");
+  CHECK(json::parse(c.get("/v1/users/legacy/sessions").body)["sessions"].size() == 29);
   CHECK(admin_sync(c)["synced"] == 0);
 }
 
@@ -291,7 +337,7 @@ TEST_CASE("a session Redis lost and that was written again moves past PostgreSQL
   REQUIRE(one(cfg, "select version from user_session where session_id = 'lost'") == "5");
   // Redis loses the key (flushed, failed over without it), then the client saves again.
   test::redis_probe rc(cfg.redis.url);
-  rc.command({"DEL", cfg.redis.key_prefix + "s:lost"});
+  rc.command({"DEL", model::key_layout{cfg.redis.key_prefix}.session("lost")});
   auto again = c.put("/v1/sessions/lost", body("u", R"({"after":"loss"})"));
   REQUIRE(again.status == 201);
   CHECK(again.header("ETag") == "\"1\"");
@@ -407,12 +453,13 @@ TEST_CASE("Redis flushed: sessions are served from PostgreSQL and cached in Redi
   // Redis loses everything under the prefix.
   test::redis_probe rc(cfg.redis.url);
   for (auto id : {"rt1", "rt2", "rt3"})
-    rc.command({"DEL", cfg.redis.key_prefix + "s:" + id});
+    rc.command({"DEL", model::key_layout{cfg.redis.key_prefix}.session(id)});
   auto got = c.get("/v1/sessions/rt1");
   REQUIRE(got.status == 200);
   CHECK(json::parse(got.body)["data"] == json::parse(R"({"cart":[1,2]})"));
   CHECK(got.header("ETag") == "\"1\"");
-  CHECK(rc.command({"EXISTS", cfg.redis.key_prefix + "s:rt1"}).integer == 1); // cached again
+  CHECK(rc.command({"EXISTS", model::key_layout{cfg.redis.key_prefix}.session("rt1")}).integer ==
+        1); // cached again
   CHECK(c.patch("/v1/sessions/rt2", R"({"x":1})").status == 200);
   CHECK(c.get("/v1/sessions/rt3").status == 404); // revoked stays revoked
   CHECK(c.put("/v1/sessions/rt3", body("ru", "{}")).status == 410);
@@ -453,18 +500,18 @@ TEST_CASE("a save landing between a sync's read and its ack keeps its mark and i
   REQUIRE(c.put("/v1/sessions/race", body("u", R"({"n":1})")).status == 201);
   test::redis_probe rc(cfg.redis.url);
   actors::redis_scripts scripts;
-  auto set =
-      std::to_string(model::shard_for("race", static_cast<std::size_t>(cfg.sessions.shards)));
-  auto dirty = cfg.redis.key_prefix + "dirty:" + set;
-  auto read =
-      actors::parse_dirty(rc.eval(scripts.sync_read, {dirty}, {cfg.redis.key_prefix + "s:", "10"}),
-                          model::system_clock().now_ms());
+  model::key_layout keys{cfg.redis.key_prefix};
+  auto set = model::partition_of("race");
+  auto dirty = keys.dirty(set);
+  auto in_set = cfg.redis.key_prefix + "s" + model::key_layout::tag(set) + ":";
+  auto read = actors::parse_dirty(rc.eval(scripts.sync_read, {dirty}, {in_set, "10"}),
+                                  model::system_clock().now_ms());
   REQUIRE(read.size() == 1);
   CHECK(read[0].version == "1");
   REQUIRE(c.put("/v1/sessions/race", body("u", R"({"n":2})")).status == 200); // lands meanwhile
   auto cleared =
       rc.eval(scripts.sync_ack, {dirty},
-              {cfg.redis.key_prefix + "s:", read[0].id, read[0].version, read[0].last_activity});
+              {in_set, read[0].id, read[0].version, read[0].last_activity});
   CHECK(cleared.integer == 0); // version 2 is not what was read: the mark stays
   auto report = admin_sync(c);
   CHECK(report["synced"] == 1);
