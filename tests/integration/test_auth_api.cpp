@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 using namespace sessiond;
@@ -146,6 +147,16 @@ TEST_CASE("/healthz and /readyz answer without a token; /metrics and / follow pr
   CHECK_THAT(scrape.body, Contains("sessiond_auth_tokens{role=\"admin\"} 1"));
   CHECK_THAT(scrape.body,
              Contains("sessiond_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"401\"} 1"));
+  // promtool (Debian's prometheus package) accepts the exposition with the auth families in it.
+  char path[] = "/tmp/sessiond-auth-metrics-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, scrape.body.data(), scrape.body.size()) ==
+          static_cast<ssize_t>(scrape.body.size()));
+  close(fd);
+  int rc = std::system((std::string("promtool check metrics < ") + path + " 2>&1").c_str());
+  unlink(path);
+  CHECK(rc == 0);
 }
 
 TEST_CASE("reload_auth (what SIGHUP runs) rotates the tokens without a restart") {
