@@ -119,30 +119,29 @@ bool auth_gate::admit(const http::request& req, std::string_view path,
   }
   std::string_view presented = bearer_token(req.authorization);
   if (presented.empty()) {
-    refuse(req, 401, missing_, realm, "this route needs an Authorization: Bearer <token> header",
+    refuse(key, 401, missing_, realm, "this route needs an Authorization: Bearer <token> header",
            res, true);
     return false;
   }
   auth::role role = tokens()->match(presented);
   if (role == auth::role::none) {
-    refuse(req, 401, unknown_, realm_invalid, "the bearer token is not one this node accepts",
+    refuse(key, 401, unknown_, realm_invalid, "the bearer token is not one this node accepts",
            res, true);
     return false;
   }
   if (need == access::admin && role != auth::role::admin) {
-    refuse(req, 403, forbidden_, realm_scope,
+    refuse(key, 403, forbidden_, realm_scope,
            std::string(path) + " needs an admin token; an API token may not call it", res, false);
     return false;
   }
   return true;
 }
 
-void auth_gate::refuse(const http::request& req, unsigned status, metrics::Counter& reason,
+void auth_gate::refuse(const std::string& key, unsigned status, metrics::Counter& reason,
                        const char* www_authenticate, std::string detail,
                        const http::responder_ptr& res, bool limited) const {
   reason.Increment();
   if (limited) {
-    const std::string key = auth::client_key(req.remote_address);
     if (limiter_.record_failure(key, opts_.now_ms()) && opts_.warn)
       opts_.warn("auth: " + std::to_string(limiter_.options().max_failures) +
                  " failed authentications from " + key + " within " +

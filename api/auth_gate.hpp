@@ -59,7 +59,8 @@ public:
   const auth::failure_limiter& limiter() const { return limiter_; }
 
 private:
-  void refuse(const http::request& req, unsigned status, metrics::Counter& reason,
+  /// Counts and answers a refusal; `limited`: it counts towards `key`'s limit too.
+  void refuse(const std::string& key, unsigned status, metrics::Counter& reason,
               const char* www_authenticate, std::string detail, const http::responder_ptr& res,
               bool limited) const;
 
