@@ -125,8 +125,8 @@ bool auth_gate::admit(const http::request& req, std::string_view path,
   }
   auth::role role = tokens()->match(presented);
   if (role == auth::role::none) {
-    refuse(key, 401, unknown_, realm_invalid, "the bearer token is not one this node accepts",
-           res, true);
+    refuse(key, 401, unknown_, realm_invalid, "the bearer token is not one this node accepts", res,
+           true);
     return false;
   }
   if (need == access::admin && role != auth::role::admin) {

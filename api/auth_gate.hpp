@@ -49,8 +49,7 @@ public:
   /// True when the request may go on; otherwise it has been answered: 401 (no token, or one
   /// this node does not know), 403 (an API token on an admin route) or 429 (its address failed
   /// too often: answered before the token is looked at).
-  bool admit(const http::request& req, std::string_view path,
-             const http::responder_ptr& res) const;
+  bool admit(const http::request& req, std::string_view path, const http::responder_ptr& res) const;
   /// Installs a freshly loaded set (SIGHUP); requests from now on are matched against it.
   void replace(std::shared_ptr<const auth::token_set> tokens);
   std::shared_ptr<const auth::token_set> tokens() const;

@@ -57,8 +57,9 @@ bool reload_tokens(const config::auth_section& a, api::auth_gate& gate) {
     return true;
   } catch (const auth::token_file_error& e) {
     auto old = gate.tokens();
-    log_warn(std::string("auth: reload refused: ") + e.what() + "; keeping the " + std::to_string(old->api_count()) +
-             " API and " + std::to_string(old->admin_count()) + " admin tokens loaded before");
+    log_warn(std::string("auth: reload refused: ") + e.what() + "; keeping the " +
+             std::to_string(old->api_count()) + " API and " + std::to_string(old->admin_count()) +
+             " admin tokens loaded before");
     gate.count_reload(false);
     return false;
   }

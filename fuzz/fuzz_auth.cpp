@@ -100,9 +100,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   api::auth_options o;
   o.protect_metrics = (selector & 1u) != 0;
   o.now_ms = [] { return std::int64_t{0}; };
-  api::auth_gate gate(std::make_shared<const auth::token_set>(
-                          api_tokens, std::vector<std::string>{fixed_admin}),
-                      std::move(o), registry);
+  api::auth_gate gate(
+      std::make_shared<const auth::token_set>(api_tokens, std::vector<std::string>{fixed_admin}),
+      std::move(o), registry);
   std::string_view path = req.target;
   path = path.substr(0, path.find('?'));
   std::optional<http::response> out;
@@ -111,9 +111,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Admitted exactly when the path is open or the token's role suffices.
   auto need = api::access_for(path, (selector & 1u) != 0);
   auto role = gate.tokens()->match(parsed);
-  bool expected = need == api::access::open ||
-                  (!parsed.empty() && role != auth::role::none &&
-                   (need == api::access::token || role == auth::role::admin));
+  bool expected =
+      need == api::access::open || (!parsed.empty() && role != auth::role::none &&
+                                    (need == api::access::token || role == auth::role::admin));
   FUZZ_CHECK(admitted == expected);
   return 0;
 }

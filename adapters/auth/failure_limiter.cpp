@@ -14,7 +14,8 @@ std::string client_key(std::string_view address) {
   std::array<unsigned char, 16> v6{};
   if (text.find(':') == std::string::npos || inet_pton(AF_INET6, text.c_str(), v6.data()) != 1)
     return text; // IPv4 (or not an address: counted as itself)
-  static constexpr std::array<unsigned char, 12> mapped = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static constexpr std::array<unsigned char, 12> mapped = {0, 0, 0, 0, 0,    0,
+                                                           0, 0, 0, 0, 0xff, 0xff};
   if (std::equal(mapped.begin(), mapped.end(), v6.begin()))
     return std::to_string(v6[12]) + "." + std::to_string(v6[13]) + "." + std::to_string(v6[14]) +
            "." + std::to_string(v6[15]);

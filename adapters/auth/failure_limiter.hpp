@@ -16,9 +16,9 @@
 namespace sessiond::auth {
 
 struct limiter_options {
-  std::int64_t max_failures = 20;     ///< failures within a window that block the address
-  std::int64_t window_ms = 10000;     ///< the counting window, and how long a block lasts
-  std::size_t max_addresses = 10000;  ///< addresses tracked at most
+  std::int64_t max_failures = 20;    ///< failures within a window that block the address
+  std::int64_t window_ms = 10000;    ///< the counting window, and how long a block lasts
+  std::size_t max_addresses = 10000; ///< addresses tracked at most
 };
 
 /// The key an address is counted under: an IPv4 address as it is, an IPv6 address by its /64

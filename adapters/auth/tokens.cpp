@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 namespace sessiond::auth {
@@ -157,7 +157,7 @@ role token_set::match(std::string_view presented) const {
   for (const auto& e : entries_) {
     auto diff = static_cast<unsigned>(CRYPTO_memcmp(d.data(), e.d.data(), d.size()));
     unsigned same = ((diff | (0u - diff)) >> 31) ^ 1u; // 1 when diff == 0, without a branch
-    unsigned mask = 0u - same;                          // all ones when same
+    unsigned mask = 0u - same;                         // all ones when same
     found |= mask & static_cast<unsigned>(e.r);
   }
   return static_cast<role>(found);
@@ -184,8 +184,8 @@ std::shared_ptr<const token_set> load_token_set(const std::string& api_path,
   } catch (const token_file_error& e) {
     wipe(api);
     wipe(admin);
-    throw token_file_error("tokens files \"" + api_path + "\" and \"" + admin_path + "\": " +
-                           e.what());
+    throw token_file_error("tokens files \"" + api_path + "\" and \"" + admin_path +
+                           "\": " + e.what());
   }
 }
 

@@ -17,13 +17,13 @@ namespace sessiond::auth {
 /// Why a tokens file was refused.
 enum class errc {
   ok,
-  unreadable,      ///< the file cannot be opened or read
-  no_tokens,       ///< only comments and blank lines
-  has_whitespace,  ///< a line holds whitespace inside its token (a comment must be on its own line)
-  too_short,       ///< under min_token_chars
-  too_long,        ///< over max_token_chars
-  bad_character,   ///< outside the token68 alphabet of RFC 7235
-  in_both_files,   ///< the same token is an API and an admin token
+  unreadable,     ///< the file cannot be opened or read
+  no_tokens,      ///< only comments and blank lines
+  has_whitespace, ///< a line holds whitespace inside its token (a comment must be on its own line)
+  too_short,      ///< under min_token_chars
+  too_long,       ///< over max_token_chars
+  bad_character,  ///< outside the token68 alphabet of RFC 7235
+  in_both_files,  ///< the same token is an API and an admin token
 };
 const char* to_string(errc e);
 

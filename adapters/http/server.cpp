@@ -237,8 +237,8 @@ private:
   std::size_t lingered_bytes_ = 0;
   phase phase_ = phase::waiting;
   std::string remote_address_; ///< the peer's IP, copied into each request
-  bool first_ = true;      ///< first request: its timeout runs from accept
-  bool keep_alive_ = true; ///< of the request being answered
+  bool first_ = true;          ///< first request: its timeout runs from accept
+  bool keep_alive_ = true;     ///< of the request being answered
   bool http10_ = false;
   bool head_only_ = false; ///< HEAD: send the headers of the response, not its body
   bool close_after_ = false;

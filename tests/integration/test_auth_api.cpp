@@ -145,8 +145,9 @@ TEST_CASE("/healthz and /readyz answer without a token; /metrics and / follow pr
   REQUIRE(scrape.status == 200);
   CHECK_THAT(scrape.body, Contains("sessiond_auth_failures_total{reason=\"missing\"} 2"));
   CHECK_THAT(scrape.body, Contains("sessiond_auth_tokens{role=\"admin\"} 1"));
-  CHECK_THAT(scrape.body,
-             Contains("sessiond_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"401\"} 1"));
+  CHECK_THAT(
+      scrape.body,
+      Contains("sessiond_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"401\"} 1"));
   // promtool (Debian's prometheus package) accepts the exposition with the auth families in it.
   char path[] = "/tmp/sessiond-auth-metrics-XXXXXX";
   int fd = mkstemp(path);

@@ -156,9 +156,8 @@ TEST_CASE("SIGHUP re-reads the tokens files; a bad file then keeps the old token
 
   tokens.write(api_token + "\nhas whitespace inside it\n");
   REQUIRE(kill(sd.pid, SIGHUP) == 0);
-  CHECK(test::eventually([&] {
-    return sd.err.read().find("auth: reload refused") != std::string::npos;
-  }));
+  CHECK(test::eventually(
+      [&] { return sd.err.read().find("auth: reload refused") != std::string::npos; }));
   CHECK(sd.alive());
   CHECK(status_with(port, rotated_token) == 404); // the old set is kept
   CHECK(status_with(port, api_token) == 401);

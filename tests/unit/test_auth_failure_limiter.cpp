@@ -56,7 +56,7 @@ TEST_CASE("the table of addresses is bounded: the address that failed longest ag
   lru.record_failure("kept", 0);
   lru.record_failure("other-1", 1);
   lru.record_failure("kept", 2);
-  lru.record_failure("other-2", 3); // evicts other-1, not kept
+  lru.record_failure("other-2", 3);     // evicts other-1, not kept
   CHECK(lru.record_failure("kept", 4)); // kept's third failure: it was never forgotten
 }
 
@@ -84,5 +84,5 @@ TEST_CASE("failures from many threads are all counted") {
   for (int i = 0; i < 3; ++i)
     lim.record_failure("203.0.113.9", 5);
   CHECK_FALSE(lim.blocked_ms("203.0.113.9", 5) > 0); // 399
-  CHECK(lim.record_failure("203.0.113.9", 5));        // the 400th
+  CHECK(lim.record_failure("203.0.113.9", 5));       // the 400th
 }

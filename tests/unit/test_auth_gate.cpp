@@ -1,9 +1,8 @@
 // Unit tests of api/auth_gate: which routes need which token, the Authorization header's parse,
 // and the 401 / 403 / 429 answers with their headers and counts. No servers: answers are captured.
+#include "adapters/metrics/text_serializer.hpp"
 #include "api/auth_gate.hpp"
 #include "api/routes.hpp"
-
-#include "adapters/metrics/text_serializer.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -59,7 +58,8 @@ struct fixture {
     req.remote_address = address;
     std::optional<http::response> out;
     std::string_view path = req.target;
-    bool admitted = gate->admit(req, path.substr(0, path.find('?')), std::make_shared<captured>(&out));
+    bool admitted =
+        gate->admit(req, path.substr(0, path.find('?')), std::make_shared<captured>(&out));
     CHECK(admitted == !out.has_value());
     return out;
   }
@@ -212,8 +212,8 @@ TEST_CASE("403s do not count towards the limit: the token was valid") {
 
 TEST_CASE("replace() swaps the token set: the new token works, the old one answers 401") {
   fixture f;
-  f.gate->replace(std::make_shared<const auth::token_set>(
-      std::vector<std::string>{other_api_token}, std::vector<std::string>{admin_token}));
+  f.gate->replace(std::make_shared<const auth::token_set>(std::vector<std::string>{other_api_token},
+                                                          std::vector<std::string>{admin_token}));
   CHECK(f.call("/v1/sessions/s1", "Bearer " + api_token)->status == 401);
   CHECK_FALSE(f.call("/v1/sessions/s1", "Bearer " + other_api_token));
   f.gate->count_reload(true);
@@ -245,7 +245,7 @@ TEST_CASE("the routes answer 401 before any route runs when a gate is set") {
     REQUIRE(out);
     return std::move(*out);
   };
-  CHECK(call("/v1/sessions/s1", "").status == 401);              // not 400: nothing was parsed
+  CHECK(call("/v1/sessions/s1", "").status == 401); // not 400: nothing was parsed
   CHECK(call("/v1/sessions/s1", "Bearer " + api_token).status == 400); // then the body is checked
   CHECK(call("/healthz", "").status == 405);
 }

@@ -3,11 +3,11 @@
 #include "adapters/auth/tokens.hpp"
 
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 using namespace sessiond;
 using Catch::Matchers::Contains;
@@ -83,8 +83,8 @@ TEST_CASE("a tokens file with no token, or a bad token, is refused with the line
 
 TEST_CASE("every errc has a to_string") {
   using auth::errc;
-  for (errc e : {errc::ok, errc::unreadable, errc::no_tokens, errc::has_whitespace,
-                 errc::too_short, errc::too_long, errc::bad_character, errc::in_both_files})
+  for (errc e : {errc::ok, errc::unreadable, errc::no_tokens, errc::has_whitespace, errc::too_short,
+                 errc::too_long, errc::bad_character, errc::in_both_files})
     CHECK(std::string(auth::to_string(e)) != "unknown error");
 }
 
@@ -101,8 +101,9 @@ TEST_CASE("a refused tokens file is named with its line and reason, never with a
     CHECK(what.find(api_a) == std::string::npos);
     CHECK(what.find('\n') == std::string::npos);
   }
-  CHECK_THROWS_WITH(auth::load_token_file("/nonexistent/tokens"),
-                    "tokens file \"/nonexistent/tokens\" cannot be read: No such file or directory");
+  CHECK_THROWS_WITH(
+      auth::load_token_file("/nonexistent/tokens"),
+      "tokens file \"/nonexistent/tokens\" cannot be read: No such file or directory");
   CHECK_THROWS_WITH(auth::load_token_file("/tmp"),
                     "tokens file \"/tmp\" cannot be read: Is a directory");
   temp_file empty("# nothing yet\n");
@@ -124,7 +125,7 @@ TEST_CASE("the matcher gives each token its role and nothing to a near miss") {
   CHECK(set.match(admin_a) == auth::role::admin);
   CHECK(set.match("") == auth::role::none);
   CHECK(set.match(api_a.substr(0, api_a.size() - 1)) == auth::role::none); // a prefix
-  CHECK(set.match(api_a + "a") == auth::role::none);                      // one more character
+  CHECK(set.match(api_a + "a") == auth::role::none);                       // one more character
   CHECK(set.match(std::string(api_a.size(), 'a')) == auth::role::none);
   CHECK(auth::token_set{}.match(api_a) == auth::role::none);
 }
