@@ -49,9 +49,9 @@ public:
 
 private:
   static constexpr std::size_t method_count = 8;
-  static constexpr std::array<unsigned, 19> known_statuses = {200, 201, 204, 304, 400, 404, 405,
-                                                              408, 409, 410, 412, 413, 415, 422,
-                                                              429, 431, 500, 501, 503};
+  static constexpr std::array<unsigned, 21> known_statuses = {200, 201, 204, 304, 400, 401, 403,
+                                                              404, 405, 408, 409, 410, 412, 413,
+                                                              415, 422, 429, 431, 500, 501, 503};
   metrics::Counter& counter(route_id r, http::method m, unsigned status);
   metrics::Histogram& histogram(route_id r, http::method m);
 

@@ -256,6 +256,11 @@ void routes::operator()(http::request&& req, http::responder_ptr res) const {
   if (opts_.metrics)
     res = std::make_shared<metered_responder>(std::move(res), *opts_.metrics, classify(req.target),
                                               req.verb);
+  if (opts_.auth) {
+    std::string_view path = req.target;
+    if (!opts_.auth->admit(req, path.substr(0, path.find('?')), res))
+      return;
+  }
   route(std::move(req), std::move(res));
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "adapters/http/server.hpp"
+#include "api/auth_gate.hpp"
 #include "api/cache_routes.hpp"
 #include "api/metrics.hpp"
 #include "api/op_stats.hpp"
@@ -110,6 +111,8 @@ struct api_options {
   std::shared_ptr<queue_routes> queues;
   /// The cache's routes (/v1/cache…); null: the cache is off (404).
   std::shared_ptr<cache_routes> cache;
+  /// Bearer-token checks in front of every route; null: no tokens file set, every route open.
+  std::shared_ptr<const auth_gate> auth;
 };
 
 /// The request handler given to the HTTP server.

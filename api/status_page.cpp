@@ -353,9 +353,24 @@ function renderTopology(s) {
     body.append(tr);
   });
 }
+// With auth on, /v1/status needs an admin token: open the page as /#token=<admin token>. The
+// fragment is never sent to the server (so it is in no access log); it is kept in this tab's
+// sessionStorage and taken out of the address bar at once.
+const authToken = (() => {
+  const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem("sessiond-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("sessiond-token");
+})();
 async function refresh() {
   try {
-    const res = await fetch("/v1/status", { cache: "no-store" });
+    const headers = authToken ? { Authorization: "Bearer " + authToken } : {};
+    const res = await fetch("/v1/status", { cache: "no-store", headers });
+    if (res.status === 401 || res.status === 403)
+      throw new Error("/v1/status answered HTTP " + res.status +
+                      ": it needs an admin token; open this page as /#token=<admin token>");
     if (!res.ok) throw new Error("/v1/status answered HTTP " + res.status);
     const status = await res.json();
     render(status);

@@ -1,4 +1,6 @@
-// sessiond: parse flags, load the configuration, run a node until SIGTERM/SIGINT.
+// sessiond: parse flags, load the configuration, run a node until SIGTERM/SIGINT; SIGHUP re-reads
+// the tokens files.
+#include "app/auth.hpp"
 #include "app/log.hpp"
 #include "app/node.hpp"
 #include "config/config.hpp"
@@ -24,6 +26,7 @@ Runs a sessiond node: the session API on Redis, written behind to PostgreSQL.
   --help           this text
 
 Every key can be overridden by SESSIOND_<SECTION>_<KEY>; see docs/configuration.md.
+SIGTERM or SIGINT stops the node gracefully; SIGHUP re-reads auth's tokens files.
 )";
 
 struct flags {
@@ -64,13 +67,23 @@ int parse_flags(int argc, char** argv, flags& f) {
   return 0;
 }
 
-/// Waits for SIGTERM/SIGINT on a thread of its own and asks the node to stop.
+/// Waits for the signals on a thread of its own: SIGHUP re-reads the tokens files (rotation
+/// without a restart), SIGTERM/SIGINT ask the node to stop.
 std::thread signal_thread(sessiond::app::node& n, sigset_t set) {
   return std::thread([&n, set] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    sessiond::app::log_info(std::string("received ") + strsignal(sig) + ", shutting down");
-    n.request_stop(0);
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0)
+        continue;
+      if (sig == SIGHUP) {
+        sessiond::app::log_info("received SIGHUP, re-reading the tokens files");
+        n.reload_auth();
+        continue;
+      }
+      sessiond::app::log_info(std::string("received ") + strsignal(sig) + ", shutting down");
+      n.request_stop(0);
+      return;
+    }
   });
 }
 
@@ -104,6 +117,12 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  try { // the tokens files too: one that cannot be used is a configuration error
+    sessiond::app::load_tokens(cfg.auth);
+  } catch (const sessiond::config::config_error& e) {
+    std::cerr << e.what() << '\n';
+    return 2;
+  }
   if (f.check) {
     std::cout << "config ok" << (f.config_path.empty() ? "" : ": " + f.config_path) << '\n';
     return 0;
@@ -113,12 +132,16 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   sessiond::app::node node{cfg};
   std::uint16_t port = 0;
   try {
     port = node.start();
+  } catch (const sessiond::config::config_error& e) { // a tokens file changed since the check
+    std::cerr << e.what() << '\n';
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "sessiond: cannot start: " << e.what() << '\n';
     return 1;

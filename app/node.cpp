@@ -15,6 +15,7 @@
 #include "api/routes.hpp"
 #include "api/status_page.hpp"
 #include "app/adapter_options.hpp"
+#include "app/auth.hpp"
 #include "app/cache.hpp"
 #include "app/cluster.hpp"
 #include "app/log.hpp"
@@ -148,6 +149,7 @@ struct node::impl {
   std::shared_ptr<api::route_table> routes;
   std::shared_ptr<api::shard_gate> gate;
   std::unique_ptr<http::server> http;
+  std::shared_ptr<api::auth_gate> auth; ///< null: no tokens file, the API is open
   std::shared_ptr<metrics::Registry> registry = std::make_shared<metrics::Registry>();
   std::unique_ptr<node_metrics> node_meters;
   metrics::redis_info_metrics redis_info{*registry}; ///< INFO polled whatever metrics.enabled
@@ -849,6 +851,7 @@ struct node::impl {
     o.queues = queues->routes();
     if (cache)
       o.cache = cache->routes();
+    o.auth = auth;
     o.status_json = [this] { return status_json(); };
     o.cluster = [this](api::answer_fn answer) {
       answer_cluster(*redis, registry_key(cfg.redis.key_prefix), cfg.redis.key_prefix, identity,
@@ -963,6 +966,7 @@ node::~node() {
 std::uint16_t node::start() {
   auto& d = *impl_;
   set_log_level(d.cfg.node.log_level);
+  d.auth = make_auth_gate(d.cfg, *d.registry); // a bad tokens file stops start-up before anything
   d.redis = std::make_unique<redis::client>(d.loop_ptrs(), redis_options(d.cfg));
   d.make_env();
   d.make_modes();
@@ -1055,6 +1059,15 @@ int node::wait_for_stop() {
 
 void node::request_stop(int code) {
   impl_->request_stop(code);
+}
+
+bool node::reload_auth() {
+  auto& d = *impl_;
+  if (!d.auth) {
+    log_info("auth: no tokens file is set; nothing to re-read");
+    return false;
+  }
+  return reload_tokens(d.cfg.auth, *d.auth);
 }
 
 caf::actor_system& node::system() {

@@ -46,6 +46,9 @@ public:
   int wait_for_stop();
   /// Asks wait_for_stop to return `code` (signal-safe: no, call from a normal thread).
   void request_stop(int code);
+  /// Re-reads auth's tokens files (what SIGHUP does): true when the new tokens are in use; a
+  /// file that cannot be used keeps the old ones. Logs one line. Any thread, after start().
+  bool reload_auth();
 
   caf::actor_system& system();
   messages::router_actor router() const;

@@ -189,6 +189,17 @@ std::vector<key_spec> core_keys() {
       integer("http.drain_timeout_ms", &at<&C::http, &http_s::drain_timeout_ms>, 0, 600000,
               "on SIGTERM, how long in-flight requests may still finish, in ms"),
 
+      text("auth.api_tokens_file", &at<&C::auth, &auth_section::api_tokens_file>,
+           valid_optional_path, "empty or a file path of printable characters",
+           "file of API tokens, one per line (# comments); they may call every route but "
+           "/v1/admin/..., /v1/status and /v1/cluster; empty: none; re-read on SIGHUP"),
+      text("auth.admin_tokens_file", &at<&C::auth, &auth_section::admin_tokens_file>,
+           valid_optional_path, "empty or a file path of printable characters",
+           "file of admin tokens, one per line (# comments); they may call every route; "
+           "empty: none; re-read on SIGHUP"),
+      boolean("auth.protect_metrics", &at<&C::auth, &auth_section::protect_metrics>,
+              "/metrics and the status page (GET /) need a token too; needs a tokens file"),
+
       text("redis.url", &at<&C::redis, &redis_s::url>, valid_redis_url,
            "a redis:// or rediss:// (TLS) URL without spaces",
            "Redis server, rediss:// for TLS; the password is masked when printed", true),
@@ -603,6 +614,9 @@ void validate_with(const config& c, const origin_map& origins) {
     fail(std::string(set) + " is set without " + std::string(missing) +
          clause("both or neither", origins, set));
   }
+  if (c.auth.protect_metrics && c.auth.api_tokens_file.empty() && c.auth.admin_tokens_file.empty())
+    fail("auth.protect_metrics = true needs auth.api_tokens_file or auth.admin_tokens_file" +
+         clause("a tokens file set, or protect_metrics = false", origins, "auth.protect_metrics"));
   validate_cache(c);
   validate_queues(c);
 }

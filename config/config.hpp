@@ -31,6 +31,13 @@ struct http_section {
   std::int64_t drain_timeout_ms = 10000; ///< [0, 600000] SIGTERM waits this long for in-flight
 };
 
+/// [auth]: bearer tokens of the HTTP API (docs/security.md). No file set: the API is open.
+struct auth_section {
+  std::string api_tokens_file;   ///< one token per line; they call every route but the admin ones
+  std::string admin_tokens_file; ///< one token per line; they call every route
+  bool protect_metrics = false;  ///< /metrics and the status page need a token too
+};
+
 struct redis_section {
   std::string url = "redis://127.0.0.1:6379/0"; ///< secret: password masked when printed
   std::int64_t connections = 2;                 ///< [1, 64]
@@ -211,6 +218,7 @@ struct queues_section {
 struct config {
   node_section node;
   http_section http;
+  auth_section auth;
   redis_section redis;
   postgres_section postgres;
   sessions_section sessions;

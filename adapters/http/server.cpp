@@ -110,6 +110,9 @@ private:
       append_list(req.if_none_match, value);
       req.has_if_none_match = true;
       break;
+    case bhttp::field::authorization:
+      append_list(req.authorization, value);
+      break;
     case bhttp::field::expect:
       expect_continue = iequals(value, "100-continue");
       break;
@@ -233,8 +236,9 @@ private:
   steady::time_point deadline_;
   std::size_t lingered_bytes_ = 0;
   phase phase_ = phase::waiting;
-  bool first_ = true;      ///< first request: its timeout runs from accept
-  bool keep_alive_ = true; ///< of the request being answered
+  std::string remote_address_; ///< the peer's IP, copied into each request
+  bool first_ = true;          ///< first request: its timeout runs from accept
+  bool keep_alive_ = true;     ///< of the request being answered
   bool http10_ = false;
   bool head_only_ = false; ///< HEAD: send the headers of the response, not its body
   bool close_after_ = false;
@@ -424,6 +428,13 @@ void connection::start() {
   socket_.set_option(tcp::no_delay(true), ec);
   // Writes are tried synchronously first (see write()); would_block falls back to async.
   socket_.non_blocking(true, ec);
+  auto peer = socket_.remote_endpoint(ec);
+  if (!ec) {
+    auto addr = peer.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) // a dual-stack listener's IPv4 clients
+      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    remote_address_ = addr.to_string();
+  }
   new_parser();
   set_deadline(owner_->opts_.header_timeout);
   arm_timer(std::min(deadline_, steady::now() + owner_->tick_)); // see on_timer()
@@ -513,6 +524,7 @@ void connection::dispatch() {
     return close();
   pending_ = true;
   owner_->in_flight_.fetch_add(1, std::memory_order_relaxed);
+  p.req.remote_address = remote_address_;
   // Keep a reference for the catch: a handler may answer inline, on this very stack,
   // so nothing below the call touches the connection's state.
   responder_ptr r = std::make_shared<conn_responder>(weak_from_this());

@@ -29,6 +29,11 @@ struct request {
   std::string if_none_match; ///< If-None-Match value, empty when absent
   bool has_if_match = false;
   bool has_if_none_match = false;
+  /// Authorization value, empty when absent; repeated fields joined with ", " (so a request
+  /// carrying two is no valid bearer token). Never logged.
+  std::string authorization;
+  /// The client's IP address as text ("127.0.0.1", "::1"), empty when the socket cannot tell.
+  std::string remote_address;
 };
 
 /// What the handler answers. Content-Length, Connection and Server are added by the server.

@@ -278,3 +278,35 @@ TEST_CASE("the status page shows an error banner when /v1/status cannot be fetch
   CHECK(dom.find("id=\"error\" role=\"alert\" hidden") == std::string::npos);
   CHECK(text_of(dom, "sync-backlog") == "\xE2\x80\xA6"); // still the placeholder
 }
+
+TEST_CASE("with auth on, the status page sends the admin token from its #token= fragment") {
+  const std::string admin_token = "page-admin-Rt6Yu8Io0Pa2Sd4F";
+  char path[] = "/tmp/sessiond-page-tokens-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string file = admin_token + "\n";
+  REQUIRE(write(fd, file.data(), file.size()) == static_cast<ssize_t>(file.size()));
+  close(fd);
+  sessiond_child sd("page-auth", std::string("[auth]\nadmin_tokens_file = \"") + path + "\"\n");
+  REQUIRE(test::eventually(
+      [&] {
+        try {
+          return test::client(sd.port).get("/readyz").status == 200;
+        } catch (...) {
+          return false;
+        }
+      },
+      std::chrono::seconds(30)));
+  auto base = "http://127.0.0.1:" + std::to_string(sd.port) + "/";
+  auto with_token = dump_dom(base + "#token=" + admin_token);
+  auto without = dump_dom(base);
+  std::remove(path);
+  {
+    INFO(with_token);
+    CHECK(with_token.find("id=\"error\" role=\"alert\" hidden") != std::string::npos);
+    CHECK(text_of(with_token, "node-id") == "page-auth");
+  }
+  INFO(without);
+  CHECK(text_of(without, "error").find("needs an admin token") != std::string::npos);
+  CHECK(text_of(without, "node-id") != "page-auth");
+}

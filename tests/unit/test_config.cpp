@@ -201,6 +201,10 @@ max_connections = 7
 header_timeout_ms = 150
 idle_timeout_ms = 250
 drain_timeout_ms = 0
+[auth]
+api_tokens_file = "/etc/sessiond/api-tokens"
+admin_tokens_file = "/etc/sessiond/admin-tokens"
+protect_metrics = true
 [redis]
 url = "redis://cache.internal:6380/2"
 queue_url = "rediss://jobs.internal:6390/1"
@@ -387,6 +391,20 @@ TEST_CASE("the bounds table of this test covers every integer key") {
     }
     CHECK(listed);
   }
+}
+
+TEST_CASE("auth.protect_metrics without a tokens file is refused: nothing could call /metrics") {
+  CHECK(error_of("[auth]\nprotect_metrics = true\n") ==
+        "config: auth.protect_metrics = true needs auth.api_tokens_file or auth.admin_tokens_file "
+        "(allowed: a tokens file set, or protect_metrics = false)");
+  CHECK(error_of("[auth]\nprotect_metrics = true\nadmin_tokens_file = \"/etc/t\"\n") == "");
+  CHECK(error_of("", {{"SESSIOND_AUTH_PROTECT_METRICS", "on"},
+                      {"SESSIOND_AUTH_API_TOKENS_FILE", "/etc/t"}}) == "");
+  auto c = cfg::load_string("", {{"SESSIOND_AUTH_API_TOKENS_FILE", "/etc/sessiond/api"},
+                                 {"SESSIOND_AUTH_ADMIN_TOKENS_FILE", "/etc/sessiond/admin"}});
+  CHECK(c.auth.api_tokens_file == "/etc/sessiond/api");
+  CHECK(c.auth.admin_tokens_file == "/etc/sessiond/admin");
+  CHECK(printed(c, "auth.api_tokens_file") == "\"/etc/sessiond/api\""); // paths are shown
 }
 
 TEST_CASE("validate refuses an out-of-range struct with the key, value and range") {
