@@ -466,6 +466,32 @@ TEST_CASE("Redis flushed: sessions are served from PostgreSQL and cached in Redi
   CHECK(c.get("/v1/sessions/never-existed").status == 404);
 }
 
+TEST_CASE("log out everywhere after Redis lost the user's sessions: PostgreSQL's rows are listed "
+          "and revoked, none is served afterwards") {
+  auto cfg = pg_config();
+  running_node n(cfg);
+  client c(n.port);
+  for (int i = 0; i < 10; ++i)
+    REQUIRE(c.put("/v1/sessions/lo" + std::to_string(i), body("everywhere", "{}")).status == 201);
+  admin_sync(c);
+  // Redis loses every key under the prefix (a restart without persistence, a lagging replica
+  // promoted, an eviction): the sessions, their index, all of it.
+  test::redis_probe rc(cfg.redis.url);
+  for (const auto& k : rc.keys(cfg.redis.key_prefix + "*"))
+    rc.command({"DEL", k});
+  auto listed = json::parse(c.get("/v1/users/everywhere/sessions").body);
+  CHECK(listed["sessions"].size() == 10);
+  auto revoked = c.del("/v1/users/everywhere/sessions");
+  REQUIRE(revoked.status == 200);
+  CHECK(json::parse(revoked.body)["revoked"] == 10);
+  for (int i = 0; i < 10; ++i)
+    CHECK(c.get("/v1/sessions/lo" + std::to_string(i)).status == 404);
+  admin_sync(c);
+  CHECK(one(cfg, "select count(*) from user_session where user_id = 'everywhere' and "
+                 "status = 'REVOKED'") == "10");
+  CHECK(json::parse(c.get("/v1/users/everywhere/sessions").body)["sessions"].empty());
+}
+
 TEST_CASE("sessiond migrate applies the schema once and reports it up to date after") {
   auto cfg = pg_config();
   std::string env = "SESSIOND_POSTGRES_URL='" + cfg.postgres.url +
