@@ -498,6 +498,7 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
                               std::vector<dirty_entry>& entries, sync_counts& counts) {
   auto dirty_key = keys_.dirty(set);
   auto session_prefix = settings_.prefix + "s" + model::key_layout::tag(set) + ":";
+  reindex(entries, worker, counts); // before the rows move out of the entries
   std::vector<postgres::session_row> rows;
   rows.reserve(entries.size());
   for (auto& e : entries)
@@ -558,7 +559,6 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
     ack.insert(ack.end(), {e.id, e.version, e.last_activity});
   }
   started = std::chrono::steady_clock::now();
-  reindex(entries, worker, counts);
   auto rejected_key = rejected_hash_key(settings_.prefix);
   if (ack.size() > 1)
     counts.acked +=

@@ -272,6 +272,20 @@ public:
     }
     return out;
   }
+  /// How many keys match `pattern` on each master, in masters() order.
+  std::vector<std::size_t> counts(const std::string& pattern) {
+    std::vector<std::size_t> out;
+    for (const auto& m : client_->masters()) {
+      auto p = std::make_shared<std::promise<redis::reply>>();
+      auto f = p->get_future();
+      client_->command_at(m, 0, {"KEYS", pattern},
+                          [p](redis::errc, redis::reply&& r) { p->set_value(std::move(r)); });
+      if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+        FAIL("redis_probe: KEYS on " + m + " did not answer");
+      out.push_back(f.get().elements.size());
+    }
+    return out;
+  }
   redis::reply eval(const redis::script& s, std::vector<std::string> keys,
                     std::vector<std::string> args) {
     return redis::eval_wait(*client_, 0, s, std::move(keys), std::move(args),
