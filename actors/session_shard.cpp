@@ -87,11 +87,12 @@ void send_direct(const std::shared_ptr<const shard_env>& env, std::size_t index,
                       complete_on_reply(env, index, op, h));
 }
 
+/// A write script (revoke) sent from the calling thread; with redis.wait_replicas, WAIT follows.
 void eval_direct(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op,
                  const redis::script& s, std::vector<std::string> keys,
                  std::vector<std::string> args, io_handler h) {
-  env->redis->eval(env->redis->local_hint(index), s, std::move(keys), std::move(args),
-                   complete_on_reply(env, index, op, h));
+  env->write_eval(env->redis->local_hint(index), s, std::move(keys), std::move(args),
+                  complete_on_reply(env, index, op, h));
 }
 
 /// Sends a command whose reply comes back to the shard as a redis_done message (PATCH).
@@ -323,7 +324,7 @@ void on_put(const std::shared_ptr<const shard_env>& env, std::size_t index, cons
 void send_put(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op) {
   const auto& e = *env;
   bool legacy = e.legacy.load(std::memory_order_relaxed) && !op->legacy_checked;
-  e.redis->eval(e.redis->local_hint(index), e.scripts.write, write_keys(e, op->id),
+  e.write_eval(e.redis->local_hint(index), e.scripts.write, write_keys(e, op->id),
                 write_args(e, op->id, op->user_id, op->body, op->ttl_s.value_or(e.default_ttl_s),
                            condition_arg(op->if_match, op->if_none_match), legacy),
                 [env, index, op](redis::errc er, redis::reply&& r) {
@@ -351,7 +352,7 @@ void on_revoke(const shard_env& env, std::size_t index, session_op& op, redis_do
   auto code = reply_int(r.elements[0]);
   bool missing = code == code_not_found && reply_int(r.elements[1]) == 0;
   if (missing && read_through(env, index, d.op, [e = &env, index, p = d.op] {
-        e->redis->eval(index, e->scripts.revoke, revoke_keys(*e, *p), revoke_args(*e, *p),
+        e->write_eval(index, e->scripts.revoke, revoke_keys(*e, *p), revoke_args(*e, *p),
                        [e, index, p](redis::errc er, redis::reply&& r) {
                          redis_done again{p, 0, er, std::move(r)};
                          on_revoke(*e, index, *p, again);
@@ -412,7 +413,7 @@ void patch_read(self_ptr self, const op_ptr& op, const redis::reply& r) {
   if (auto err = model::apply_merge_patch(s.data, op->body, env.max_data_bytes, merged))
     return finish_patch(self, op, status_only(err->status, err->detail));
   auto handle = caf::actor_cast<messages::shard_actor>(self);
-  env.redis->eval(
+  env.write_eval(
       self->state.index, env.scripts.write, write_keys(env, op->id),
       write_args(env, op->id, s.user_id, merged, s.ttl_s, "m" + std::to_string(s.version), false),
       [handle, op](redis::errc e, redis::reply&& r) {

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -42,6 +43,8 @@ struct shard_env {
   std::int64_t max_user_sessions = 1000;
   std::int64_t activity_interval_ms = 300000; ///< a pure touch marks dirty once per interval
   std::string prefix = "sessiond:";
+  int wait_replicas = 0; ///< redis.wait_replicas: writes are acknowledged after WAIT saw these
+  std::chrono::milliseconds wait_timeout{200};
   model::key_layout keys; ///< built from prefix by the node
   /// Keys of layout 1 may still exist (until the upgrade pass found none): a miss in layout 2
   /// looks there before PostgreSQL, and a PUT does not create a session that layout 1 holds.
@@ -63,6 +66,15 @@ struct shard_env {
   /// new times). The redis-read mode, where PostgreSQL decides what is live, slides it there
   /// too. Empty: nothing.
   std::function<void(const model::session& s)> on_touch;
+
+  /// A session write script: eval, or with redis.wait_replicas, eval then WAIT on its connection.
+  void write_eval(std::size_t hint, const redis::script& s, std::vector<std::string> k,
+                  std::vector<std::string> a, redis::callback cb) const {
+    if (wait_replicas > 0)
+      return redis->eval_replicated(hint, s, std::move(k), std::move(a), wait_replicas,
+                                    wait_timeout, std::move(cb));
+    redis->eval(hint, s, std::move(k), std::move(a), std::move(cb));
+  }
 
   std::string session_key(const std::string& id) const { return keys.session(id); }
   std::string user_key(const std::string& uid) const { return keys.user(uid); }

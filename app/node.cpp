@@ -245,6 +245,8 @@ struct node::impl {
     env->retry_after_s = cfg.sessions.retry_after_s;
     env->prefix = cfg.redis.key_prefix;
     env->keys = model::key_layout{cfg.redis.key_prefix};
+    env->wait_replicas = static_cast<int>(cfg.redis.wait_replicas);
+    env->wait_timeout = std::chrono::milliseconds(cfg.redis.wait_timeout_ms);
     env->legacy = true; // until the sync's upgrade pass finds Redis upgraded
     env->activity_interval_ms = cfg.sync.activity_interval_s * 1000;
     pg_pool = std::make_unique<postgres::pool>(

@@ -229,6 +229,11 @@ std::vector<key_spec> core_keys() {
               "time allowed to connect to Redis, in ms"),
       integer("redis.command_timeout_ms", &at<&C::redis, &redis_s::command_timeout_ms>, 10, 60000,
               "time allowed for one Redis command, in ms"),
+      integer("redis.wait_replicas", &at<&C::redis, &redis_s::wait_replicas>, 0, 16,
+              "replicas that must take a session write (WAIT) before it is acknowledged; 0: "
+              "acknowledged once the master has it"),
+      integer("redis.wait_timeout_ms", &at<&C::redis, &redis_s::wait_timeout_ms>, 1, 60000,
+              "how long a session write waits for redis.wait_replicas replicas, in ms; then 503"),
       integer("redis.reconnect_min_ms", &at<&C::redis, &redis_s::reconnect_min_ms>, 1, 60000,
               "first delay before reconnecting to Redis, in ms"),
       integer("redis.reconnect_max_ms", &at<&C::redis, &redis_s::reconnect_max_ms>, 1, 600000,
@@ -614,6 +619,11 @@ void validate_with(const config& c, const origin_map& origins) {
     fail(std::string(set) + " is set without " + std::string(missing) +
          clause("both or neither", origins, set));
   }
+  if (c.redis.wait_replicas > 0 && c.redis.wait_timeout_ms >= c.redis.command_timeout_ms)
+    fail("redis.wait_timeout_ms = " + std::to_string(c.redis.wait_timeout_ms) +
+         " must be below redis.command_timeout_ms = " +
+         std::to_string(c.redis.command_timeout_ms) + " when redis.wait_replicas is set" +
+         clause("< redis.command_timeout_ms", origins, "redis.wait_timeout_ms"));
   if (c.auth.protect_metrics && c.auth.api_tokens_file.empty() && c.auth.admin_tokens_file.empty())
     fail("auth.protect_metrics = true needs auth.api_tokens_file or auth.admin_tokens_file" +
          clause("a tokens file set, or protect_metrics = false", origins, "auth.protect_metrics"));

@@ -43,6 +43,9 @@ struct redis_section {
   std::int64_t connections = 2;                 ///< [1, 64]
   std::int64_t connect_timeout_ms = 1000;       ///< [10, 60000]
   std::int64_t command_timeout_ms = 1000;       ///< [10, 60000]
+  /// A session write is acknowledged only after WAIT saw this many replicas take it; 0: none.
+  std::int64_t wait_replicas = 0;   ///< [0, 16]
+  std::int64_t wait_timeout_ms = 200; ///< [1, 60000], <= command_timeout_ms
   std::int64_t reconnect_min_ms = 100;          ///< [1, 60000]
   std::int64_t reconnect_max_ms = 5000;         ///< [1, 600000], >= reconnect_min_ms
   std::string key_prefix = "sessiond:";         ///< 1-64 chars of [A-Za-z0-9:_.-]

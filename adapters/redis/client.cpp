@@ -245,6 +245,7 @@ struct attempt {
   std::string target; ///< set by MOVED / ASK, or by command_at (pinned)
   bool asking = false;
   bool pinned = false;
+  int wait_replicas = 0, wait_timeout_ms = 0;
   int redirects = 0;
   unsigned waits = 0;
   steady::time_point deadline;
@@ -486,6 +487,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     a->scr = std::move(r.scr);
     a->eval_args = std::move(r.eval_args);
     a->args = std::move(r.args);
+    a->wait_replicas = r.wait_replicas;
+    a->wait_timeout_ms = r.wait_timeout_ms;
     if (a->scr)
       a->slot = a->args.empty() ? -1 : key_slot(a->args.front());
     else if (auto k = key_position(a->args); k != no_key)
@@ -524,7 +527,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       return first->refuse(a->hint, std::move(a->cb), errc::closed);
     auto p = route(*a);
     if (p) {
-      request r{a->args, a->eval_args, a->scr, nullptr, a->asking};
+      request r{a->args, a->eval_args, a->scr, nullptr, a->asking, a->wait_replicas,
+                a->wait_timeout_ms};
       r.cb = [w = weak_from_this(), a](errc e, reply&& rep) {
         auto self = w.lock();
         if (!self)
@@ -818,6 +822,15 @@ void client::eval(std::size_t conn_hint, const script& s, std::vector<std::strin
                   std::vector<std::string> args, callback cb) {
   impl_->submit(conn_hint,
                 request{std::move(keys), std::move(args), detail::intern(s), std::move(cb), false});
+}
+
+void client::eval_replicated(std::size_t conn_hint, const script& s, std::vector<std::string> keys,
+                             std::vector<std::string> args, int replicas,
+                             std::chrono::milliseconds wait, callback cb) {
+  request r{std::move(keys), std::move(args), detail::intern(s), std::move(cb), false};
+  r.wait_replicas = replicas;
+  r.wait_timeout_ms = static_cast<int>(wait.count());
+  impl_->submit(conn_hint, std::move(r));
 }
 
 void client::command_at(const std::string& address, std::size_t conn_hint,

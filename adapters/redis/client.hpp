@@ -154,6 +154,14 @@ public:
   void eval(std::size_t conn_hint, const script& s, std::vector<std::string> keys,
             std::vector<std::string> args, callback cb);
 
+  /// eval(), then WAIT `replicas` `wait` on the same connection in the same write: `cb` gets the
+  /// script's reply once that many replicas took the write, else an error reply starting
+  /// "NOREPLICAS" (the script ran on the master, which may lose it in a failover). `replicas`
+  /// 0 is eval(). `wait` must stay below command_timeout.
+  void eval_replicated(std::size_t conn_hint, const script& s, std::vector<std::string> keys,
+                       std::vector<std::string> args, int replicas, std::chrono::milliseconds wait,
+                       callback cb);
+
   /// A hint naming a connection that is up and runs on the calling thread's io_context, trying
   /// `hint` first; `hint` itself when there is none (a thread that runs no loop of this client).
   /// Commands sent with it need no hand-off to another thread.

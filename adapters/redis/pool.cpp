@@ -230,7 +230,9 @@ void note_flip(const std::shared_ptr<shared_state>& st, bool up) {
 
 // role: the handshake's last step; a server that is not the primary fails it.
 // asking: the ASKING before a redirected command; its OK is dropped.
-enum class op : std::uint8_t { user, eval, load, handshake, role, asking };
+// wait: the WAIT after an eval with wait_replicas; it completes that eval (or is dropped when
+// the eval was sent again after NOSCRIPT, with a WAIT of its own).
+enum class op : std::uint8_t { user, eval, load, handshake, role, asking, wait };
 
 /// One command written and waiting for its reply, in send order.
 struct pending {
@@ -242,6 +244,8 @@ struct pending {
   std::shared_ptr<const script> scr;   ///< eval and load
   std::vector<std::string> keys, args; ///< eval: kept for a NOSCRIPT retry
   std::unique_ptr<reply> load_error;   ///< eval: why its SCRIPT LOAD failed
+  int wait_replicas = 0, wait_timeout_ms = 0; ///< eval: WAIT after it
+  std::unique_ptr<reply> waited;              ///< wait: the eval's reply, held until WAIT's
 };
 
 // --- one connection ------------------------------------------------------------------------
@@ -526,6 +530,8 @@ void connection::enqueue(request&& r) {
     p.keys = std::move(r.args);
     p.args = std::move(r.eval_args);
     p.asking = r.asking;
+    p.wait_replicas = r.wait_replicas;
+    p.wait_timeout_ms = r.wait_timeout_ms;
     return enqueue_eval(std::move(p));
   }
   if (r.asking)
@@ -570,7 +576,23 @@ void connection::enqueue_eval(pending&& p) {
     push_arg(k);
   for (const auto& a : p.args)
     push_arg(a);
-  send_encoded(std::move(p));
+  if (p.wait_replicas <= 0)
+    return send_encoded(std::move(p));
+  // EVALSHA and its WAIT in one write: WAIT counts this connection's writes, so it must follow
+  // the script on the same connection, before anything else this connection sends.
+  if (!append_command()) {
+    reply err{reply::kind::error, "ERR command could not be encoded", 0, {}};
+    return deliver(p.cb, errc::ok, std::move(err));
+  }
+  auto n = std::to_string(p.wait_replicas), t = std::to_string(p.wait_timeout_ms);
+  argv_.assign({"WAIT", n.data(), t.data()});
+  argvlen_.assign({4, n.size(), t.size()});
+  append_command();
+  push(std::move(p));
+  pending w;
+  w.kind = op::wait;
+  push(std::move(w));
+  flush();
 }
 
 /// Formats argv_ into the pending output. An empty command is refused: Redis would not
@@ -685,6 +707,23 @@ void connection::on_reply(reply&& r) {
   case op::asking:
     pending_.pop_front(); // an error here shows again as the command's own MOVED
     return;
+  case op::wait: {
+    pending w = std::move(pending_.front());
+    pending_.pop_front();
+    if (!w.cb)
+      return; // its eval was sent again (NOSCRIPT) with a WAIT of its own
+    reply out = std::move(*w.waited);
+    if (!out.is_error() && !(r.type == reply::kind::integer && r.integer >= w.wait_replicas))
+      out = reply{reply::kind::error,
+                  "NOREPLICAS " + (r.is_error() ? r.str
+                                                : std::to_string(r.integer) + " of " +
+                                                      std::to_string(w.wait_replicas)) +
+                      " replicas acknowledged the write within " +
+                      std::to_string(w.wait_timeout_ms) + " ms",
+                  0,
+                  {}};
+    return deliver(w.cb, errc::ok, std::move(out));
+  }
   case op::handshake:
     pending_.pop_front();
     if (r.is_error()) { // WRONGPASS, LOADING, max number of clients reached, …
@@ -709,9 +748,20 @@ void connection::on_reply(reply&& r) {
 
 void connection::on_eval_reply(reply&& r) {
   pending& p = pending_.front();
+  bool noscript = !p.load_error && r.is_error() && r.str.compare(0, 8, "NOSCRIPT") == 0;
+  if (p.wait_replicas > 0 && (!noscript || p.retried)) {
+    // Its WAIT is next in line: that reply completes it.
+    pending e = std::move(p);
+    pending_.pop_front();
+    auto& w = pending_.front();
+    w.cb = std::move(e.cb);
+    w.wait_replicas = e.wait_replicas;
+    w.wait_timeout_ms = e.wait_timeout_ms;
+    w.waited = std::make_unique<reply>(e.load_error ? std::move(*e.load_error) : std::move(r));
+    return;
+  }
   if (p.load_error)
     return complete_front(errc::ok, std::move(*p.load_error));
-  bool noscript = r.is_error() && r.str.compare(0, 8, "NOSCRIPT") == 0;
   if (!noscript || p.retried)
     return complete_front(errc::ok, std::move(r));
   pending retry = std::move(p);

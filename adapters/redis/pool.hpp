@@ -18,6 +18,11 @@ struct request {
   std::shared_ptr<const script> scr;  ///< eval only
   callback cb;
   bool asking = false; ///< cluster ASK redirect: ASKING goes out right before the command
+  /// eval only: WAIT <wait_replicas> <wait_timeout_ms> goes out right after it on the same
+  /// connection, and the callback gets the eval's reply once WAIT saw that many replicas take
+  /// it, else an error reply "NOREPLICAS …" (the write happened on the master only).
+  int wait_replicas = 0;
+  int wait_timeout_ms = 0;
 };
 
 /// Runs a user callback, swallowing what it throws (it must not unwind through Asio).

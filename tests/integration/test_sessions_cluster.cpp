@@ -10,7 +10,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <cstdlib>
+#include <sstream>
 #include <memory>
 #include <set>
 #include <string>
@@ -118,4 +120,61 @@ TEST_CASE("log out everywhere through any node revokes a user's sessions on ever
   for (std::size_t i = 0; i < ids.size(); ++i)
     live += n[i].get("/v1/sessions/" + ids[i]).status == 200 ? 1 : 0;
   CHECK(live == 0);
+}
+
+namespace {
+
+/// How many of the cluster's six nodes (masters and replicas) hold `key` (READONLY lets a
+/// replica answer for its master's slots).
+int copies(const std::string& key) {
+  const char* ports = std::getenv("SESSIOND_TEST_REDIS_CLUSTER_PORTS");
+  REQUIRE(ports != nullptr);
+  std::istringstream in(ports);
+  int n = 0;
+  for (std::string port; in >> port;) {
+    std::string cmd = "printf 'READONLY\\nEXISTS " + key + "\\n' | redis-cli -p " + port + " 2>&1";
+    std::string out;
+    if (FILE* f = ::popen(cmd.c_str(), "r")) {
+      char buf[256];
+      while (std::fgets(buf, sizeof buf, f) != nullptr)
+        out += buf;
+      ::pclose(f);
+    }
+    n += out.find("\n1") != std::string::npos ? 1 : 0;
+  }
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("redis.wait_replicas = 1: a session write is acknowledged once its master's replica "
+          "has it") {
+  auto cfg = cluster_config();
+  cfg.redis.wait_replicas = 1;
+  running_node node(cfg);
+  client c(node.port);
+  model::key_layout keys{cfg.redis.key_prefix};
+  for (int i = 0; i < 20; ++i) {
+    auto id = "replicated" + std::to_string(i);
+    REQUIRE(c.put("/v1/sessions/" + id, body("r", "{}")).status == 201);
+    CHECK(copies(keys.session(id)) == 2); // on its master and, acknowledged, on the replica
+    CHECK(c.patch("/v1/sessions/" + id, R"({"x":1})").status == 200);
+    CHECK(c.del("/v1/sessions/" + id).status == 204);
+  }
+}
+
+TEST_CASE("redis.wait_replicas more than the replicas there are: writes answer 503 with "
+          "Retry-After, reads are served") {
+  auto cfg = pg_config(); // the single Redis: no replica
+  cfg.redis.wait_replicas = 1;
+  cfg.redis.wait_timeout_ms = 50;
+  running_node node(cfg);
+  client c(node.port);
+  auto r = c.put("/v1/sessions/unreplicated", body("r", "{}"));
+  CHECK(r.status == 503);
+  CHECK(!r.header("Retry-After").empty());
+  CHECK(r.body.find("NOREPLICAS") != std::string::npos);
+  // Not acknowledged: the master may or may not hold it; reads are served either way.
+  auto got = c.get("/v1/sessions/unreplicated");
+  CHECK((got.status == 200 || got.status == 404));
 }

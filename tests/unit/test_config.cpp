@@ -92,6 +92,8 @@ const std::vector<integer_bounds> header_bounds = {
     {"redis.connections", 1, 64, {}},
     {"redis.connect_timeout_ms", 10, 60000, {}},
     {"redis.command_timeout_ms", 10, 60000, {}},
+    {"redis.wait_replicas", 0, 16, {}},
+    {"redis.wait_timeout_ms", 1, 60000, {}},
     {"redis.reconnect_min_ms", 1, 60000, {{"SESSIOND_REDIS_RECONNECT_MAX_MS", "600000"}}},
     {"redis.reconnect_max_ms", 1, 600000, {{"SESSIOND_REDIS_RECONNECT_MIN_MS", "1"}}},
     {"postgres.connect_timeout_ms", 100, 600000, {}},
@@ -212,6 +214,8 @@ cache_url = "redis://lru.internal:6391/0"
 connections = 9
 connect_timeout_ms = 20
 command_timeout_ms = 30
+wait_replicas = 1
+wait_timeout_ms = 20
 reconnect_min_ms = 40
 reconnect_max_ms = 50
 key_prefix = "app:sess."
@@ -376,6 +380,14 @@ TEST_CASE("every integer key accepts its minimum and its maximum") {
       CHECK(printed(cfg::load_string("", env), row.name) == std::to_string(v));
     }
   }
+}
+
+TEST_CASE("redis.wait_timeout_ms must stay below redis.command_timeout_ms once wait_replicas is set") {
+  CHECK(error_of("[redis]\nwait_replicas = 1\nwait_timeout_ms = 1000\n").find(
+            "redis.wait_timeout_ms = 1000 must be below redis.command_timeout_ms = 1000") !=
+        std::string::npos);
+  CHECK(error_of("[redis]\nwait_replicas = 1\nwait_timeout_ms = 999\n") == "");
+  CHECK(error_of("[redis]\nwait_timeout_ms = 5000\n") == ""); // unused without replicas
 }
 
 TEST_CASE("the bounds table of this test covers every integer key") {
