@@ -242,6 +242,35 @@ TEST_CASE("on_redis_down = postgres: Redis cut off, sessions are served from Pos
   CHECK(status_of(c)["sessions"]["state_changes"] == 3); // degraded, returning, serving
 }
 
+TEST_CASE("on_redis_down = postgres: log out everywhere while Redis is down revokes every session "
+          "of the user, and none comes back when Redis does") {
+  test::tcp_proxy proxy(redis_port());
+  auto cfg = through(proxy, pg_config());
+  running_node n(cfg);
+  client c(n.port);
+  for (int i = 0; i < 10; ++i)
+    REQUIRE(c.put("/v1/sessions/lo" + std::to_string(i), body("gone", "{}")).status == 201);
+  REQUIRE(test::admin_sync(c)["synced"] == 10);
+
+  proxy.set_down(true);
+  REQUIRE(test::eventually([&] { return status_of(c)["degraded"] == true; }));
+  auto revoked = c.del("/v1/users/gone/sessions");
+  REQUIRE(revoked.status == 200);
+  CHECK(json::parse(revoked.body)["revoked"] == 10);
+  for (int i = 0; i < 10; ++i)
+    CHECK(c.get("/v1/sessions/lo" + std::to_string(i)).status == 404);
+
+  // Redis back: the revocations are put back over what Redis still holds live.
+  proxy.set_down(false);
+  REQUIRE(test::eventually([&] {
+    auto s = status_of(c);
+    return s["degraded"] == false && s["sessions"]["redis_state"] == "serving";
+  }));
+  for (int i = 0; i < 10; ++i)
+    CHECK(c.get("/v1/sessions/lo" + std::to_string(i)).status == 404);
+  CHECK(json::parse(c.get("/v1/users/gone/sessions").body)["sessions"].empty());
+}
+
 TEST_CASE("Redis failover seen from the old primary: the node leaves the replica, serves from "
           "PostgreSQL, and returns to Redis once the address leads to a primary") {
   test::private_redis primary;
