@@ -260,30 +260,16 @@ public:
   /// The keys matching `pattern` on every master (KEYS sees one server's keys only).
   std::vector<std::string> keys(const std::string& pattern) {
     std::vector<std::string> out;
-    for (const auto& m : client_->masters()) {
-      auto p = std::make_shared<std::promise<redis::reply>>();
-      auto f = p->get_future();
-      client_->command_at(m, 0, {"KEYS", pattern},
-                          [p](redis::errc, redis::reply&& r) { p->set_value(std::move(r)); });
-      if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
-        FAIL("redis_probe: KEYS on " + m + " did not answer");
-      for (auto& k : f.get().elements)
+    for (const auto& m : client_->masters())
+      for (auto& k : keys_on(m, pattern).elements)
         out.push_back(std::move(k.str));
-    }
     return out;
   }
   /// How many keys match `pattern` on each master, in masters() order.
   std::vector<std::size_t> counts(const std::string& pattern) {
     std::vector<std::size_t> out;
-    for (const auto& m : client_->masters()) {
-      auto p = std::make_shared<std::promise<redis::reply>>();
-      auto f = p->get_future();
-      client_->command_at(m, 0, {"KEYS", pattern},
-                          [p](redis::errc, redis::reply&& r) { p->set_value(std::move(r)); });
-      if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
-        FAIL("redis_probe: KEYS on " + m + " did not answer");
-      out.push_back(f.get().elements.size());
-    }
+    for (const auto& m : client_->masters())
+      out.push_back(keys_on(m, pattern).elements.size());
     return out;
   }
   redis::reply eval(const redis::script& s, std::vector<std::string> keys,
@@ -294,6 +280,16 @@ public:
   }
 
 private:
+  redis::reply keys_on(const std::string& master, const std::string& pattern) {
+    auto p = std::make_shared<std::promise<redis::reply>>();
+    auto f = p->get_future();
+    client_->command_at(master, 0, {"KEYS", pattern},
+                        [p](redis::errc, redis::reply&& r) { p->set_value(std::move(r)); });
+    if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+      FAIL("redis_probe: KEYS on " + master + " did not answer");
+    return f.get();
+  }
+
   io_threads threads_; ///< declared first: outlives the client
   std::unique_ptr<redis::client> client_;
 };

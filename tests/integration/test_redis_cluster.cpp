@@ -3,6 +3,7 @@
 // and against the single Redis at REDIS_URL, which must not be taken for a cluster.
 #include "adapters/redis/client.hpp"
 #include "adapters/redis/slots.hpp"
+#include "cluster_support.hpp"
 #include "io_threads.hpp"
 
 #include <catch2/catch.hpp>
@@ -27,6 +28,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
+using sessiond::test::cli;
 using sessiond::test::io_threads;
 
 client_options options_from(const char* name) {
@@ -79,23 +81,6 @@ result call_at(client& c, const std::string& address, std::vector<std::string> a
   });
   REQUIRE(f.wait_for(5s) == std::future_status::ready);
   return f.get();
-}
-
-/// redis-cli against one node (replicas too, which the client never connects to).
-std::string cli(const std::string& address, const std::string& args) {
-  auto colon = address.rfind(':');
-  std::string cmd = "redis-cli -h " + address.substr(0, colon) + " -p " +
-                    address.substr(colon + 1) + " " + args + " 2>&1";
-  std::string out;
-  if (FILE* f = ::popen(cmd.c_str(), "r")) {
-    std::array<char, 4096> buf{};
-    while (std::fgets(buf.data(), static_cast<int>(buf.size()), f) != nullptr)
-      out += buf.data();
-    ::pclose(f);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
-    out.pop_back();
-  return out;
 }
 
 void start_all(client& c) {

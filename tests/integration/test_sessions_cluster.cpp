@@ -5,6 +5,7 @@
 #include "actors/redis_scripts.hpp"
 #include "model/key_layout.hpp"
 #include "model/ttl.hpp"
+#include "cluster_support.hpp"
 #include "pg_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -132,14 +133,7 @@ int copies(const std::string& key) {
   std::istringstream in(ports);
   int n = 0;
   for (std::string port; in >> port;) {
-    std::string cmd = "printf 'READONLY\\nEXISTS " + key + "\\n' | redis-cli -p " + port + " 2>&1";
-    std::string out;
-    if (FILE* f = ::popen(cmd.c_str(), "r")) {
-      char buf[256];
-      while (std::fgets(buf, sizeof buf, f) != nullptr)
-        out += buf;
-      ::pclose(f);
-    }
+    auto out = run_shell("printf 'READONLY\\nEXISTS " + key + "\\n' | redis-cli -p " + port);
     n += out.find("\n1") != std::string::npos ? 1 : 0;
   }
   return n;

@@ -5,6 +5,7 @@
 // and made master again at the end, so the cluster is as it was.
 #include "adapters/redis/client.hpp"
 #include "adapters/redis/slots.hpp"
+#include "cluster_support.hpp"
 #include "io_threads.hpp"
 #include "model/key_layout.hpp"
 #include "pg_support.hpp"
@@ -30,29 +31,10 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string sh(const std::string& cmd) {
-  std::string out;
-  if (FILE* f = ::popen((cmd + " 2>&1").c_str(), "r")) {
-    std::array<char, 4096> buf{};
-    while (std::fgets(buf.data(), static_cast<int>(buf.size()), f) != nullptr)
-      out += buf.data();
-    ::pclose(f);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
-    out.pop_back();
-  return out;
-}
-
-std::string cli(const std::string& address, const std::string& args) {
-  auto colon = address.rfind(':');
-  return sh("redis-cli -h " + address.substr(0, colon) + " -p " + address.substr(colon + 1) + " " +
-            args);
-}
-
 int pid_of(const std::string& address) {
   auto port = address.substr(address.rfind(':') + 1);
   // Anchored, so the shell running pgrep (its command line holds the pattern too) is not found.
-  auto out = sh("pgrep -f '^[^ ]*redis-server 127.0.0.1:" + port + " '");
+  auto out = run_shell("pgrep -f '^[^ ]*redis-server 127.0.0.1:" + port + " '");
   return std::atoi(out.c_str());
 }
 
