@@ -27,7 +27,9 @@ std::int64_t to_int(const std::string& s) {
   return v;
 }
 
-bool failed(redis::errc e, const redis::reply& r) { return e != redis::errc::ok || r.is_error(); }
+bool failed(redis::errc e, const redis::reply& r) {
+  return e != redis::errc::ok || r.is_error();
+}
 
 void delete_old(const std::shared_ptr<upgrade_state>& st, upgrade_outcome outcome) {
   st->c.redis->eval(st->hint, st->c.scripts->upgrade_out, {st->c.keys.legacy_session(st->id)},

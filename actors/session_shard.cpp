@@ -8,7 +8,6 @@
 #include "actors/session_shard.hpp"
 
 #include "actors/layout_upgrade.hpp"
-
 #include "model/merge_patch.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -154,24 +153,24 @@ bool read_through(const shard_env& env, std::size_t index, const op_ptr& op,
   op->read_through = true;
   env.counters.read_through.fetch_add(1, std::memory_order_relaxed);
   const shard_env* e = &env; // the node keeps the env alive until its PostgreSQL pool stopped
-  return env.load_row(op->id, [e, index, op,
-                               again = std::move(again)](std::optional<postgres::session_row> row) {
-    bool live = row && row->status == "ACTIVE" && row->expires_at_ms > e->clock->now_ms();
-    bool revoked = row && row->status == "REVOKED";
-    if (!live && !revoked)
-      return again();
-    e->redis->eval(index, e->scripts.restore, {e->session_key(op->id)}, e->row_args(*row),
-                   [e, index, again, live, uid = row->user_id, id = op->id,
-                    created = row->created_at_ms](redis::errc err, redis::reply&& r) {
-                     if (err == redis::errc::ok && r.type == redis::reply::kind::integer &&
-                         r.integer == 1) {
-                       e->counters.restored.fetch_add(1, std::memory_order_relaxed);
-                       if (live)
-                         e->index_session(index, uid, id, created);
-                     }
-                     again();
-                   });
-  });
+  return env.load_row(
+      op->id, [e, index, op, again = std::move(again)](std::optional<postgres::session_row> row) {
+        bool live = row && row->status == "ACTIVE" && row->expires_at_ms > e->clock->now_ms();
+        bool revoked = row && row->status == "REVOKED";
+        if (!live && !revoked)
+          return again();
+        e->redis->eval(index, e->scripts.restore, {e->session_key(op->id)}, e->row_args(*row),
+                       [e, index, again, live, uid = row->user_id, id = op->id,
+                        created = row->created_at_ms](redis::errc err, redis::reply&& r) {
+                         if (err == redis::errc::ok && r.type == redis::reply::kind::integer &&
+                             r.integer == 1) {
+                           e->counters.restored.fetch_add(1, std::memory_order_relaxed);
+                           if (live)
+                             e->index_session(index, uid, id, created);
+                         }
+                         again();
+                       });
+      });
 }
 
 std::vector<std::string> write_keys(const shard_env& env, const std::string& id) {
@@ -180,8 +179,7 @@ std::vector<std::string> write_keys(const shard_env& env, const std::string& id)
 
 std::vector<std::string> write_args(const shard_env& env, const std::string& id,
                                     const std::string& user_id, const std::string& data,
-                                    std::int64_t ttl_s, const std::string& cond,
-                                    bool legacy) {
+                                    std::int64_t ttl_s, const std::string& cond, bool legacy) {
   auto now = env.clock->now_ms();
   return {id,
           user_id,
@@ -280,8 +278,7 @@ session_result written(const shard_env& env, session_op& op, const redis::reply&
 
 /// True when the write script asks for the user index to learn the session.
 bool needs_index(const redis::reply& r) {
-  return r.type == redis::reply::kind::array && r.elements.size() > 5 &&
-         r.elements[5].str == "1";
+  return r.type == redis::reply::kind::array && r.elements.size() > 5 && r.elements[5].str == "1";
 }
 
 /// Completes a write; first adds the session to its user's index when the script says so
@@ -297,10 +294,8 @@ void complete_written(const shard_env& env, std::size_t index, const op_ptr& op,
   env.redis->eval(index, env.scripts.index_add, {env.user_key(op->user_id)},
                   {std::to_string(created), op->id, std::to_string(now),
                    std::to_string(created + env.policy.max_lifetime_s * 1000)},
-                  [res = std::move(res), finish = std::move(finish)](redis::errc,
-                                                                     redis::reply&&) mutable {
-                    finish(std::move(res));
-                  });
+                  [res = std::move(res), finish = std::move(finish)](
+                      redis::errc, redis::reply&&) mutable { finish(std::move(res)); });
 }
 
 void send_put(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op);
@@ -318,19 +313,20 @@ void on_put(const std::shared_ptr<const shard_env>& env, std::size_t index, cons
     return upgrade_session(upgrade_of(e), index, op->id, e.clock->now_ms(),
                            [env, index, op](upgrade_outcome) { send_put(env, index, op); });
   }
-  complete_written(e, index, op, r, [op](session_result&& res) { op->done->complete(std::move(res)); });
+  complete_written(e, index, op, r,
+                   [op](session_result&& res) { op->done->complete(std::move(res)); });
 }
 
 void send_put(const std::shared_ptr<const shard_env>& env, std::size_t index, const op_ptr& op) {
   const auto& e = *env;
   bool legacy = e.legacy.load(std::memory_order_relaxed) && !op->legacy_checked;
   e.write_eval(e.redis->local_hint(index), e.scripts.write, write_keys(e, op->id),
-                write_args(e, op->id, op->user_id, op->body, op->ttl_s.value_or(e.default_ttl_s),
-                           condition_arg(op->if_match, op->if_none_match), legacy),
-                [env, index, op](redis::errc er, redis::reply&& r) {
-                  redis_done d{op, 0, er, std::move(r)};
-                  on_put(env, index, op, d);
-                });
+               write_args(e, op->id, op->user_id, op->body, op->ttl_s.value_or(e.default_ttl_s),
+                          condition_arg(op->if_match, op->if_none_match), legacy),
+               [env, index, op](redis::errc er, redis::reply&& r) {
+                 redis_done d{op, 0, er, std::move(r)};
+                 on_put(env, index, op, d);
+               });
 }
 
 std::vector<std::string> revoke_keys(const shard_env& env, const session_op& op) {
@@ -353,10 +349,10 @@ void on_revoke(const shard_env& env, std::size_t index, session_op& op, redis_do
   bool missing = code == code_not_found && reply_int(r.elements[1]) == 0;
   if (missing && read_through(env, index, d.op, [e = &env, index, p = d.op] {
         e->write_eval(index, e->scripts.revoke, revoke_keys(*e, *p), revoke_args(*e, *p),
-                       [e, index, p](redis::errc er, redis::reply&& r) {
-                         redis_done again{p, 0, er, std::move(r)};
-                         on_revoke(*e, index, *p, again);
-                       });
+                      [e, index, p](redis::errc er, redis::reply&& r) {
+                        redis_done again{p, 0, er, std::move(r)};
+                        on_revoke(*e, index, *p, again);
+                      });
       }))
     return;
   if (code == code_precondition_failed)

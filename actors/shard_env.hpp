@@ -78,9 +78,7 @@ struct shard_env {
 
   std::string session_key(const std::string& id) const { return keys.session(id); }
   std::string user_key(const std::string& uid) const { return keys.user(uid); }
-  std::string dirty_key(const std::string& id) const {
-    return keys.dirty(model::partition_of(id));
-  }
+  std::string dirty_key(const std::string& id) const { return keys.dirty(model::partition_of(id)); }
   /// Adds session `id` of `uid`, created at `created_ms`, to the user's index (fire and forget:
   /// the sync adds every session it writes again, which repairs a lost add).
   void index_session(std::size_t hint, const std::string& uid, const std::string& id,

@@ -7,7 +7,6 @@
 #include "actors/sync_engine.hpp"
 
 #include "actors/layout_upgrade.hpp"
-
 #include "adapters/postgres/bulk_upsert.hpp"
 #include "adapters/postgres/migrate.hpp"
 #include "adapters/redis/blocking.hpp"
@@ -148,7 +147,7 @@ std::vector<dirty_entry> parse_dirty(const redis::reply& r, std::int64_t now_ms)
 /// with the callbacks, so replies arriving after the worker gave up have somewhere to go.
 struct sync_engine::batch_read {
   std::vector<std::string> ids;
-  std::vector<std::int64_t> marked;  ///< marked[i]: the dirty mark's score of ids[i]
+  std::vector<std::int64_t> marked; ///< marked[i]: the dirty mark's score of ids[i]
   std::vector<redis::reply> hashes; ///< hashes[i]: the HGETALL of ids[i]
   std::atomic<std::size_t> left{0};
   std::atomic<bool> failed{false};
@@ -357,7 +356,9 @@ std::uint64_t sync_engine::upgrade_step() {
     redis_.command_at(masters[m], settings_.first_hint,
                       {"SCAN", scan_cursors_[m], "MATCH", pattern, "COUNT",
                        std::to_string(settings_.upgrade_batch)},
-                      [p](redis::errc e, redis::reply&& r) { p->set_value({e, std::move(r)}); });
+                      [p](redis::errc e, redis::reply&& r) {
+                        p->set_value({e, std::move(r)});
+                      });
     if (f.wait_for(settings_.redis_wait) != std::future_status::ready)
       throw sync_error(false, "Redis: " + std::string(redis::to_string(redis::errc::timeout)));
     auto r = checked(f.get());

@@ -168,7 +168,7 @@ private:
   model::key_layout keys_;
   // The upgrade pass (sync thread only).
   bool upgrade_checked_ = false;
-  int upgrade_phase_ = 0; ///< 0 dirty sets, 1 sessions, 2 user indexes
+  int upgrade_phase_ = 0;                 ///< 0 dirty sets, 1 sessions, 2 user indexes
   std::vector<std::string> scan_cursors_; ///< per master, "0" at the start of a pass
   std::uint64_t upgrade_found_ = 0;       ///< keys found in this pass
 };

@@ -27,8 +27,8 @@ struct listing_state {
   std::mutex mtx;
   std::atomic<int> reads_left{0};
   // Guarded by mtx until reads_left reaches 0.
-  std::set<std::string> indexed;        ///< ids in layout 2's index
-  std::set<std::string> candidates;     ///< every id to look at
+  std::set<std::string> indexed;    ///< ids in layout 2's index
+  std::set<std::string> candidates; ///< every id to look at
   std::map<std::string, model::session> from_pg;
   user_listing out;
   // The session reads.
@@ -190,32 +190,32 @@ void list_user_sessions(const std::shared_ptr<const shard_env>& env, const std::
                           read_done(st);
                         });
   if (ask_pg) {
-    auto asked = env->load_user_rows(uid, [st](std::optional<std::vector<postgres::session_row>>
-                                                   rows) {
-      {
-        std::lock_guard<std::mutex> guard{st->mtx};
-        if (!rows) {
-          st->out.postgres_failed = true;
-        } else {
-          for (const auto& row : *rows) {
-            model::session s;
-            s.id = row.session_id;
-            s.user_id = row.user_id;
-            s.version = row.version;
-            s.state = model::status::active;
-            s.created_ms = row.created_at_ms;
-            s.last_activity_ms = s.touch_ms = row.last_activity_at_ms;
-            s.expires_ms = row.expires_at_ms;
-            s.ttl_s = std::max<std::int64_t>(1, (row.expires_at_ms - row.last_activity_at_ms +
-                                                 999) / 1000);
-            s.data = row.data;
-            st->candidates.insert(s.id);
-            st->from_pg.emplace(s.id, std::move(s));
+    auto asked =
+        env->load_user_rows(uid, [st](std::optional<std::vector<postgres::session_row>> rows) {
+          {
+            std::lock_guard<std::mutex> guard{st->mtx};
+            if (!rows) {
+              st->out.postgres_failed = true;
+            } else {
+              for (const auto& row : *rows) {
+                model::session s;
+                s.id = row.session_id;
+                s.user_id = row.user_id;
+                s.version = row.version;
+                s.state = model::status::active;
+                s.created_ms = row.created_at_ms;
+                s.last_activity_ms = s.touch_ms = row.last_activity_at_ms;
+                s.expires_ms = row.expires_at_ms;
+                s.ttl_s = std::max<std::int64_t>(
+                    1, (row.expires_at_ms - row.last_activity_at_ms + 999) / 1000);
+                s.data = row.data;
+                st->candidates.insert(s.id);
+                st->from_pg.emplace(s.id, std::move(s));
+              }
+            }
           }
-        }
-      }
-      read_done(st);
-    });
+          read_done(st);
+        });
     if (!asked) {
       {
         std::lock_guard<std::mutex> guard{st->mtx};

@@ -251,8 +251,8 @@ struct node::impl {
     env->activity_interval_ms = cfg.sync.activity_interval_s * 1000;
     pg_pool = std::make_unique<postgres::pool>(
         postgres_options(cfg), static_cast<std::size_t>(cfg.postgres.pool_size), 4096);
-    env->load_user_rows = [p = pg_pool.get(), e = env.get(), this](const std::string& uid,
-                                                    actors::shard_env::rows_callback done) {
+    env->load_user_rows = [p = pg_pool.get(), e = env.get(),
+                           this](const std::string& uid, actors::shard_env::rows_callback done) {
       auto limit = e->max_user_sessions;
       auto now = clock.now_ms();
       return p->submit([uid, done, limit, now](postgres::client* c) {
@@ -621,44 +621,43 @@ struct node::impl {
   /// hash (HDEL): a failure half-way leaves it in both, which the next requeue repeats harmlessly.
   void requeue_rejected(api::answer_fn answer) {
     auto hint = redis->local_hint(0);
-    redis->command(hint, {"HKEYS", rejected_key()}, [this, answer, hint](redis::errc e,
-                                                                          redis::reply&& r) {
-      if (auto why = redis_failure(e, r); !why.empty())
-        return answer(503, why);
-      struct pending {
-        std::atomic<std::size_t> left{0};
-        std::atomic<bool> failed{false};
-        std::string why;
-        std::vector<std::string> ids;
-      };
-      auto p = std::make_shared<pending>();
-      for (auto& id : r.elements)
-        p->ids.push_back(std::move(id.str));
-      if (p->ids.empty())
-        return answer(200, nlohmann::json{{"requeued", 0}}.dump());
-      p->left = p->ids.size();
-      auto now = std::to_string(clock.now_ms());
-      for (const auto& id : p->ids)
-        redis->command(hint, {"ZADD", env->keys.dirty(model::partition_of(id)), "NX", now, id},
-                       [this, p, answer, hint](redis::errc e2, redis::reply&& r2) {
-                         if (auto why = redis_failure(e2, r2); !why.empty() &&
-                                                               !p->failed.exchange(true))
-                           p->why = why;
-                         if (--p->left != 0)
-                           return;
-                         if (p->failed)
-                           return answer(503, p->why);
-                         std::vector<std::string> hdel{"HDEL", rejected_key()};
-                         hdel.insert(hdel.end(), p->ids.begin(), p->ids.end());
-                         redis->command(hint, std::move(hdel),
-                                        [p, answer](redis::errc e3, redis::reply&& r3) {
-                                          if (auto why = redis_failure(e3, r3); !why.empty())
-                                            return answer(503, why);
-                                          answer(200, nlohmann::json{{"requeued", p->ids.size()}}
-                                                          .dump());
-                                        });
-                       });
-    });
+    redis->command(
+        hint, {"HKEYS", rejected_key()}, [this, answer, hint](redis::errc e, redis::reply&& r) {
+          if (auto why = redis_failure(e, r); !why.empty())
+            return answer(503, why);
+          struct pending {
+            std::atomic<std::size_t> left{0};
+            std::atomic<bool> failed{false};
+            std::string why;
+            std::vector<std::string> ids;
+          };
+          auto p = std::make_shared<pending>();
+          for (auto& id : r.elements)
+            p->ids.push_back(std::move(id.str));
+          if (p->ids.empty())
+            return answer(200, nlohmann::json{{"requeued", 0}}.dump());
+          p->left = p->ids.size();
+          auto now = std::to_string(clock.now_ms());
+          for (const auto& id : p->ids)
+            redis->command(
+                hint, {"ZADD", env->keys.dirty(model::partition_of(id)), "NX", now, id},
+                [this, p, answer, hint](redis::errc e2, redis::reply&& r2) {
+                  if (auto why = redis_failure(e2, r2); !why.empty() && !p->failed.exchange(true))
+                    p->why = why;
+                  if (--p->left != 0)
+                    return;
+                  if (p->failed)
+                    return answer(503, p->why);
+                  std::vector<std::string> hdel{"HDEL", rejected_key()};
+                  hdel.insert(hdel.end(), p->ids.begin(), p->ids.end());
+                  redis->command(hint, std::move(hdel),
+                                 [p, answer](redis::errc e3, redis::reply&& r3) {
+                                   if (auto why = redis_failure(e3, r3); !why.empty())
+                                     return answer(503, why);
+                                   answer(200, nlohmann::json{{"requeued", p->ids.size()}}.dump());
+                                 });
+                });
+        });
   }
 
   /// Samples op_stats once a second, keeping ~10 s for the /v1/status window.

@@ -205,8 +205,7 @@ void session_modes::finish(const op_ptr& op, session_result&& r,
                          mirror_failures_.fetch_add(1, std::memory_order_relaxed);
                          note_later(row);
                        } else if (rep.integer == 1 && row.status == "ACTIVE") {
-                         env_.index_session(shard, row.user_id, row.session_id,
-                                            row.created_at_ms);
+                         env_.index_session(shard, row.user_id, row.session_id, row.created_at_ms);
                        }
                      });
   }

@@ -167,12 +167,11 @@ public:
                      return res->send(answer(503, "{}"));
                    if (r.elements[0].integer != 201)
                      return res->send(answer(200, "{}"));
-                   redis_->eval(hint, scripts_.index_add, {layout_.user(user)},
-                                {std::to_string(now), id, std::to_string(now),
-                                 std::to_string(now + max_lifetime_s * 1000)},
-                                [res](redis::errc, redis::reply&&) {
-                                  res->send(answer(201, "{}"));
-                                });
+                   redis_->eval(
+                       hint, scripts_.index_add, {layout_.user(user)},
+                       {std::to_string(now), id, std::to_string(now),
+                        std::to_string(now + max_lifetime_s * 1000)},
+                       [res](redis::errc, redis::reply&&) { res->send(answer(201, "{}")); });
                  });
   }
 

@@ -393,22 +393,21 @@ void lag_phase(const sync_args& a, redis_pipe& r, const actors::redis_scripts& s
     auto now = model::system_clock().now_ms();
     auto set = model::shard_for(id, a.sets);
     ++open;
-    r.client().eval(
-        set, scripts.write,
-        {model::key_layout{prefix}.session(id),
-         model::key_layout{prefix}.dirty(model::partition_of(id))},
-        {id, "lagger", data, std::to_string(now), "3600", "604800", "",
-         std::to_string(now + 3600000), "0"},
-        [&, id](redis::errc e, redis::reply&& rep) {
-          if (e == redis::errc::ok && rep.type == redis::reply::kind::array &&
-              rep.elements.size() > 1) {
-            auto ack = model::system_clock().now_ms();
-            std::lock_guard<std::mutex> guard{mtx};
-            acked[id] = {static_cast<int>(rep.elements[1].integer), ack};
-            ++saves;
-          }
-          --open;
-        });
+    r.client().eval(set, scripts.write,
+                    {model::key_layout{prefix}.session(id),
+                     model::key_layout{prefix}.dirty(model::partition_of(id))},
+                    {id, "lagger", data, std::to_string(now), "3600", "604800", "",
+                     std::to_string(now + 3600000), "0"},
+                    [&, id](redis::errc e, redis::reply&& rep) {
+                      if (e == redis::errc::ok && rep.type == redis::reply::kind::array &&
+                          rep.elements.size() > 1) {
+                        auto ack = model::system_clock().now_ms();
+                        std::lock_guard<std::mutex> guard{mtx};
+                        acked[id] = {static_cast<int>(rep.elements[1].integer), ack};
+                        ++saves;
+                      }
+                      --open;
+                    });
   }
   while (open > 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));

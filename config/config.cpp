@@ -621,8 +621,8 @@ void validate_with(const config& c, const origin_map& origins) {
   }
   if (c.redis.wait_replicas > 0 && c.redis.wait_timeout_ms >= c.redis.command_timeout_ms)
     fail("redis.wait_timeout_ms = " + std::to_string(c.redis.wait_timeout_ms) +
-         " must be below redis.command_timeout_ms = " +
-         std::to_string(c.redis.command_timeout_ms) + " when redis.wait_replicas is set" +
+         " must be below redis.command_timeout_ms = " + std::to_string(c.redis.command_timeout_ms) +
+         " when redis.wait_replicas is set" +
          clause("< redis.command_timeout_ms", origins, "redis.wait_timeout_ms"));
   if (c.auth.protect_metrics && c.auth.api_tokens_file.empty() && c.auth.admin_tokens_file.empty())
     fail("auth.protect_metrics = true needs auth.api_tokens_file or auth.admin_tokens_file" +

@@ -44,12 +44,12 @@ struct redis_section {
   std::int64_t connect_timeout_ms = 1000;       ///< [10, 60000]
   std::int64_t command_timeout_ms = 1000;       ///< [10, 60000]
   /// A session write is acknowledged only after WAIT saw this many replicas take it; 0: none.
-  std::int64_t wait_replicas = 0;   ///< [0, 16]
-  std::int64_t wait_timeout_ms = 200; ///< [1, 60000], <= command_timeout_ms
-  std::int64_t reconnect_min_ms = 100;          ///< [1, 60000]
-  std::int64_t reconnect_max_ms = 5000;         ///< [1, 600000], >= reconnect_min_ms
-  std::string key_prefix = "sessiond:";         ///< 1-64 chars of [A-Za-z0-9:_.-]
-  std::string tls_ca_file;                      ///< rediss://: CA file (PEM); empty: system's
+  std::int64_t wait_replicas = 0;       ///< [0, 16]
+  std::int64_t wait_timeout_ms = 200;   ///< [1, 60000], <= command_timeout_ms
+  std::int64_t reconnect_min_ms = 100;  ///< [1, 60000]
+  std::int64_t reconnect_max_ms = 5000; ///< [1, 600000], >= reconnect_min_ms
+  std::string key_prefix = "sessiond:"; ///< 1-64 chars of [A-Za-z0-9:_.-]
+  std::string tls_ca_file;              ///< rediss://: CA file (PEM); empty: system's
   std::string tls_cert_file; ///< rediss://: client certificate chain (PEM); with tls_key_file
   std::string tls_key_file;  ///< rediss://: its private key (PEM, unencrypted)
   /// The job queue's own Redis; empty: redis.url. Secret: password masked when printed.

@@ -89,8 +89,8 @@ struct session_op {
   std::optional<std::int64_t> ttl_s;
   std::optional<model::etag_condition> if_match;
   std::optional<model::etag_condition> if_none_match;
-  std::int64_t attempt = 0;  ///< compare-and-set retries so far (another node won the race)
-  bool read_through = false; ///< PostgreSQL was already asked after a Redis miss
+  std::int64_t attempt = 0;    ///< compare-and-set retries so far (another node won the race)
+  bool read_through = false;   ///< PostgreSQL was already asked after a Redis miss
   bool legacy_checked = false; ///< layout 1 was already looked at after a Redis miss
   completion_ptr done;
 };

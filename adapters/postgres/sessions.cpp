@@ -215,11 +215,10 @@ std::optional<session_row> load_session(client& c, const std::string& session_id
 
 std::vector<session_row> load_user_sessions(client& c, const std::string& user_id,
                                             std::int64_t now_ms, std::int64_t limit) {
-  static const std::string sql =
-      std::string("select ") + session_row_columns +
-      " from user_session u where u.user_id = $1 and u.status = 'ACTIVE'"
-      " and u.expires_at > to_timestamp($2::bigint / 1000.0)"
-      " order by u.expires_at, u.session_id limit $3::bigint";
+  static const std::string sql = std::string("select ") + session_row_columns +
+                                 " from user_session u where u.user_id = $1 and u.status = 'ACTIVE'"
+                                 " and u.expires_at > to_timestamp($2::bigint / 1000.0)"
+                                 " order by u.expires_at, u.session_id limit $3::bigint";
   result r = c.exec_params(
       sql, {user_id, std::to_string(now_ms), std::to_string(std::max<std::int64_t>(0, limit))});
   std::vector<session_row> out;

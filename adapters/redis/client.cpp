@@ -527,8 +527,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       return first->refuse(a->hint, std::move(a->cb), errc::closed);
     auto p = route(*a);
     if (p) {
-      request r{a->args, a->eval_args, a->scr, nullptr, a->asking, a->wait_replicas,
-                a->wait_timeout_ms};
+      request r{a->args,          a->eval_args,      a->scr, nullptr, a->asking,
+                a->wait_replicas, a->wait_timeout_ms};
       r.cb = [w = weak_from_this(), a](errc e, reply&& rep) {
         auto self = w.lock();
         if (!self)

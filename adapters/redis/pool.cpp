@@ -241,9 +241,9 @@ struct pending {
   bool asking = false;  ///< eval: send ASKING again with a NOSCRIPT retry
   steady::time_point at;
   callback cb;
-  std::shared_ptr<const script> scr;   ///< eval and load
-  std::vector<std::string> keys, args; ///< eval: kept for a NOSCRIPT retry
-  std::unique_ptr<reply> load_error;   ///< eval: why its SCRIPT LOAD failed
+  std::shared_ptr<const script> scr;          ///< eval and load
+  std::vector<std::string> keys, args;        ///< eval: kept for a NOSCRIPT retry
+  std::unique_ptr<reply> load_error;          ///< eval: why its SCRIPT LOAD failed
   int wait_replicas = 0, wait_timeout_ms = 0; ///< eval: WAIT after it
   std::unique_ptr<reply> waited;              ///< wait: the eval's reply, held until WAIT's
 };
@@ -715,9 +715,10 @@ void connection::on_reply(reply&& r) {
     reply out = std::move(*w.waited);
     if (!out.is_error() && !(r.type == reply::kind::integer && r.integer >= w.wait_replicas))
       out = reply{reply::kind::error,
-                  "NOREPLICAS " + (r.is_error() ? r.str
-                                                : std::to_string(r.integer) + " of " +
-                                                      std::to_string(w.wait_replicas)) +
+                  "NOREPLICAS " +
+                      (r.is_error()
+                           ? r.str
+                           : std::to_string(r.integer) + " of " + std::to_string(w.wait_replicas)) +
                       " replicas acknowledged the write within " +
                       std::to_string(w.wait_timeout_ms) + " ms",
                   0,

@@ -25,8 +25,8 @@ inline std::string run_shell(const std::string& cmd) {
 /// redis-cli against the node at host:port.
 inline std::string cli(const std::string& address, const std::string& args) {
   auto colon = address.rfind(':');
-  return run_shell("redis-cli -h " + address.substr(0, colon) + " -p " +
-                   address.substr(colon + 1) + " " + args);
+  return run_shell("redis-cli -h " + address.substr(0, colon) + " -p " + address.substr(colon + 1) +
+                   " " + args);
 }
 
 } // namespace sessiond::test

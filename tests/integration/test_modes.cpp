@@ -2,8 +2,8 @@
 // reads and writes where the design's table says, leaving redis-primary syncs first, and a
 // node whose Redis is cut off serves from PostgreSQL and puts the sessions written meanwhile
 // back into Redis when it returns.
-#include "pg_support.hpp"
 #include "model/key_layout.hpp"
+#include "pg_support.hpp"
 #include "support.hpp"
 #include "tcp_proxy.hpp"
 

@@ -361,8 +361,7 @@ TEST_CASE("a failover is followed: the promoted replica serves its slots, other 
   // Leave the replica linked, so the next test (or run) starts from a healthy cluster.
   CHECK(wait_until(
       [&] {
-        return cli(promoted, "INFO replication").find("master_link_status:up") !=
-               std::string::npos;
+        return cli(promoted, "INFO replication").find("master_link_status:up") != std::string::npos;
       },
       10s));
 }

@@ -3,9 +3,9 @@
 // and "log out everywhere" reaches a user's sessions on every master, also one whose index add
 // was lost (a node that died between the write and the add).
 #include "actors/redis_scripts.hpp"
+#include "cluster_support.hpp"
 #include "model/key_layout.hpp"
 #include "model/ttl.hpp"
-#include "cluster_support.hpp"
 #include "pg_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -13,9 +13,9 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <sstream>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 

@@ -14,14 +14,13 @@
 #include <nlohmann/json.hpp>
 #include <signal.h>
 
-#include <sstream>
-
 #include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -125,7 +124,9 @@ outcome run_failover(const config::config& cfg, const std::string& victim,
   // The old master hears of the new epoch and becomes the replica.
   REQUIRE(wait_until([&] { return cli(victim, "ROLE").rfind("slave", 0) == 0; }, 20s));
   REQUIRE(wait_until(
-      [&] { return cli(victim, "INFO replication").find("master_link_status:up") != std::string::npos; },
+      [&] {
+        return cli(victim, "INFO replication").find("master_link_status:up") != std::string::npos;
+      },
       20s));
   client c(node.port);
   for (const auto& [id, version] : acked) {

@@ -82,9 +82,16 @@ void write_layout1(test::redis_probe& r, const config::config& cfg, const std::s
   auto now = model::system_clock().now_ms();
   auto ex = std::to_string(now + 3600000);
   const auto& p = cfg.redis.key_prefix;
-  r.command({"HSET", p + "s:" + id, "v", std::to_string(version), "u", uid, "st", "A", "ca",
-             std::to_string(now - 1000), "la", std::to_string(now), "ex", ex, "ttl", "3600", "d",
-             data, "t", std::to_string(now)});
+  r.command({"HSET", p + "s:" + id,
+             "v",    std::to_string(version),
+             "u",    uid,
+             "st",   "A",
+             "ca",   std::to_string(now - 1000),
+             "la",   std::to_string(now),
+             "ex",   ex,
+             "ttl",  "3600",
+             "d",    data,
+             "t",    std::to_string(now)});
   r.command({"PEXPIREAT", p + "s:" + id, ex});
   r.command({"ZADD", p + "u:" + uid, ex, id});
   if (dirty)
@@ -119,8 +126,9 @@ TEST_CASE("sessions of key layout 1 are served, synced, listed and moved to layo
   CHECK(json::parse(got.body)["data"]["i"] == 25);
   CHECK(got.header("ETag") == "\"3\"");
   CHECK(redis.command({"EXISTS", cfg.redis.key_prefix + "s:old25"}).integer == 0);
-  CHECK(redis.command({"EXISTS", model::key_layout{cfg.redis.key_prefix}.session("old25")})
-            .integer == 1);
+  CHECK(
+      redis.command({"EXISTS", model::key_layout{cfg.redis.key_prefix}.session("old25")}).integer ==
+      1);
   // A write to a session layout 1 holds continues its versions (no new session at version 1).
   auto put = c.put("/v1/sessions/old26", body("legacy", R"({"i":"new"})"));
   REQUIRE(put.status == 200);
@@ -535,9 +543,8 @@ TEST_CASE("a save landing between a sync's read and its ack keeps its mark and i
   REQUIRE(read.size() == 1);
   CHECK(read[0].version == "1");
   REQUIRE(c.put("/v1/sessions/race", body("u", R"({"n":2})")).status == 200); // lands meanwhile
-  auto cleared =
-      rc.eval(scripts.sync_ack, {dirty},
-              {in_set, read[0].id, read[0].version, read[0].last_activity});
+  auto cleared = rc.eval(scripts.sync_ack, {dirty},
+                         {in_set, read[0].id, read[0].version, read[0].last_activity});
   CHECK(cleared.integer == 0); // version 2 is not what was read: the mark stays
   auto report = admin_sync(c);
   CHECK(report["synced"] == 1);

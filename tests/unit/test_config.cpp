@@ -382,9 +382,10 @@ TEST_CASE("every integer key accepts its minimum and its maximum") {
   }
 }
 
-TEST_CASE("redis.wait_timeout_ms must stay below redis.command_timeout_ms once wait_replicas is set") {
-  CHECK(error_of("[redis]\nwait_replicas = 1\nwait_timeout_ms = 1000\n").find(
-            "redis.wait_timeout_ms = 1000 must be below redis.command_timeout_ms = 1000") !=
+TEST_CASE(
+    "redis.wait_timeout_ms must stay below redis.command_timeout_ms once wait_replicas is set") {
+  CHECK(error_of("[redis]\nwait_replicas = 1\nwait_timeout_ms = 1000\n")
+            .find("redis.wait_timeout_ms = 1000 must be below redis.command_timeout_ms = 1000") !=
         std::string::npos);
   CHECK(error_of("[redis]\nwait_replicas = 1\nwait_timeout_ms = 999\n") == "");
   CHECK(error_of("[redis]\nwait_timeout_ms = 5000\n") == ""); // unused without replicas
