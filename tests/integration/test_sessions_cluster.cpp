@@ -3,10 +3,9 @@
 // and "log out everywhere" reaches a user's sessions on every master, also one whose index add
 // was lost (a node that died between the write and the add).
 #include "actors/redis_scripts.hpp"
-#include "cluster_support.hpp"
+#include "cluster_nodes.hpp"
 #include "model/key_layout.hpp"
 #include "model/ttl.hpp"
-#include "pg_support.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -22,35 +21,6 @@
 using namespace sessiond;
 using namespace sessiond::test;
 using json = nlohmann::json;
-
-namespace {
-
-config::config cluster_config() {
-  const char* url = std::getenv("SESSIOND_TEST_REDIS_CLUSTER_URL");
-  if (url == nullptr)
-    FAIL("SESSIOND_TEST_REDIS_CLUSTER_URL is not set: run scripts/test, or `scripts/services "
-         "start --redis-cluster` and eval `scripts/services env`");
-  auto c = pg_config();
-  c.redis.url = url;
-  return c;
-}
-
-/// Three nodes sharing one key prefix and schema, as a deployment runs them.
-struct three_nodes {
-  std::vector<std::unique_ptr<running_node>> nodes;
-  std::vector<std::unique_ptr<client>> clients;
-  explicit three_nodes(const config::config& cfg) {
-    for (int i = 0; i < 3; ++i) {
-      auto c = cfg;
-      c.node.id = "cluster-node-" + std::to_string(i);
-      nodes.push_back(std::make_unique<running_node>(c));
-      clients.push_back(std::make_unique<client>(nodes.back()->port));
-    }
-  }
-  client& operator[](std::size_t i) { return *clients[i % clients.size()]; }
-};
-
-} // namespace
 
 TEST_CASE("10,000 sessions written through three nodes spread over every master, each read "
           "back through another node") {
