@@ -58,16 +58,15 @@ async function login(base, n) {
 
 function load(base, cookies, seconds) {
   let next = 0;
+  // Each connection takes one session cookie (autocannon's context is per connection).
+  const withCookie = (req, context) => {
+    if (!context.cookie) context.cookie = cookies[next++ % cookies.length];
+    return { ...req, headers: { ...req.headers, cookie: context.cookie } };
+  };
   const requests = [];
-  for (let i = 1; i < writeEvery; i++) requests.push({ method: 'GET', path: '/r' });
-  requests.push({ method: 'POST', path: '/w' });
-  return autocannon({
-    url: base,
-    connections,
-    duration: seconds,
-    requests,
-    setupClient: (client) => client.setHeaders({ cookie: cookies[next++ % cookies.length] }),
-  });
+  for (let i = 1; i < writeEvery; i++) requests.push({ method: 'GET', path: '/r', setupRequest: withCookie });
+  requests.push({ method: 'POST', path: '/w', setupRequest: withCookie });
+  return autocannon({ url: base, connections, duration: seconds, requests });
 }
 
 async function run(kind, sd, prefix) {
@@ -126,12 +125,17 @@ try {
   await stop(sd.child);
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+// Each cell lists every run's figure (one per round), in run order.
+const cells = (rs, k) => rs.map((r) => r[k]).join(' / ');
 console.log(`\n${connections} connections, ${durationS} s per run, ${rounds} round(s), 1 write per ${writeEvery} requests`);
-console.log('| store | req/s | p50 ms | p99 ms | errors + non-2xx | app CPU s | sessiond CPU s |');
-console.log('|---|---|---|---|---|---|---|');
+console.log('| store | req/s | p50 ms | p99 ms | errors + non-2xx | app CPU s | sessiond CPU s | app CPU µs per request |');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const kind of ['connect-redis', 'sessiond']) {
-  const rs = results.filter((r) => r.store === kind);
-  const m = (k) => median(rs.map((r) => r[k]));
-  console.log(`| ${kind === 'sessiond' ? 'SessiondStore' : 'connect-redis'} | ${m('req_per_s')} | ${m('p50_ms')} | ${m('p99_ms')} | ${m('errors') + m('non2xx')} | ${m('app_cpu_s')} | ${m('sessiond_cpu_s')} |`);
+  const rs = results.filter((r) => r.store === kind).map((r) => ({
+    ...r,
+    bad: r.errors + r.non2xx,
+    app_us: Math.round((r.app_cpu_s * 1e6) / (r.req_per_s * durationS)),
+  }));
+  const name = kind === 'sessiond' ? 'SessiondStore' : 'connect-redis';
+  console.log(`| ${name} | ${cells(rs, 'req_per_s')} | ${cells(rs, 'p50_ms')} | ${cells(rs, 'p99_ms')} | ${cells(rs, 'bad')} | ${cells(rs, 'app_cpu_s')} | ${cells(rs, 'sessiond_cpu_s')} | ${cells(rs, 'app_us')} |`);
 }

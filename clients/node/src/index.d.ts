@@ -195,6 +195,8 @@ export interface StoreOptions extends ClientOptions {
   ttlS?: number;
   /** Largest ttl_s sent (the node's sessions.max_lifetime_s). Default 604800. */
   maxTtlS?: number;
+  /** touch() does nothing for a session loaded less than this long ago (its load slid the TTL), in ms. Default 1000. */
+  touchSkipMs?: number;
   /** The express-session module, when it cannot be found from here or the working directory. */
   session?: any;
 }

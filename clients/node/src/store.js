@@ -39,6 +39,7 @@ export class SessiondStore extends EventEmitter {
     this.userIdOf = options.userId ?? ((sess) => sess.userId);
     this.defaultTtlS = options.ttlS ?? 86_400;
     this.maxTtlS = options.maxTtlS ?? defaultMaxTtlS;
+    this.touchSkipMs = options.touchSkipMs ?? 1_000;
     this.sessionModule = options.session;
     this.loaded = new WeakMap(); // object handed to express-session by get() -> what was loaded
     this.meta = new WeakMap(); // req.session -> { version, userId, snapshot }
@@ -80,7 +81,7 @@ export class SessiondStore extends EventEmitter {
     }
     const snapshot = JSON.stringify(doc.data);
     const sess = JSON.parse(snapshot);
-    this.loaded.set(sess, { version: doc.version, userId: doc.user_id, snapshot });
+    this.loaded.set(sess, { version: doc.version, userId: doc.user_id, snapshot, loadedAt: Date.now() });
     return sess;
   }
 
@@ -117,7 +118,7 @@ export class SessiondStore extends EventEmitter {
         if (patch === null) return this.touch_(sid, session);
         // No If-Match: the node merges on the newest version (and retries its compare-and-set),
         // so a concurrent change of another field is kept. A revoked or expired session is 404.
-        doc = await this.client.sessions.patch(this.id(sid), patch);
+        doc = await this.patchNewest(sid, patch);
       }
     } catch (err) {
       if (err instanceof NotFoundError || err instanceof GoneError) {
@@ -129,6 +130,17 @@ export class SessiondStore extends EventEmitter {
     // What this request believes is stored: the next save of this object diffs against it.
     this.meta.set(session, { version: doc.version, userId, snapshot: JSON.stringify(data) });
     return undefined;
+  }
+
+  /** A PATCH on the newest version; the node retries its compare-and-set 8 times, then 412. */
+  async patchNewest(sid, patch) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.client.sessions.patch(this.id(sid), patch);
+      } catch (err) {
+        if (!(err instanceof PreconditionFailedError) || attempt >= 2) throw err;
+      }
+    }
   }
 
   async create(sid, userId, data) {
@@ -177,6 +189,9 @@ export class SessiondStore extends EventEmitter {
 
   async touch_(sid, session) {
     const meta = session && this.meta.get(session);
+    // The GET that loaded this session slid its TTL already (the node slides on reads): a touch
+    // at the end of a short request would only repeat it.
+    if (meta?.loadedAt !== undefined && Date.now() - meta.loadedAt < this.touchSkipMs) return undefined;
     try {
       await this.client.sessions.get(this.id(sid), meta ? { ifNoneMatch: meta.version } : {});
     } catch (err) {

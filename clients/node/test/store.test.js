@@ -102,12 +102,28 @@ describe('SessiondStore', () => {
     assert.equal(after.body.session.late, undefined);
   });
 
-  test('an unchanged session is touched (a conditional read), not written', async () => {
+  test('an unchanged session is not written: its load slid the TTL, a later touch is a conditional read', async () => {
     const b = browser(app.url);
     await b.req('POST', `/login/${unique('u')}`);
     await b.req('POST', '/set/a/1');
     const before = await client.sessions.get(b.sid());
-    for (let i = 0; i < 3; i++) assert.equal((await b.req('GET', '/session')).body.session.a, '1');
+    const gets = [];
+    const { get } = client.sessions;
+    client.sessions.get = (id, opts = {}) => (gets.push(opts.ifNoneMatch ?? null), get.call(client.sessions, id, opts));
+    const eager = new SessiondStore({ client, touchSkipMs: 0 }); // touches even right after a load
+    const eagerApp = await startApp(eager);
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await b.req('GET', '/session')).body.session.a, '1');
+      assert.deepEqual(gets, [null, null, null]); // the loads only
+      gets.length = 0;
+      const e = browser(eagerApp.url);
+      e.setCookie(b.cookie());
+      assert.equal((await e.req('GET', '/session')).body.session.a, '1');
+      assert.deepEqual(gets, [null, before.version]); // the load, then If-None-Match: 304
+    } finally {
+      client.sessions.get = get;
+      await eagerApp.close();
+    }
     const after = await client.sessions.get(b.sid());
     assert.equal(after.version, before.version);
     assert.equal(after.data.a, '1');
