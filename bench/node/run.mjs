@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { perOp } from './per-op.mjs';
 
 const env = (k, d) => process.env[k] ?? d;
 const bin = env('SESSIOND_BIN');
@@ -121,6 +122,8 @@ try {
     const order = round % 2 === 0 ? ['connect-redis', 'sessiond'] : ['sessiond', 'connect-redis'];
     for (const kind of order) results.push(await run(kind, sd, prefix));
   }
+  console.log('\nper operation, client side:');
+  var ops = await perOp(sd.url, redisUrl, prefix);
 } finally {
   await stop(sd.child);
 }
@@ -139,3 +142,6 @@ for (const kind of ['connect-redis', 'sessiond']) {
   const name = kind === 'sessiond' ? 'SessiondStore' : 'connect-redis';
   console.log(`| ${name} | ${cells(rs, 'req_per_s')} | ${cells(rs, 'p50_ms')} | ${cells(rs, 'p99_ms')} | ${cells(rs, 'bad')} | ${cells(rs, 'app_cpu_s')} | ${cells(rs, 'sessiond_cpu_s')} | ${cells(rs, 'app_us')} |`);
 }
+console.log('\n| operation (32 in flight) | Node CPU µs per call | calls/s |');
+console.log('|---|---|---|');
+for (const r of ops) console.log(`| ${r.op} | ${r.cpu_us_per_op} | ${r.ops_per_s} |`);
