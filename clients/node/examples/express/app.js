@@ -66,4 +66,6 @@ app.post('/logout-everywhere', async (req, res, next) => {
 });
 
 const port = Number(process.env.PORT ?? 3000);
-app.listen(port, '127.0.0.1', () => console.log(`example listening on http://127.0.0.1:${port}`));
+const server = app.listen(port, '127.0.0.1', () =>
+  console.log(`example listening on http://127.0.0.1:${server.address().port}`),
+);
