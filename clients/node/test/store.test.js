@@ -74,6 +74,19 @@ describe('SessiondStore', () => {
     assert.equal((await laptop.req('GET', '/session')).body.session.userId, undefined);
   });
 
+  test('a user set without regenerate moves the session to that user, keeping its fields', async () => {
+    const b = browser(app.url);
+    await b.req('POST', '/set/cart/1'); // an anonymous session
+    const anon = await client.sessions.get(b.sid());
+    assert.equal(anon.user_id, `anon.${b.sid()}`);
+    const user = unique('u');
+    await b.req('POST', `/become/${user}`);
+    const doc = await client.sessions.get(b.sid());
+    assert.equal(doc.user_id, user);
+    assert.equal(doc.data.cart, '1');
+    assert.deepEqual((await client.sessions.listForUser(user)).map((s) => s.id), [b.sid()]);
+  });
+
   test('a request still running after logout does not bring the session back', async () => {
     const b = browser(app.url);
     await b.req('POST', `/login/${unique('u')}`);

@@ -86,6 +86,28 @@ test('a job running longer than its lease keeps it (extension), without a stall'
   assert.deepEqual(job.history, []);
 });
 
+test('a job whose lease ran out is fenced: its late result is not taken, the worker emits lost', async () => {
+  const q = client.queue(unique('q'));
+  const { id } = await q.enqueue('late', {});
+  const lost = [];
+  let aborted = false;
+  const slow = new Worker(q.name, async (job) => {
+    job.signal.addEventListener('abort', () => (aborted = true));
+    await eventually(async () => (await q.getJob(id)).attempts === 2, 15_000); // another took it
+    return 'too late';
+  }, { client, leaseMs: 1000, extendEveryMs: 60_000, waitMs: 1000 });
+  slow.on('lost', (job) => lost.push(job.id));
+  await eventually(async () => (await q.getJob(id)).history.length === 1, 15_000); // the stall
+  const fresh = new Worker(q.name, async () => 'in time', { client, waitMs: 1000 });
+  await eventually(() => lost.length === 1, 15_000);
+  await Promise.all([slow.close(), fresh.close()]);
+  const job = await q.getJob(id);
+  assert.equal(job.state, 'completed');
+  assert.equal(job.result, 'in time');
+  assert.deepEqual(lost, [id]);
+  assert.equal(aborted, true);
+});
+
 test('a worker process killed mid-job: the job runs again after its lease', async () => {
   const q = client.queue(unique('q'));
   const { id } = await q.enqueue('crash', {});
