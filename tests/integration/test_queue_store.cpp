@@ -28,7 +28,8 @@ struct fixture {
     REQUIRE(redis::parse_url(test::env_or_fail("REDIS_URL"), o, err));
     client = std::make_unique<redis::client>(threads.io, o);
     client->start();
-    REQUIRE(test::eventually([&] { return client->connected(); }));
+    // On a Redis Cluster: until every master is connected, not only the first.
+    REQUIRE(test::eventually([&] { return client->all_slots_connected(); }));
     store = std::make_unique<queue::store>(*client, prefix);
   }
   ~fixture() { client->stop(); }
