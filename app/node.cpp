@@ -996,8 +996,8 @@ std::uint16_t node::start() {
   d.queues = std::make_unique<queue_service>(
       queue_deps{&d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get()});
   if (d.cfg.cache.enabled)
-    d.cache = std::make_unique<cache_service>(
-        cache_deps{&d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get()});
+    d.cache = std::make_unique<cache_service>(cache_deps{
+        &d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get(), &d.crypto->keys});
   d.http = std::make_unique<http::server>(d.loop_ptrs(), http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
   d.port = d.http->bind(); // a port in use fails here, before any thread or actor runs; clients

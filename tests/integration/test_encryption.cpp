@@ -319,3 +319,31 @@ TEST_CASE("a reload with a bad keys file keeps the keys loaded before") {
   CHECK(status(c)["current_key"] == "k1");
   CHECK(c.get("/v1/sessions/b1").status == 200);
 }
+
+TEST_CASE("with encryption on, cache values are sealed in Redis too; one copied to another key is "
+          "a miss, never served") {
+  keys_file f;
+  f.write(key_line("k1", 'a'));
+  auto cfg = enc_config(f);
+  cfg.cache.namespaces["plain"].ttl_s = 60; // no loader
+  running_node n(cfg);
+  client c(n.port);
+  REQUIRE(c.put("/v1/cache/plain/a", R"({"secret":"hunter2"})").status == 204);
+  test::redis_probe rc(cfg.redis.url);
+  auto raw = rc.command({"GET", cfg.redis.key_prefix + "c{plain:a}"}).str;
+  CHECK(crypto::envelope_key_id(raw) == "k1");
+  CHECK(raw.find("hunter2") == std::string::npos);
+  CHECK(json::parse(c.get("/v1/cache/plain/a").body) == json::parse(R"({"secret":"hunter2"})"));
+  auto cfg2 = cfg; // a second node has no near cache: it reads Redis
+  cfg2.node.id = "test-node-2";
+  running_node n2(cfg2);
+  client c2(n2.port);
+  auto got = c2.get("/v1/cache/plain/a");
+  REQUIRE(got.status == 200);
+  CHECK(json::parse(got.body) == json::parse(R"({"secret":"hunter2"})"));
+  rc.command({"SET", cfg.redis.key_prefix + "c{plain:b}", raw});
+  auto copied = c2.get("/v1/cache/plain/b");
+  CHECK(copied.status == 404);
+  CHECK(copied.body.find("hunter2") == std::string::npos);
+  CHECK(json::parse(c2.get("/v1/status").body)["cache"]["undecryptable"] == 1);
+}
