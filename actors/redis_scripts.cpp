@@ -29,9 +29,12 @@ end
 
 // KEYS: session, dirty (one slot). ARGV: id, user_id, data, now_ms, ttl_s, max_lifetime_s,
 // cond, expires_ms of a new session (min(now + ttl, now + max lifetime)), legacy ('1': a key of
-// layout 1 may hold this session, so a missing key answers -409 instead of creating it), the key
-// ids of the node's keyring (space separated). A stored value sealed under a key id not in that
-// list is never replaced: {-500, version, key id} (restoring the key makes it readable again).
+// layout 1 may hold this session, so a missing key answers -409 instead of creating it),
+// fields ('1': a failed condition on a session that exists answers {-412, version, fields}, the
+// fields as HMGET v u st ca la ex ttl d t reads them, so a PATCH that lost a race merges again
+// without another read), the key ids of the node's keyring (space separated): a stored value
+// sealed under a key id not in that list is never replaced: {-500, version, key id} (restoring
+// the key makes it readable again).
 // Returns {200|201, version, created_ms, expires_ms, now_ms, index} or {code, version}; index is
 // '1' when the user index must learn the session (created, or moved to another user). Only the
 // fields that change are written: an update sets v la ex d t (u ttl when they changed).
@@ -41,8 +44,13 @@ local v = cur[1] or '0'
 if cur[2] == 'R' then return {-410, v} end
 local exists = cur[1] ~= false
 if not exists and ARGV[9] == '1' then return {-409, v} end
-if cond_fails(ARGV[7], exists, v) then return {-412, v} end
-local missing = sealed_key_missing(cur[6], ARGV[10])
+if cond_fails(ARGV[7], exists, v) then
+  if exists and ARGV[10] == '1' then
+    return {-412, v, redis.call('HMGET', KEYS[1], 'v', 'u', 'st', 'ca', 'la', 'ex', 'ttl', 'd', 't')}
+  end
+  return {-412, v}
+end
+local missing = sealed_key_missing(cur[6], ARGV[11])
 if missing then return {-500, v, missing} end
 local ex = ARGV[8]
 if not exists then

@@ -179,7 +179,8 @@ std::vector<std::string> write_keys(const shard_env& env, const std::string& id)
 
 std::vector<std::string> write_args(const shard_env& env, const std::string& id,
                                     const std::string& user_id, const std::string& data,
-                                    std::int64_t ttl_s, const std::string& cond, bool legacy) {
+                                    std::int64_t ttl_s, const std::string& cond, bool legacy,
+                                    bool fields_on_conflict = false) {
   auto now = env.clock->now_ms();
   return {id,
           user_id,
@@ -190,6 +191,7 @@ std::vector<std::string> write_args(const shard_env& env, const std::string& id,
           cond,
           std::to_string(model::expires_at(now, now, ttl_s, env.policy)),
           legacy ? "1" : "0",
+          fields_on_conflict ? "1" : "0",
           env.crypto->known_ids()};
 }
 
@@ -428,15 +430,15 @@ void patch_read(self_ptr self, const op_ptr& op, const redis::reply& r) {
   if (auto err = check_read(env, *op, r, s))
     return finish_patch(self, op, std::move(*err));
   std::string merged;
-  if (auto err = model::apply_merge_patch(s.data, op->body, env.max_data_bytes, merged))
+  if (auto err = model::apply_merge_patch(s.data, op->patch, env.max_data_bytes, merged))
     return finish_patch(self, op, status_only(err->status, err->detail));
   auto handle = caf::actor_cast<messages::shard_actor>(self);
-  env.write_eval(
-      self->state.index, env.scripts.write, write_keys(env, op->id),
-      write_args(env, op->id, s.user_id, merged, s.ttl_s, "m" + std::to_string(s.version), false),
-      [handle, op](redis::errc e, redis::reply&& r) {
-        caf::anon_send(handle, redis_done{op, 1, e, std::move(r)});
-      });
+  env.write_eval(self->state.index, env.scripts.write, write_keys(env, op->id),
+                 write_args(env, op->id, s.user_id, merged, s.ttl_s,
+                            "m" + std::to_string(s.version), false, true),
+                 [handle, op](redis::errc e, redis::reply&& r) {
+                   caf::anon_send(handle, redis_done{op, 1, e, std::move(r)});
+                 });
   op->user_id = s.user_id;
   op->ttl_s = s.ttl_s;
   op->body = std::move(merged);
@@ -446,8 +448,13 @@ void patch_written(self_ptr self, const op_ptr& op, const redis::reply& r) {
   bool lost_race = r.type == redis::reply::kind::array && !r.elements.empty() &&
                    reply_int(r.elements[0]) == code_precondition_failed;
   if (lost_race && !op->if_match && ++op->attempt < max_cas_attempts) {
-    // Another node wrote between our read and our write: merge again on the new version.
+    // Another node wrote between our read and our write: merge again on the new version, which
+    // the script sent back. Without a second read the retry's write reaches Redis one round trip
+    // after the loss, ahead of the winner's next PATCH (a read, then a write), so a PATCH does
+    // not lose race after race to a node with a queue of them.
     self->state.env->counters.cas_retries.fetch_add(1, std::memory_order_relaxed);
+    if (r.elements.size() == 3 && r.elements[2].type == redis::reply::kind::array)
+      return patch_read(self, op, r.elements[2]);
     return start_patch(self, op);
   }
   // A PATCH keeps the session's user and never creates one: no index to write.
@@ -468,6 +475,7 @@ void start(self_ptr self, session_op&& op) {
     return;
   if (op.kind != session_op_kind::patch)
     return op.done->complete(status_only(500, "operation not handled by a shard"));
+  op.patch = op.body; // body becomes the merged data once written
   auto& busy = self->state.busy;
   if (auto it = busy.find(op.id); it != busy.end())
     return it->second.push_back(std::move(op));

@@ -42,6 +42,7 @@ sync_report run_once(self_ptr self) {
     rep.repaired = c.repaired;
     rep.skipped_sets = c.skipped_sets;
     rep.rejected = c.rejected;
+    rep.partitions = std::move(c.partitions);
     if (c.rejected > 0)
       log(st, "warn",
           "sync: " + std::to_string(c.rejected) +
@@ -71,8 +72,6 @@ sync_report run_once(self_ptr self) {
     st.next_run_ms = retry_after_failure(st, now);
   }
   auto is = st.circuit.current();
-  if (st.opts->on_run)
-    st.opts->on_run(rep);
   st.status->update([&](messages::sync_status::snapshot& s) {
     ++s.runs;
     s.last_duration_ms = rep.duration_ms;
@@ -81,6 +80,7 @@ sync_report run_once(self_ptr self) {
       s.rows_written += rep.synced;
       s.repaired += rep.repaired;
       s.rejected_total += rep.rejected;
+      s.last_partitions = rep.partitions;
       s.postgres_up = true;
       s.next_attempt_ms = 0;
     } else {
@@ -92,6 +92,8 @@ sync_report run_once(self_ptr self) {
     }
     s.circuit = model::to_string(is);
   });
+  if (st.opts->on_run) // after the status, which it may read
+    st.opts->on_run(rep);
   if (!rep.ok)
     log(st, "warn",
         "sync failed (" + std::to_string(st.circuit.failures()) + " in a row, next attempt in " +

@@ -264,19 +264,31 @@ bool sync_engine::acquire(std::size_t set, std::size_t worker) {
   auto key = keys_.lease(set);
   auto ttl = std::to_string(settings_.lease_ttl.count());
   auto r = call({"SET", key, settings_.node_id, "NX", "PX", ttl}, worker);
-  if (r.type == redis::reply::kind::status)
+  if (r.type == redis::reply::kind::status) {
+    holding_[set] = true;
     return true;
+  }
   // Our own lease left over from a run that failed half-way: take it again.
   auto holder = call({"GET", key}, worker);
   if (holder.type == redis::reply::kind::string && holder.str == settings_.node_id) {
     call({"PEXPIRE", key, ttl}, worker);
+    holding_[set] = true;
     return true;
   }
   return false;
 }
 
 void sync_engine::release(std::size_t set, std::size_t worker) {
+  holding_[set] = false; // a release that fails leaves the lease to expire: not held either way
   eval(lease_release_script(), {keys_.lease(set)}, {settings_.node_id}, worker);
+}
+
+std::vector<std::size_t> sync_engine::holding() const {
+  std::vector<std::size_t> out;
+  for (std::size_t p = 0; p < holding_.size(); ++p)
+    if (holding_[p])
+      out.push_back(p);
+  return out;
 }
 
 std::int64_t sync_engine::backlog() {
@@ -682,6 +694,7 @@ void sync_engine::sync_set(std::size_t set, std::size_t worker, sync_counts& cou
     throw;
   }
   release(set, worker);
+  counts.partitions.push_back(set);
 }
 
 sync_counts sync_engine::run() {
@@ -719,6 +732,7 @@ sync_counts sync_engine::run() {
     total.redis_wait_us += mine.redis_wait_us;
     total.indexed += mine.indexed;
     total.undecryptable += mine.undecryptable;
+    total.partitions.insert(total.partitions.end(), mine.partitions.begin(), mine.partitions.end());
   };
   std::vector<std::thread> helpers;
   auto workers = std::min(pg_.size(), sets.size());
@@ -731,6 +745,7 @@ sync_counts sync_engine::run() {
     std::rethrow_exception(first_error);
   total.upgraded = upgraded;
   total.resealed = rotate_step();
+  std::sort(total.partitions.begin(), total.partitions.end());
   // Nothing was dirty, so nothing went to PostgreSQL: ask it, or an idle node would report it up
   // (sessiond_postgres_up, /readyz) however long it has been gone.
   if (total.statements == 0)

@@ -12,6 +12,7 @@
 #include "model/key_layout.hpp"
 #include "model/ttl.hpp"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -82,6 +83,7 @@ struct sync_counts {
   std::uint64_t upgraded = 0;      ///< sessions moved from layout 1 to layout 2
   std::uint64_t resealed = 0;      ///< values the rotation pass re-encrypted
   std::uint64_t undecryptable = 0; ///< dirty sessions set aside: their data did not decrypt
+  std::vector<std::size_t> partitions; ///< partitions this run drained under its lease, sorted
 };
 
 /// One dirty session as read from Redis (sync_read, or HGETALL); `present` is false when its key
@@ -133,6 +135,8 @@ public:
   std::uint64_t rotate_step();
   /// Sessions in the rejected hash (HLEN). Throws sync_error when Redis fails.
   std::int64_t rejected();
+  /// The partitions whose lease this engine holds now (a run in progress), sorted. Any thread.
+  std::vector<std::size_t> holding() const;
   /// Connects to PostgreSQL now if not connected (throws sync_error).
   void ping_postgres();
 
@@ -184,6 +188,8 @@ private:
   std::atomic<bool> rejected_present_{false};
   std::atomic<std::size_t> refused_in_run_{0};
   model::key_layout keys_;
+  /// Partitions whose lease is held now (set by acquire, cleared by release).
+  std::array<std::atomic<bool>, model::sync_partitions> holding_{};
   // The upgrade pass (sync thread only).
   bool upgrade_checked_ = false;
   int upgrade_phase_ = 0;                 ///< 0 dirty sets, 1 sessions, 2 user indexes

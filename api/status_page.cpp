@@ -123,6 +123,17 @@ const char* const page = R"html(<!DOCTYPE html>
     </table>
   </section>
   <section class="wide">
+    <h2>Nodes</h2>
+    <p class="meta">the sessiond nodes sharing this Redis, from <code>/v1/cluster</code>
+      · sync partitions <span id="cluster-partitions" class="v">…</span></p>
+    <table>
+      <thead><tr><th>node</th><th>mode</th><th>address</th><th>version</th>
+        <th>last seen (s ago)</th><th>live</th><th>partitions last sync</th>
+        <th>leases held now</th></tr></thead>
+      <tbody id="cluster-nodes"><tr><td colspan="8">…</td></tr></tbody>
+    </table>
+  </section>
+  <section class="wide">
     <h2>Redis topology</h2>
     <p class="meta"><span id="topology-kind" class="v">…</span>
       · slots unserved <span id="topology-unserved" class="v">…</span>
@@ -373,6 +384,43 @@ function renderTopology(s) {
     body.append(tr);
   });
 }
+// One row per node of /v1/cluster: its sync partitions are those its last successful run
+// drained (a partition belongs to whichever node takes its lease next, not to a node).
+function renderNodes(c) {
+  const body = $("cluster-nodes");
+  body.replaceChildren();
+  let partitions = null;
+  c.nodes.forEach((n, i) => {
+    const tr = document.createElement("tr");
+    tr.id = "cluster-node-" + i;
+    const s = n.sync || {};
+    if (s.enabled && isNum(s.partitions)) partitions = s.partitions;
+    const ranges = (s.last_run_partitions || []).map(([a, b]) => a === b ? String(a) : a + "-" + b);
+    tr.append(cell(n.id + (n.self ? " (this node)" : "")), cell(n.mode || none),
+              cell(n.address || none), cell(n.version || none),
+              cell(isNum(n.age_ms) && n.age_ms >= 0 ? (n.age_ms / 1000).toFixed(1) : none),
+              cell(n.live ? "yes" : "no", n.live ? "ok" : "bad"),
+              cell(!s.enabled ? "no sync"
+                   : int(s.last_run_partition_count) +
+                     (ranges.length ? " (" + ranges.slice(0, 8).join(", ") +
+                                      (ranges.length > 8 ? ", …" : "") + ")" : "")),
+              cell(s.enabled ? int(s.holding_count) : none));
+    body.append(tr);
+  });
+  set("cluster-partitions", partitions == null ? none : int(partitions));
+}
+async function refreshNodes(headers) {
+  try {
+    const res = await fetch("/v1/cluster", { cache: "no-store", headers });
+    if (!res.ok) throw new Error("HTTP " + res.status);
+    renderNodes(await res.json());
+  } catch (e) {
+    const body = $("cluster-nodes");
+    const tr = document.createElement("tr");
+    tr.append(cell("Cannot load /v1/cluster: " + e.message, "bad"));
+    body.replaceChildren(tr);
+  }
+}
 // With auth on, /v1/status needs an admin token: open the page as /#token=<admin token>. The
 // fragment is never sent to the server (so it is in no access log); it is kept in this tab's
 // sessionStorage and taken out of the address bar at once.
@@ -398,6 +446,7 @@ async function refresh() {
     renderCache(status);
     renderTopology(status);
     renderHistory(status);
+    await refreshNodes(headers);
     $("error").hidden = true;
     $("updated").textContent = new Date().toLocaleTimeString();
   } catch (e) {

@@ -3,6 +3,7 @@
 
 #include "adapters/redis/slots.hpp"
 #include "app/node_registry.hpp"
+#include "model/key_layout.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -49,7 +50,7 @@ json nodes_json(const redis::reply& registry, const redis::reply& info, const no
     if (auto it = infos.find(id); it != infos.end()) {
       auto j = json::parse(it->second, nullptr, false);
       if (j.is_object())
-        for (const char* k : {"address", "version", "started_ms"})
+        for (const char* k : {"address", "version", "started_ms", "sync"})
           if (j.contains(k))
             n[k] = j[k];
     }
@@ -64,8 +65,32 @@ std::string node_info_key(const std::string& key_prefix) {
   return key_prefix + "{nodes}info";
 }
 
-std::string node_info_value(const node_identity& self) {
-  return json{{"address", self.address}, {"version", self.version}, {"started_ms", self.started_ms}}
+json ranges_json(const std::vector<std::size_t>& sorted) {
+  json out = json::array();
+  for (std::size_t i = 0; i < sorted.size();) {
+    std::size_t j = i;
+    while (j + 1 < sorted.size() && sorted[j + 1] == sorted[j] + 1)
+      ++j;
+    out.push_back({sorted[i], sorted[j]});
+    i = j + 1;
+  }
+  return out;
+}
+
+std::string node_info_value(const node_identity& self, const sync_activity& sync) {
+  json s{{"enabled", sync.enabled}};
+  if (sync.enabled) {
+    s["partitions"] = model::sync_partitions;
+    s["last_run_ms"] = sync.last_run_ms;
+    s["last_run_partitions"] = ranges_json(sync.last_run);
+    s["last_run_partition_count"] = sync.last_run.size();
+    s["holding"] = ranges_json(sync.holding);
+    s["holding_count"] = sync.holding.size();
+  }
+  return json{{"address", self.address},
+              {"version", self.version},
+              {"started_ms", self.started_ms},
+              {"sync", std::move(s)}}
       .dump();
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace sessiond::app {
 
@@ -23,8 +24,20 @@ struct node_identity {
   std::int64_t started_ms = 0;
 };
 
+/// The sync work a node reports with its identity (refreshed with its registry entry): which
+/// sync partitions it drained in its last successful run and which leases it holds right now.
+struct sync_activity {
+  bool enabled = false;              ///< this node runs the sync (sessions.mode has one)
+  std::vector<std::size_t> last_run; ///< partitions the last successful run drained, sorted
+  std::int64_t last_run_ms = 0;      ///< wall time of that run; 0 never
+  std::vector<std::size_t> holding;  ///< partitions whose lease is held now, sorted
+};
+
 std::string node_info_key(const std::string& key_prefix);
-std::string node_info_value(const node_identity& self);
+std::string node_info_value(const node_identity& self, const sync_activity& sync = {});
+
+/// Sorted numbers as [first, last] ranges: {1, 2, 3, 7} → [[1, 3], [7, 7]].
+nlohmann::json ranges_json(const std::vector<std::size_t>& sorted);
 
 /// The "redis" member of GET /v1/cluster and /v1/status: {"cluster": bool, "masters": [...],
 /// "topology_age_ms", "redirects": {"moved", "ask"}, "retries", "refreshes"}.

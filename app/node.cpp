@@ -73,6 +73,7 @@ nlohmann::json sync_report_json(const messages::sync_report& r) {
           {"repaired", r.repaired},
           {"rejected", r.rejected},
           {"skipped_sets", r.skipped_sets},
+          {"partitions", r.partitions.size()},
           {"duration_ms", r.duration_ms}};
 }
 
@@ -386,9 +387,22 @@ struct node::impl {
     redis::command_wait(*redis, 0, info_entry(), limit);
   }
 
-  /// The HSET of this node's address and version, beside its registry entry.
+  /// The HSET of this node's address, version and sync partitions, beside its registry entry.
   std::vector<std::string> info_entry() {
-    return {"HSET", node_info_key(cfg.redis.key_prefix), cfg.node.id, node_info_value(identity)};
+    sync_activity activity;
+    if (sync_engine) {
+      auto sy = sync_status->get();
+      activity = {true, std::move(sy.last_partitions), sy.last_success_ms, sync_engine->holding()};
+    }
+    return {"HSET", node_info_key(cfg.redis.key_prefix), cfg.node.id,
+            node_info_value(identity, activity)};
+  }
+
+  /// Writes this node's info entry now, unless the node left the registry (stopping).
+  void publish_info() {
+    std::lock_guard<std::mutex> guard{registry_mtx};
+    if (!registry_left && redis)
+      redis->command(0, info_entry(), [](redis::errc, redis::reply&&) {});
   }
 
   /// The HSET that writes this node's entry, seen now.
@@ -545,6 +559,8 @@ struct node::impl {
     opts->on_run = [this](const messages::sync_report& r) {
       if (node_meters)
         node_meters->observe_sync(r);
+      if (r.ok)
+        publish_info(); // GET /v1/cluster shows the partitions this run drained at once
     };
     sync_opts = std::move(opts);
   }

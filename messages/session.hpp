@@ -86,7 +86,8 @@ struct session_op {
   session_op_kind kind = session_op_kind::get;
   std::string id;      ///< session id (user id for list_user / revoke_user)
   std::string user_id; ///< put
-  std::string body;    ///< put: data JSON; patch: merge patch JSON
+  std::string body;    ///< put: data JSON; patch: merge patch JSON, then the merged data written
+  std::string patch;   ///< patch: the merge patch as sent, applied again by each retry
   std::optional<std::int64_t> ttl_s;
   std::optional<model::etag_condition> if_match;
   std::optional<model::etag_condition> if_none_match;

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sessiond::messages {
 
@@ -26,7 +27,8 @@ struct sync_report {
   std::uint64_t skipped_sets = 0; ///< dirty sets another node was syncing
   std::uint64_t rejected = 0;     ///< sessions PostgreSQL refused, moved to the rejected hash
   std::int64_t duration_ms = 0;
-  std::string error; ///< when !ok
+  std::vector<std::size_t> partitions; ///< the sync partitions this run drained, sorted
+  std::string error;                   ///< when !ok
 };
 
 /// What /v1/status, /readyz and /metrics read about syncing (sync_status::snapshot).
@@ -44,6 +46,8 @@ struct sync_snapshot {
   bool postgres_up = false;          ///< the last PostgreSQL contact succeeded
   std::string circuit = "closed";    ///< closed | open | half-open
   std::string last_error;            ///< of the last failed run
+  /// The sync partitions the last successful run drained under this node's lease (sorted).
+  std::vector<std::size_t> last_partitions;
 };
 
 /// Written by the sync actor only; read by the node without asking the actor (which is blocked

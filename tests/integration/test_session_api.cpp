@@ -1,5 +1,8 @@
 // The session API end to end against the real Redis: every path and status of the contract,
-// concurrency on one session, preconditions, revocation and TTL expiry.
+// concurrency on one session, preconditions, revocation and TTL expiry. With
+// SESSIOND_TEST_NODES=3 (test_session_api_on_three_nodes) each case runs against three nodes
+// sharing one key prefix, and every client sends its requests to the nodes in turn, so one
+// session's PUT, PATCH, GET and DELETE go through different nodes.
 #include "adapters/redis/client.hpp"
 #include "model/key_layout.hpp"
 #include "support.hpp"
@@ -11,21 +14,72 @@
 #include <atomic>
 #include <cstdlib>
 #include <future>
+#include <memory>
 #include <thread>
 #include <vector>
 
 using namespace sessiond;
-using test::client;
 using json = nlohmann::json;
 
 namespace {
 
+/// SESSIOND_TEST_NODES, 1 when unset.
+std::size_t node_count() {
+  const char* v = std::getenv("SESSIOND_TEST_NODES");
+  return v != nullptr && std::atoi(v) > 1 ? static_cast<std::size_t>(std::atoi(v)) : 1;
+}
+
+/// node_count() nodes of one config (their own node ids), as a deployment runs them.
 struct running_node {
-  app::node node;
-  std::uint16_t port;
-  explicit running_node(config::config c) : node(std::move(c)), port(node.start()) {
-    REQUIRE(test::eventually([&] { return node.stats().redis_up; }));
+  std::vector<std::unique_ptr<app::node>> nodes;
+  std::vector<std::uint16_t> ports;
+  std::uint16_t port; ///< the first node's: for what one node answers alone (its /metrics)
+  explicit running_node(const config::config& c, const model::clock& clk = model::system_clock()) {
+    for (std::size_t i = 0; i < node_count(); ++i) {
+      auto ci = c;
+      if (i > 0)
+        ci.node.id = c.node.id + "-" + std::to_string(i);
+      nodes.push_back(std::make_unique<app::node>(std::move(ci), clk));
+      ports.push_back(nodes.back()->start());
+      REQUIRE(test::eventually([&] { return nodes.back()->stats().redis_up; }));
+    }
+    port = ports.front();
   }
+};
+
+/// One keep-alive connection to each node; each call goes to the next node in turn.
+class client {
+public:
+  explicit client(const running_node& n) {
+    for (auto p : n.ports)
+      conns_.push_back(std::make_unique<test::client>(p));
+  }
+  /// One node only.
+  explicit client(std::uint16_t port) { conns_.push_back(std::make_unique<test::client>(port)); }
+
+  test::reply call(test::bhttp::verb verb, const std::string& target, const std::string& body = "",
+                   std::map<std::string, std::string> headers = {}) {
+    return next().call(verb, target, body, std::move(headers));
+  }
+  test::reply get(const std::string& t, std::map<std::string, std::string> h = {}) {
+    return next().get(t, std::move(h));
+  }
+  test::reply put(const std::string& t, const std::string& b,
+                  std::map<std::string, std::string> h = {}) {
+    return next().put(t, b, std::move(h));
+  }
+  test::reply patch(const std::string& t, const std::string& b,
+                    std::map<std::string, std::string> h = {}) {
+    return next().patch(t, b, std::move(h));
+  }
+  test::reply del(const std::string& t, std::map<std::string, std::string> h = {}) {
+    return next().del(t, std::move(h));
+  }
+
+private:
+  test::client& next() { return *conns_[turn_++ % conns_.size()]; }
+  std::vector<std::unique_ptr<test::client>> conns_;
+  std::size_t turn_ = 0;
 };
 
 std::string body(const std::string& uid, const std::string& data = R"({"k":"v"})") {
@@ -36,7 +90,7 @@ std::string body(const std::string& uid, const std::string& data = R"({"k":"v"})
 
 TEST_CASE("PUT creates (201) then replaces (200) a session, GET reads it with its ETag") {
   running_node n(test::test_config());
-  client c(n.port);
+  client c(n);
   auto created = c.put("/v1/sessions/s1", body("u1", R"({"a":1})"));
   REQUIRE(created.status == 201);
   CHECK(created.header("ETag") == "\"1\"");
@@ -62,7 +116,7 @@ TEST_CASE("PUT creates (201) then replaces (200) a session, GET reads it with it
 
 TEST_CASE("PATCH merges data (RFC 7396) and bumps the version") {
   running_node n(test::test_config());
-  client c(n.port);
+  client c(n);
   REQUIRE(c.put("/v1/sessions/p1", body("u1", R"({"a":1,"b":{"c":2}})")).status == 201);
   auto r = c.patch("/v1/sessions/p1", R"({"b":{"c":null,"d":3},"e":4})");
   REQUIRE(r.status == 200);
@@ -76,7 +130,7 @@ TEST_CASE("PATCH merges data (RFC 7396) and bumps the version") {
 
 TEST_CASE("preconditions: stale If-Match gets 412, If-None-Match * makes PUT create-only") {
   running_node n(test::test_config());
-  client c(n.port);
+  client c(n);
   REQUIRE(c.put("/v1/sessions/c1", body("u1")).status == 201);
   REQUIRE(c.put("/v1/sessions/c1", body("u1")).status == 200);
   auto stale = c.put("/v1/sessions/c1", body("u1"), {{"If-Match", "\"1\""}});
@@ -94,7 +148,7 @@ TEST_CASE("preconditions: stale If-Match gets 412, If-None-Match * makes PUT cre
 
 TEST_CASE("DELETE revokes: 204, then 404, and a late PUT cannot bring the session back") {
   running_node n(test::test_config());
-  client c(n.port);
+  client c(n);
   REQUIRE(c.put("/v1/sessions/r1", body("u1")).status == 201);
   CHECK(c.del("/v1/sessions/r1").status == 204);
   CHECK(c.get("/v1/sessions/r1").status == 404);
@@ -111,7 +165,7 @@ TEST_CASE("DELETE revokes: 204, then 404, and a late PUT cannot bring the sessio
 
 TEST_CASE("a user's sessions are listed and revoked all at once") {
   running_node n(test::test_config());
-  client c(n.port);
+  client c(n);
   for (int i = 0; i < 5; ++i)
     REQUIRE(c.put("/v1/sessions/us" + std::to_string(i), body("alice")).status == 201);
   REQUIRE(c.put("/v1/sessions/other", body("bob")).status == 201);
@@ -132,12 +186,12 @@ TEST_CASE("a user's sessions are listed and revoked all at once") {
 
 TEST_CASE("100 concurrent PATCHes to one session all land") {
   running_node n(test::test_config());
-  REQUIRE(client(n.port).put("/v1/sessions/hot", body("u1", "{}")).status == 201);
+  REQUIRE(client(n).put("/v1/sessions/hot", body("u1", "{}")).status == 201);
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 10; ++t)
     threads.emplace_back([&, t] {
-      client c(n.port);
+      client c(n);
       for (int i = 0; i < 10; ++i) {
         auto field = "f" + std::to_string(t * 10 + i);
         if (c.patch("/v1/sessions/hot", "{\"" + field + "\":true}").status == 200)
@@ -147,16 +201,50 @@ TEST_CASE("100 concurrent PATCHes to one session all land") {
   for (auto& t : threads)
     t.join();
   CHECK(ok == 100);
-  auto j = json::parse(client(n.port).get("/v1/sessions/hot").body);
+  auto j = json::parse(client(n).get("/v1/sessions/hot").body);
   CHECK(j["data"].size() == 100);
   CHECK(j["version"] == 101);
+}
+
+TEST_CASE("concurrent PATCHes changing different fields of one session each keep their change") {
+  // Through several nodes a PATCH can lose its compare-and-set to another node's: it must merge
+  // its own patch again on the new version, not write back the document it merged before (which
+  // would undo the other node's change).
+  running_node n(test::test_config());
+  REQUIRE(client(n).put("/v1/sessions/fields", body("u1", "{}")).status == 201);
+  constexpr int writers = 4, rounds = 25;
+  std::atomic<int> ok{0}, stale{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < writers; ++t)
+    threads.emplace_back([&, t] {
+      client c(n);
+      for (int skip = 0; skip < t; ++skip) // start each writer on another node
+        c.get("/healthz");
+      auto field = "f" + std::to_string(t);
+      for (int i = 0; i < rounds; ++i) {
+        auto r = c.patch("/v1/sessions/fields", "{\"" + field + "\":" + std::to_string(i) + "}");
+        if (r.status != 200)
+          continue;
+        ok++;
+        if (json::parse(r.body)["data"][field] != i)
+          stale++;
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(ok == writers * rounds);
+  CHECK(stale == 0);
+  auto j = json::parse(client(n).get("/v1/sessions/fields").body);
+  for (int t = 0; t < writers; ++t)
+    CHECK(j["data"]["f" + std::to_string(t)] == rounds - 1);
+  CHECK(j["version"] == writers * rounds + 1);
 }
 
 TEST_CASE("a session expires after its idle TTL and reads slide it") {
   auto cfg = test::test_config();
   cfg.sessions.touch_interval_s = 0;
   running_node n(cfg);
-  client c(n.port);
+  client c(n);
   REQUIRE(c.put("/v1/sessions/short", R"({"user_id":"u","data":{},"ttl_s":1})").status == 201);
   REQUIRE(c.put("/v1/sessions/slide", R"({"user_id":"u","data":{},"ttl_s":2})").status == 201);
   // Keep reading `slide` more often than its TTL: it stays; `short` is never read again.
@@ -173,7 +261,7 @@ TEST_CASE("a session expires after its idle TTL and reads slide it") {
 
 TEST_CASE("healthz answers 200 and readyz names Redis") {
   running_node n(test::test_config());
-  client c(n.port);
+  client c(n);
   CHECK(c.get("/healthz").status == 200);
   auto r = c.get("/readyz");
   CHECK(r.status == 200);
@@ -184,10 +272,10 @@ TEST_CASE("a body over the configured limit answers 413 and changes nothing") {
   auto cfg = test::test_config();
   cfg.http.max_body_bytes = 2048;
   running_node n(cfg);
-  client c(n.port);
+  client c(n);
   auto big = c.put("/v1/sessions/big", body("u", "{\"v\":\"" + std::string(4096, 'x') + "\"}"));
   CHECK(big.status == 413);
-  CHECK(client(n.port).get("/v1/sessions/big").status == 404);
+  CHECK(client(n).get("/v1/sessions/big").status == 404);
 }
 
 namespace {
@@ -204,7 +292,7 @@ double sample_value(const std::string& text, const std::string& series) {
 
 TEST_CASE("/metrics counts requests exactly by route, method and status, and promtool accepts it") {
   running_node n(test::test_config());
-  client c(n.port);
+  client c(n.port); // one node's counters: its requests only
   REQUIRE(c.put("/v1/sessions/m1", body("u1")).status == 201);
   REQUIRE(c.put("/v1/sessions/m1", body("u1")).status == 200);
   for (int i = 0; i < 3; ++i)
@@ -246,7 +334,7 @@ TEST_CASE("metrics.enabled = false turns /metrics off") {
   auto cfg = test::test_config();
   cfg.metrics.enabled = false;
   running_node n(cfg);
-  CHECK(client(n.port).get("/metrics").status == 404);
+  CHECK(client(n).get("/metrics").status == 404);
 }
 
 TEST_CASE("the per-user index: a listing trims ids of revoked or expired sessions, and the index "
@@ -255,10 +343,8 @@ TEST_CASE("the per-user index: a listing trims ids of revoked or expired session
   auto cfg = test::test_config();
   cfg.sessions.touch_interval_s = 0;
   cfg.sessions.max_lifetime_s = 120;
-  app::node node(cfg, clk);
-  auto port = node.start();
-  REQUIRE(test::eventually([&] { return node.stats().redis_up; }));
-  client c(port);
+  running_node n(cfg, clk);
+  client c(n);
   test::redis_probe rc(cfg.redis.url);
   auto index = model::key_layout{cfg.redis.key_prefix}.user("trim");
   auto members = [&] {

@@ -235,6 +235,15 @@ TEST_CASE("the status page renders every figure of /v1/status in headless Chromi
   REQUIRE(master.size() == 6);
   CHECK(master[1] == "16384");
   CHECK(master[4] == "yes");
+  // The nodes of /v1/cluster: this one, live, with its sync partitions (none synced yet: 0).
+  auto node = row_cells(dom, "cluster-node-0");
+  REQUIRE(node.size() == 8);
+  CHECK(node[0] == "page-node (this node)");
+  CHECK(node[1] == "redis-primary");
+  CHECK(node[5] == "yes");
+  CHECK(is_number(node[6].substr(0, node[6].find(' '))));
+  CHECK(node[7] == "0");
+  CHECK(text_of(dom, "cluster-partitions") == "1024");
   // The charts: a line with a point for the recorded history (the node records one as it
   // starts) and one for now. The sync backlog is not known yet at the very start: its chart may
   // begin with the live point alone.
