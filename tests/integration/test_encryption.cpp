@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace sessiond;
@@ -346,4 +347,37 @@ TEST_CASE("with encryption on, cache values are sealed in Redis too; one copied 
   CHECK(copied.status == 404);
   CHECK(copied.body.find("hunter2") == std::string::npos);
   CHECK(json::parse(c2.get("/v1/status").body)["cache"]["undecryptable"] == 1);
+}
+
+TEST_CASE("with encryption on, concurrent PATCHes of different fields through two nodes each keep "
+          "their change (a retry merges on the sealed fields the write script sends back)") {
+  keys_file f;
+  f.write(key_line("k1", 'a'));
+  auto cfg = enc_config(f);
+  running_node n1(cfg);
+  auto cfg2 = cfg;
+  cfg2.node.id = "test-node-2";
+  running_node n2(cfg2);
+  REQUIRE(client(n1.port).put("/v1/sessions/race", body("ru", "{}")).status == 201);
+  constexpr int writers = 4, rounds = 25;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < writers; ++t)
+    threads.emplace_back([&, t] {
+      client c(t % 2 == 0 ? n1.port : n2.port);
+      auto field = "f" + std::to_string(t);
+      for (int i = 0; i < rounds; ++i)
+        if (c.patch("/v1/sessions/race", "{\"" + field + "\":" + std::to_string(i) + "}").status ==
+            200)
+          ok++;
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(ok == writers * rounds);
+  auto j = json::parse(client(n2.port).get("/v1/sessions/race").body);
+  for (int t = 0; t < writers; ++t)
+    CHECK(j["data"]["f" + std::to_string(t)] == rounds - 1);
+  CHECK(j["version"] == writers * rounds + 1);
+  test::redis_probe rc(cfg.redis.url);
+  CHECK(crypto::envelope_key_id(stored(rc, cfg, "race")) == "k1");
 }
