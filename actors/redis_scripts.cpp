@@ -17,6 +17,14 @@ end
 -- Integers as text without going through '%.17g' (Redis formats Lua numbers given to
 -- redis.call that way, which showed up as the top cost of the write path).
 local function int(x) return string.format('%d', x) end
+-- The key id of a sealed value (envelope v1: byte 0xE1, id length, id, …) when it is not among
+-- `known` (space separated); nil for plaintext and for a known key.
+local function sealed_key_missing(d, known)
+  if not d or string.byte(d, 1) ~= 225 then return nil end
+  local id = string.sub(d, 3, 2 + (string.byte(d, 2) or 0))
+  if string.find(' ' .. (known or '') .. ' ', ' ' .. id .. ' ', 1, true) then return nil end
+  return id
+end
 )lua";
 
 // KEYS: session, dirty (one slot). ARGV: id, user_id, data, now_ms, ttl_s, max_lifetime_s,
@@ -24,12 +32,14 @@ local function int(x) return string.format('%d', x) end
 // layout 1 may hold this session, so a missing key answers -409 instead of creating it),
 // fields ('1': a failed condition on a session that exists answers {-412, version, fields}, the
 // fields as HMGET v u st ca la ex ttl d t reads them, so a PATCH that lost a race merges again
-// without another read).
+// without another read), the key ids of the node's keyring (space separated): a stored value
+// sealed under a key id not in that list is never replaced: {-500, version, key id} (restoring
+// the key makes it readable again).
 // Returns {200|201, version, created_ms, expires_ms, now_ms, index} or {code, version}; index is
 // '1' when the user index must learn the session (created, or moved to another user). Only the
 // fields that change are written: an update sets v la ex d t (u ttl when they changed).
 constexpr const char* write_body = R"lua(
-local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'ca', 'u', 'ttl')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'st', 'ca', 'u', 'ttl', 'd')
 local v = cur[1] or '0'
 if cur[2] == 'R' then return {-410, v} end
 local exists = cur[1] ~= false
@@ -40,6 +50,8 @@ if cond_fails(ARGV[7], exists, v) then
   end
   return {-412, v}
 end
+local missing = sealed_key_missing(cur[6], ARGV[11])
+if missing then return {-500, v, missing} end
 local ex = ARGV[8]
 if not exists then
   redis.call('HSET', KEYS[1], 'v', '1', 'u', ARGV[2], 'st', 'A', 'ca', ARGV[4], 'la', ARGV[4],
@@ -283,6 +295,17 @@ if redis.call('HGET', KEYS[1], 'v') == ARGV[1] then return redis.call('DEL', KEY
 return 0
 )lua";
 
+// The rotation pass. KEYS: session. ARGV: version read, the stored value read, the value sealed
+// under the current key. Replaces the value only when the session is still at that version with
+// that value (a write that landed meanwhile wins; no version change and no dirty mark: the data
+// is the same, PostgreSQL holds it already). Returns 1 replaced, 0 not.
+constexpr const char* reseal_body = R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[3])
+return 1
+)lua";
+
 } // namespace
 
 redis_scripts::redis_scripts()
@@ -299,6 +322,7 @@ redis_scripts::redis_scripts()
       mirror(std::string(apply_row) + mirror_body),
       put_back(std::string(apply_row) + put_back_body),
       upgrade_in(upgrade_in_body),
-      upgrade_out(upgrade_out_body) {}
+      upgrade_out(upgrade_out_body),
+      reseal(reseal_body) {}
 
 } // namespace sessiond::actors

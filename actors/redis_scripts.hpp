@@ -23,6 +23,7 @@ struct redis_scripts {
   redis::script put_back;    ///< repair a session written in PostgreSQL while Redis was down
   redis::script upgrade_in;  ///< layout 1 -> 2: copy a session to its new key
   redis::script upgrade_out; ///< layout 1 -> 2: delete the old key once copied
+  redis::script reseal;      ///< rotation: re-encrypt a value if the session did not change
   redis_scripts();
 };
 
@@ -32,6 +33,7 @@ enum script_code : long long {
   code_absent = -409, ///< write: no key of layout 2, and one of layout 1 may exist
   code_gone = -410,
   code_not_found = -404,
+  code_key_missing = -500, ///< write: the stored value is sealed under a key the node lacks
 };
 
 } // namespace sessiond::actors

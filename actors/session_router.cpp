@@ -106,6 +106,8 @@ void list_user(self_ptr self, session_op&& op) {
       return ptr->done->complete(std::move(l.failure));
     if (ptr->kind == session_op_kind::revoke_user)
       return revoke_all(handle, *ptr, std::move(l.sessions), l.postgres_failed);
+    if (l.undecryptable)
+      return ptr->done->complete(std::move(l.decrypt_failure));
     session_result r;
     r.status = 200;
     r.sessions = std::move(l.sessions);

@@ -184,14 +184,22 @@ std::vector<std::string> write_args(const shard_env& env, const std::string& id,
   auto now = env.clock->now_ms();
   return {id,
           user_id,
-          data,
+          env.crypto->seal(id, data), // every write is sealed under the current key
           std::to_string(now),
           std::to_string(ttl_s),
           std::to_string(env.policy.max_lifetime_s),
           cond,
           std::to_string(model::expires_at(now, now, ttl_s, env.policy)),
           legacy ? "1" : "0",
-          fields_on_conflict ? "1" : "0"};
+          fields_on_conflict ? "1" : "0",
+          env.crypto->known_ids()};
+}
+
+/// The 500 answer to a session whose stored data did not open; nothing is served or changed.
+session_result undecryptable(const crypto::opened& o) {
+  auto r = status_only(500, open_failure_detail(o));
+  r.undecryptable = true;
+  return r;
 }
 
 /// Slides the idle TTL after a read when due; sent on the shard's connection, so it reaches
@@ -214,7 +222,8 @@ void maybe_touch(const shard_env& env, std::size_t index, model::session& s) {
     env.on_touch(s);
 }
 
-/// Reads the session of an HMGET reply; 404/412 results when it cannot be used.
+/// Reads the session of an HMGET reply, its data opened; 404/412 results when it cannot be used,
+/// 500 when its data does not decrypt (key missing, or not this session's value).
 std::optional<session_result> check_read(const shard_env& env, const session_op& op,
                                          const redis::reply& r, model::session& s) {
   s.id = op.id;
@@ -223,6 +232,12 @@ std::optional<session_result> check_read(const shard_env& env, const session_op&
     return status_only(404, "no live session with this id");
   if (op.if_match && !op.if_match->any && op.if_match->version != s.version)
     return status_only(412, "the session is at version " + std::to_string(s.version));
+  if (crypto::is_envelope(s.data)) {
+    auto o = env.crypto->open(s.id, s.data);
+    if (o.code != crypto::errc::ok)
+      return undecryptable(o);
+    s.data = std::move(o.plaintext);
+  }
   return std::nullopt;
 }
 
@@ -261,6 +276,13 @@ session_result written(const shard_env& env, session_op& op, const redis::reply&
     return status_only(412, "the session is at version " + std::to_string(version));
   if (code == code_gone)
     return status_only(410, "this session id was revoked and cannot be reused");
+  if (code == code_key_missing) {
+    crypto::opened o;
+    o.code = crypto::errc::key_missing;
+    o.key_id = r.elements.size() > 2 ? r.elements[2].str : "";
+    env.crypto->key_missing.fetch_add(1, std::memory_order_relaxed);
+    return undecryptable(o);
+  }
   if (code == code_not_found || r.elements.size() < 4)
     return status_only(404, "no live session with this id");
   session_result res;

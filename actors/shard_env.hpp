@@ -3,6 +3,7 @@
 #pragma once
 
 #include "actors/redis_scripts.hpp"
+#include "actors/session_crypto.hpp"
 #include "adapters/postgres/sessions.hpp"
 #include "adapters/redis/client.hpp"
 #include "model/key_layout.hpp"
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +48,8 @@ struct shard_env {
   int wait_replicas = 0; ///< redis.wait_replicas: writes are acknowledged after WAIT saw these
   std::chrono::milliseconds wait_timeout{200};
   model::key_layout keys; ///< built from prefix by the node
+  /// Encryption of session data: every value written to Redis is sealed, every one read opened.
+  std::shared_ptr<session_crypto> crypto = std::make_shared<session_crypto>();
   /// Keys of layout 1 may still exist (until the upgrade pass found none): a miss in layout 2
   /// looks there before PostgreSQL, and a PUT does not create a session that layout 1 holds.
   mutable std::atomic<bool> legacy{false};
@@ -89,8 +93,9 @@ struct shard_env {
                  std::to_string(created_ms + policy.max_lifetime_s * 1000)},
                 [](redis::errc, redis::reply&&) {});
   }
-  /// The row layout of the restore, mirror and put_back scripts for a PostgreSQL row. The
-  /// idle TTL (not a column) is what is left between last activity and expiry.
+  /// The row layout of the restore, mirror and put_back scripts for a PostgreSQL row, its data
+  /// sealed (PostgreSQL holds it as plaintext jsonb). The idle TTL (not a column) is what is
+  /// left between last activity and expiry.
   std::vector<std::string> row_args(const postgres::session_row& row) const {
     auto ttl_s = std::clamp<std::int64_t>(
         (row.expires_at_ms - row.last_activity_at_ms + 999) / 1000, 1, policy.max_lifetime_s);
@@ -102,7 +107,7 @@ struct shard_env {
             std::to_string(row.last_activity_at_ms),
             std::to_string(row.expires_at_ms),
             std::to_string(ttl_s),
-            row.data,
+            crypto->seal(row.session_id, row.data),
             std::to_string(row.revoked_at_ms),
             std::to_string(tombstone_ttl_s * 1000)};
   }

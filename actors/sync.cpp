@@ -45,8 +45,11 @@ sync_report run_once(self_ptr self) {
     rep.partitions = std::move(c.partitions);
     if (c.rejected > 0)
       log(st, "warn",
-          "sync: PostgreSQL refused " + std::to_string(c.rejected) +
-              " sessions; they are set aside in the rejected hash (GET /v1/admin/sync/rejected), "
+          "sync: " + std::to_string(c.rejected) +
+              " sessions were not written (PostgreSQL refused them, or their data did not "
+              "decrypt: " +
+              std::to_string(c.undecryptable) +
+              "); they are set aside in the rejected hash (GET /v1/admin/sync/rejected), "
               "the last: " +
               c.last_rejection);
   } catch (const sync_error& e) {

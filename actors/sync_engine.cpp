@@ -87,6 +87,24 @@ dirty_entry make_entry(std::string id, const hash_fields& f, std::int64_t now_ms
   return e;
 }
 
+/// Opens the sealed data of a dirty session for PostgreSQL. Data that does not open is set aside
+/// (the entry's refusal) rather than written as garbage, except a tombstone's: a revocation must
+/// reach PostgreSQL, so it goes with data {} (a revoked session's data is never served).
+void open_data(const session_crypto& c, dirty_entry& e, sync_counts& counts) {
+  if (!e.present || !crypto::is_envelope(e.row.data))
+    return;
+  auto o = c.open(e.id, e.row.data);
+  if (o.code == crypto::errc::ok) {
+    e.row.data = std::move(o.plaintext);
+    return;
+  }
+  ++counts.undecryptable;
+  if (e.row.status == "REVOKED")
+    e.row.data = "{}";
+  else
+    e.refusal = "encryption: " + open_failure_detail(o);
+}
+
 /// An HGETALL reply (field, value, …) as hash_fields; unknown fields are ignored.
 hash_fields by_name(const redis::reply& h) {
   if (h.type != redis::reply::kind::array || h.elements.size() % 2 != 0)
@@ -467,6 +485,7 @@ std::vector<dirty_entry> sync_engine::await_read(batch_read& read, sync_counts& 
       throw sync_error(false, "Redis: " + read.hashes[i].str);
     entries.push_back(make_entry(std::move(read.ids[i]), by_name(read.hashes[i]), now));
     entries.back().marked_ms = read.marked[i];
+    open_data(*settings_.crypto, entries.back(), counts);
   }
   counts.read += entries.size();
   return entries;
@@ -513,13 +532,15 @@ void sync_engine::write_batch(std::size_t set, std::size_t worker,
   auto session_prefix = settings_.prefix + "s" + model::key_layout::tag(set) + ":";
   reindex(entries, worker, counts); // before the rows move out of the entries
   std::vector<postgres::session_row> rows;
+  std::vector<std::pair<std::string, std::string>> refused; // id, PostgreSQL's reason (or ours)
   rows.reserve(entries.size());
   for (auto& e : entries)
-    if (e.present)
+    if (e.present && !e.refusal.empty())
+      refused.emplace_back(e.id, e.refusal); // set aside like a row PostgreSQL refused
+    else if (e.present)
       rows.push_back(std::move(e.row));
-  auto to_write = rows.size();
+  auto to_write = rows.size() + refused.size();
   std::vector<std::string> written;
-  std::vector<std::pair<std::string, std::string>> refused;         // id, PostgreSQL's reason
   std::unordered_map<std::string, postgres::stored_version> stored; // of the rows not written
   auto started = std::chrono::steady_clock::now();
   try {
@@ -710,6 +731,7 @@ sync_counts sync_engine::run() {
     total.postgres_us += mine.postgres_us;
     total.redis_wait_us += mine.redis_wait_us;
     total.indexed += mine.indexed;
+    total.undecryptable += mine.undecryptable;
     total.partitions.insert(total.partitions.end(), mine.partitions.begin(), mine.partitions.end());
   };
   std::vector<std::thread> helpers;
@@ -722,6 +744,7 @@ sync_counts sync_engine::run() {
   if (first_error)
     std::rethrow_exception(first_error);
   total.upgraded = upgraded;
+  total.resealed = rotate_step();
   std::sort(total.partitions.begin(), total.partitions.end());
   // Nothing was dirty, so nothing went to PostgreSQL: ask it, or an idle node would report it up
   // (sessiond_postgres_up, /readyz) however long it has been gone.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "actors/redis_scripts.hpp"
+#include "actors/session_crypto.hpp"
 #include "adapters/postgres/client.hpp"
 #include "adapters/postgres/sessions.hpp"
 #include "adapters/redis/client.hpp"
@@ -46,6 +47,13 @@ struct sync_settings {
   std::size_t connections = 2; ///< dirty sets written in parallel, one PostgreSQL connection each
   /// Rows PostgreSQL refuses that one run sets aside (a table that refuses more fails the run).
   std::size_t max_rejected_per_run = 100;
+  /// Session data is opened before it goes to PostgreSQL (which keeps plaintext jsonb); shared
+  /// with the session path. The rotation pass re-seals values under older keys.
+  std::shared_ptr<session_crypto> crypto = std::make_shared<session_crypto>();
+  /// Session keys the rotation pass looks at per master and run (SCAN COUNT).
+  std::size_t rotate_batch = 1000;
+  /// A new rotation pass starts this long after the last one finished (0: at once).
+  std::int64_t rotate_interval_ms = 600000;
 };
 
 /// A sync step failed; the dirty marks of what was not written are still in Redis.
@@ -73,6 +81,8 @@ struct sync_counts {
   std::uint64_t redis_wait_us = 0; ///< time the workers waited for Redis replies (summed)
   std::uint64_t indexed = 0;       ///< new sessions added to their user's index again
   std::uint64_t upgraded = 0;      ///< sessions moved from layout 1 to layout 2
+  std::uint64_t resealed = 0;      ///< values the rotation pass re-encrypted
+  std::uint64_t undecryptable = 0; ///< dirty sessions set aside: their data did not decrypt
   std::vector<std::size_t> partitions; ///< partitions this run drained under its lease, sorted
 };
 
@@ -85,6 +95,8 @@ struct dirty_entry {
   std::string last_activity;
   std::int64_t marked_ms = 0; ///< the dirty mark's score (when it was first set)
   postgres::session_row row;
+  /// Not empty: the data did not decrypt (why, naming the key id); set aside, not written.
+  std::string refusal;
 };
 
 /// Parses sync_read's reply; `now_ms` decides ACTIVE vs EXPIRED. Throws sync_error on a reply
@@ -115,6 +127,12 @@ public:
   /// each master finds, then deletes layout 1's user indexes; once a whole pass found nothing,
   /// marks Redis upgraded and clears the flag. Returns the sessions moved. Throws sync_error.
   std::uint64_t upgrade_step();
+  /// One step of the rotation pass: SCANs up to rotate_batch session keys per master, re-seals
+  /// every value not under the current key (plaintext included; one reseal script each, fenced
+  /// by version and value) and counts the values per key id; at the end of a pass publishes the
+  /// counts (session_crypto::last_pass). Nothing while encryption is off. Returns the values
+  /// re-sealed. Throws sync_error.
+  std::uint64_t rotate_step();
   /// Sessions in the rejected hash (HLEN). Throws sync_error when Redis fails.
   std::int64_t rejected();
   /// The partitions whose lease this engine holds now (a run in progress), sorted. Any thread.
@@ -177,6 +195,9 @@ private:
   int upgrade_phase_ = 0;                 ///< 0 dirty sets, 1 sessions, 2 user indexes
   std::vector<std::string> scan_cursors_; ///< per master, "0" at the start of a pass
   std::uint64_t upgrade_found_ = 0;       ///< keys found in this pass
+  // The rotation pass (sync thread only).
+  std::vector<std::string> rotate_cursors_; ///< per master; empty: no pass under way
+  rotation_counts rotate_counts_;           ///< of the pass under way
 };
 
 /// The hash of sessions whose row PostgreSQL refused: id → "<partition> <version> <ms> <reason>".

@@ -61,6 +61,25 @@ bool missing(const redis::reply& r) {
          r.elements[0].type == redis::reply::kind::nil;
 }
 
+/// Opens a listed session's sealed data; one that does not open is listed with `{}` and makes
+/// the listing answer 500.
+void open_data(const shard_env& env, model::session& s, user_listing& out) {
+  if (!crypto::is_envelope(s.data))
+    return;
+  auto o = env.crypto->open(s.id, s.data);
+  if (o.code == crypto::errc::ok) {
+    s.data = std::move(o.plaintext);
+    return;
+  }
+  s.data = "{}";
+  if (out.undecryptable)
+    return;
+  out.undecryptable = true;
+  out.decrypt_failure.status = 500;
+  out.decrypt_failure.undecryptable = true;
+  out.decrypt_failure.detail = "session " + s.id + ": " + open_failure_detail(o);
+}
+
 void finish(const state_ptr& st) {
   const auto& env = *st->env;
   auto& out = st->out;
@@ -74,9 +93,10 @@ void finish(const state_ptr& st) {
       if (missing(*r) && i < st->legacy_replies.size() && !missing(st->legacy_replies[i]))
         r = &st->legacy_replies[i]; // not moved to layout 2 yet
       if (!missing(*r)) {
-        if (parse_session_fields(*r, s) && live_for(*st, s))
+        if (parse_session_fields(*r, s) && live_for(*st, s)) {
+          open_data(env, s, out);
           out.sessions.push_back(std::move(s));
-        else if (st->indexed.count(id))
+        } else if (st->indexed.count(id))
           trim.push_back(id);
         continue;
       }

@@ -26,6 +26,10 @@ struct user_listing {
   std::vector<model::session> sessions; ///< soonest expiry first, at most max_user_sessions
   /// Of `sessions`, those PostgreSQL alone reported (no key in Redis).
   std::size_t from_postgres = 0;
+  /// A session's data did not decrypt: a listing answers this 500 (naming the key id) rather
+  /// than serve it; a revoke of them all still revokes every session (it needs no data).
+  bool undecryptable = false;
+  messages::session_result decrypt_failure;
 };
 
 /// Lists `uid`'s live sessions; `done` runs once, on an I/O or PostgreSQL worker thread.

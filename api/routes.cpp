@@ -123,6 +123,9 @@ http::response session_body(unsigned status, const model::session& s) {
 }
 
 http::response error_result(session_result&& r) {
+  if (r.undecryptable)
+    return http::problem(500, "urn:sessiond:problem:undecryptable",
+                         "Session data cannot be decrypted", r.detail);
   switch (r.status) {
   case 404:
     return http::problem(404, "urn:sessiond:problem:not-found", "Session not found", r.detail);

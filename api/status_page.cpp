@@ -93,6 +93,14 @@ const char* const page = R"html(<!DOCTYPE html>
       <dt>circuit</dt><dd><span id="sync-circuit" class="v">…</span></dd>
     </dl>
   </section>
+  <section>
+    <h2>Encryption at rest</h2>
+    <dl>
+      <dt>current key</dt><dd><span id="enc-key" class="v">…</span></dd>
+      <dt>values not under it (last pass)</dt><dd><span id="enc-old" class="v">…</span></dd>
+      <dt>values that did not decrypt</dt><dd><span id="enc-errors" class="v">…</span></dd>
+    </dl>
+  </section>
   <section class="wide">
     <h2>Queues</h2>
     <table>
@@ -199,6 +207,18 @@ function render(s) {
   set("sync-rejected", int(rejected), isNum(rejected) && rejected > 0 ? "warn" : "");
   const circuit = pick(s, "sync.circuit");
   set("sync-circuit", circuit == null ? none : String(circuit), circuit === "open" ? "bad" : "");
+  const encKey = pick(s, "encryption.current_key");
+  set("enc-key", encKey == null ? "off (plaintext)" : String(encKey));
+  const pass = pick(s, "encryption.last_pass");
+  let old = null;
+  if (pass && encKey != null) {
+    old = pass.plaintext || 0;
+    for (const [id, n] of Object.entries(pass.by_key || {})) if (id !== encKey) old += n;
+  }
+  set("enc-old", old == null ? none : int(old), old > 0 ? "warn" : "");
+  const encErr = (pick(s, "encryption.errors.key_missing") || 0) +
+                 (pick(s, "encryption.errors.auth_failed") || 0);
+  set("enc-errors", int(encErr), encErr > 0 ? "bad" : "");
 }
 const svgNS = "http://www.w3.org/2000/svg";
 // A line per series over the history's points (null: no point), scaled to the largest value.

@@ -60,6 +60,7 @@ struct cache_service::impl {
       redis = own_redis.get();
     }
     store = std::make_unique<cache::store>(*redis, cfg.redis.key_prefix);
+    store->seal_with(d.keys);
     std::vector<std::string> names;
     for (const auto& [ns, unused] : cfg.cache.namespaces)
       names.push_back(ns);
@@ -311,6 +312,7 @@ json cache_service::status_json() const {
   return {{"degraded", !d.redis->connected()},
           {"subscribed", d.subscriber->subscribed()},
           {"redis_memory_used_ratio", d.memory_ratio.load()},
+          {"undecryptable", d.store->undecryptable()},
           {"namespaces", api::cache_namespaces_json(*d.env)}};
 }
 

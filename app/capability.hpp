@@ -1,6 +1,7 @@
 // What the node hands each capability it composes (the job queue, the cache): the configuration,
 // the node's Redis client (used unless the capability has a Redis URL of its own), the I/O
-// loops, the clock and the metrics registry. Pointers outlive the capability.
+// loops, the clock, the metrics registry and the encryption keyring. Pointers outlive the
+// capability.
 #pragma once
 
 #include "adapters/redis/client.hpp"
@@ -17,6 +18,10 @@ namespace sessiond::metrics {
 class Registry;
 } // namespace sessiond::metrics
 
+namespace sessiond::crypto {
+class keyring_holder;
+} // namespace sessiond::crypto
+
 namespace sessiond::app {
 
 struct capability_deps {
@@ -25,6 +30,8 @@ struct capability_deps {
   std::vector<boost::asio::io_context*> loops;
   const model::clock* clock = nullptr;
   metrics::Registry* registry = nullptr;
+  /// The node's encryption keyring (encryption.keys_file); the cache seals its values with it.
+  const crypto::keyring_holder* keys = nullptr;
 };
 
 } // namespace sessiond::app

@@ -1,5 +1,6 @@
 // sessiond: parse flags, load the configuration, run a node until SIGTERM/SIGINT; SIGHUP re-reads
 // the tokens files.
+#include "adapters/crypto/keyring.hpp"
 #include "app/auth.hpp"
 #include "app/log.hpp"
 #include "app/node.hpp"
@@ -26,7 +27,7 @@ Runs a sessiond node: the session API on Redis, written behind to PostgreSQL.
   --help           this text
 
 Every key can be overridden by SESSIOND_<SECTION>_<KEY>; see docs/configuration.md.
-SIGTERM or SIGINT stops the node gracefully; SIGHUP re-reads auth's tokens files.
+SIGTERM or SIGINT stops the node gracefully; SIGHUP re-reads auth's tokens files and encryption's keys file.
 )";
 
 struct flags {
@@ -76,8 +77,9 @@ std::thread signal_thread(sessiond::app::node& n, sigset_t set) {
       if (sigwait(&set, &sig) != 0)
         continue;
       if (sig == SIGHUP) {
-        sessiond::app::log_info("received SIGHUP, re-reading the tokens files");
+        sessiond::app::log_info("received SIGHUP, re-reading the tokens and keys files");
         n.reload_auth();
+        n.reload_encryption();
         continue;
       }
       sessiond::app::log_info(std::string("received ") + strsignal(sig) + ", shutting down");
@@ -117,8 +119,13 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  try { // the tokens files too: one that cannot be used is a configuration error
+  try { // the tokens and keys files too: one that cannot be used is a configuration error
     sessiond::app::load_tokens(cfg.auth);
+    if (!cfg.encryption.keys_file.empty())
+      sessiond::crypto::keyring::load_file(cfg.encryption.keys_file);
+  } catch (const sessiond::crypto::key_file_error& e) {
+    std::cerr << "config: encryption: " << e.what() << '\n';
+    return 2;
   } catch (const sessiond::config::config_error& e) {
     std::cerr << e.what() << '\n';
     return 2;

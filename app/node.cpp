@@ -18,6 +18,7 @@
 #include "app/auth.hpp"
 #include "app/cache.hpp"
 #include "app/cluster.hpp"
+#include "app/encryption.hpp"
 #include "app/log.hpp"
 #include "app/node_metrics.hpp"
 #include "app/node_registry.hpp"
@@ -141,6 +142,9 @@ struct node::impl {
   std::vector<std::thread> threads;
   std::unique_ptr<redis::client> redis;
   std::shared_ptr<actors::shard_env> env;
+  /// The keyring (encryption.keys_file) and its counters; shared by the session path and sync.
+  std::shared_ptr<actors::session_crypto> crypto = std::make_shared<actors::session_crypto>();
+  std::unique_ptr<encryption_metrics> crypto_meters;
   /// Sessions served from PostgreSQL: read-through on Redis misses, the modes, degraded.
   std::unique_ptr<postgres::pool> pg_pool;
   std::unique_ptr<session_modes> modes;
@@ -236,6 +240,7 @@ struct node::impl {
 
   void make_env() {
     env = std::make_shared<actors::shard_env>();
+    env->crypto = crypto;
     env->redis = redis.get();
     env->clock = &clock;
     env->policy.touch_interval_s = cfg.sessions.touch_interval_s;
@@ -540,6 +545,9 @@ struct node::impl {
     st.migrate = cfg.postgres.migrate_on_start;
     st.connections = static_cast<std::size_t>(cfg.sync.connections);
     st.max_rejected_per_run = static_cast<std::size_t>(cfg.sync.max_rejected_per_run);
+    st.crypto = crypto;
+    st.rotate_batch = static_cast<std::size_t>(cfg.encryption.rotate_batch);
+    st.rotate_interval_ms = cfg.encryption.rotate_interval_s * 1000;
     sync_engine = std::make_shared<actors::sync_engine>(*redis, env->scripts, postgres_options(cfg),
                                                         st, clock);
     auto opts = std::make_shared<actors::sync_options>();
@@ -779,6 +787,7 @@ struct node::impl {
                  {"circuit", sy.circuit},
                  {"interval_ms", cfg.sync.interval_ms},
                  {"last_error", sy.last_error}};
+    j["encryption"] = encryption_status(*crypto);
     j["queues"] = queues->status_json();
     if (cache)
       j["cache"] = cache->status_json();
@@ -893,8 +902,10 @@ struct node::impl {
     if (cfg.metrics.enabled) {
       o.metrics = std::make_shared<api::api_metrics>(*registry);
       node_meters = std::make_unique<node_metrics>(*registry, gate->shards(), cfg.sessions.mode);
+      crypto_meters = std::make_unique<encryption_metrics>(*registry);
       o.metrics_text = [this] {
         node_meters->update(sample());
+        crypto_meters->update(*crypto);
         return metrics::serialize(*registry);
       };
     }
@@ -984,6 +995,7 @@ std::uint16_t node::start() {
   auto& d = *impl_;
   set_log_level(d.cfg.node.log_level);
   d.auth = make_auth_gate(d.cfg, *d.registry); // a bad tokens file stops start-up before anything
+  load_keys(d.cfg.encryption, *d.crypto);      // so does a bad keys file
   d.redis = std::make_unique<redis::client>(d.loop_ptrs(), redis_options(d.cfg));
   d.make_env();
   d.make_modes();
@@ -1000,8 +1012,8 @@ std::uint16_t node::start() {
   d.queues = std::make_unique<queue_service>(
       queue_deps{&d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get()});
   if (d.cfg.cache.enabled)
-    d.cache = std::make_unique<cache_service>(
-        cache_deps{&d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get()});
+    d.cache = std::make_unique<cache_service>(cache_deps{
+        &d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get(), &d.crypto->keys});
   d.http = std::make_unique<http::server>(d.loop_ptrs(), http_options(d.cfg),
                                           api::routes(d.api_opts(), d.routes, d.gate));
   d.port = d.http->bind(); // a port in use fails here, before any thread or actor runs; clients
@@ -1085,6 +1097,11 @@ bool node::reload_auth() {
     return false;
   }
   return reload_tokens(d.cfg.auth, *d.auth);
+}
+
+bool node::reload_encryption() {
+  auto& d = *impl_;
+  return reload_keys(d.cfg.encryption, *d.crypto);
 }
 
 caf::actor_system& node::system() {

@@ -49,6 +49,9 @@ public:
   /// Re-reads auth's tokens files (what SIGHUP does): true when the new tokens are in use; a
   /// file that cannot be used keeps the old ones. Logs one line. Any thread, after start().
   bool reload_auth();
+  /// Re-reads encryption.keys_file (SIGHUP too): true when the new keys are in use; a file that
+  /// cannot be used keeps the old ones. Logs one line. Any thread, after start().
+  bool reload_encryption();
 
   caf::actor_system& system();
   messages::router_actor router() const;

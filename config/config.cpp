@@ -200,6 +200,19 @@ std::vector<key_spec> core_keys() {
       boolean("auth.protect_metrics", &at<&C::auth, &auth_section::protect_metrics>,
               "/metrics and the status page (GET /) need a token too; needs a tokens file"),
 
+      text("encryption.keys_file", &at<&C::encryption, &encryption_section::keys_file>,
+           valid_optional_path, "empty or a file path of printable characters",
+           "file of encryption keys, key_id:base64(32 bytes) per line (# comments), the first "
+           "the current key; session data is stored in Redis as AES-256-GCM; empty: plaintext; "
+           "re-read on SIGHUP"),
+      integer("encryption.rotate_batch", &at<&C::encryption, &encryption_section::rotate_batch>, 1,
+              100000,
+              "session keys the rotation pass scans per Redis master and sync run (SCAN COUNT)"),
+      integer("encryption.rotate_interval_s",
+              &at<&C::encryption, &encryption_section::rotate_interval_s>, 0, 604800,
+              "a new rotation pass (re-encrypt values under older keys, count them per key) "
+              "starts this long after the last one ended, in s; 0: at once"),
+
       text("redis.url", &at<&C::redis, &redis_s::url>, valid_redis_url,
            "a redis:// or rediss:// (TLS) URL without spaces",
            "Redis server, rediss:// for TLS; the password is masked when printed", true),

@@ -38,6 +38,13 @@ struct auth_section {
   bool protect_metrics = false;  ///< /metrics and the status page need a token too
 };
 
+/// [encryption]: session data encrypted at rest in Redis (docs/security.md). No file: plaintext.
+struct encryption_section {
+  std::string keys_file;                ///< "key_id:base64(32 bytes)" lines, the first is current
+  std::int64_t rotate_batch = 1000;     ///< [1, 100000] keys the rotation pass scans per master/run
+  std::int64_t rotate_interval_s = 600; ///< [0, 604800] a new rotation pass after this long
+};
+
 struct redis_section {
   std::string url = "redis://127.0.0.1:6379/0"; ///< secret: password masked when printed
   std::int64_t connections = 2;                 ///< [1, 64]
@@ -222,6 +229,7 @@ struct config {
   node_section node;
   http_section http;
   auth_section auth;
+  encryption_section encryption;
   redis_section redis;
   postgres_section postgres;
   sessions_section sessions;

@@ -41,7 +41,7 @@ inline const char* to_string(session_op_kind k) {
 }
 
 /// The outcome of one session operation. `status` is an HTTP status: 200, 201, 204, 304, 404,
-/// 410, 412, 413, 422, 503.
+/// 410, 412, 413, 422, 500 (undecryptable data), 503.
 struct session_result {
   unsigned status = 503;
   model::session session;               ///< for get/put/patch
@@ -49,6 +49,7 @@ struct session_result {
   std::int64_t count = 0;               ///< for revoke_user
   std::string detail;                   ///< problem detail for 4xx/5xx
   std::int64_t retry_after_s = 0;       ///< set with 503
+  bool undecryptable = false;           ///< a 500 because the stored data did not decrypt
 };
 
 /// Receives the result of one operation exactly once, on any thread. Destroyed without a

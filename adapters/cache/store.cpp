@@ -1,6 +1,8 @@
 // See store.hpp.
 #include "adapters/cache/store.hpp"
 
+#include "adapters/crypto/keyring.hpp"
+
 #include <memory>
 #include <vector>
 
@@ -10,6 +12,15 @@ namespace {
 
 using redis::errc;
 using redis::reply;
+
+/// Associated data of a cache value: it only opens under its own namespace and key.
+std::string value_aad(std::string_view ns, std::string_view key) {
+  std::string a = "cache:";
+  a += ns;
+  a += ':';
+  a += key;
+  return a;
+}
 
 /// KEYS[1] value key; ARGV: encoded entry, PX, channel, message (empty: no PUBLISH).
 const redis::script put_script{R"lua(
@@ -148,24 +159,47 @@ std::string store::lock_key(std::string_view ns, std::string_view key) const {
 }
 
 void store::get(std::size_t hint, std::string_view ns, std::string_view key, get_fn cb) {
-  redis_.command(hint, {"GET", value_key(ns, key)}, [cb = std::move(cb)](errc e, reply&& r) {
-    if (e != errc::ok || r.is_error())
-      return cb(false, std::nullopt);
-    if (r.type != reply::kind::string)
-      return cb(true, std::nullopt);
-    model::cache_entry entry;
-    if (!model::decode(r.str, entry))
-      return cb(true, std::nullopt);
-    cb(true, std::move(entry));
-  });
+  std::shared_ptr<const crypto::keyring> ring;
+  std::string aad;
+  if (keys_ != nullptr) {
+    ring = keys_->get();
+    aad = value_aad(ns, key);
+  }
+  redis_.command(hint, {"GET", value_key(ns, key)},
+                 [cb = std::move(cb), sealing = keys_ != nullptr, ring = std::move(ring),
+                  aad = std::move(aad), bad = undecryptable_](errc e, reply&& r) {
+                   if (e != errc::ok || r.is_error())
+                     return cb(false, std::nullopt);
+                   if (r.type != reply::kind::string)
+                     return cb(true, std::nullopt);
+                   std::string opened_value;
+                   const std::string* stored = &r.str;
+                   if (sealing && crypto::is_envelope(r.str)) {
+                     auto o = ring ? ring->open(aad, r.str) : crypto::open_without_keys(r.str);
+                     if (o.code != crypto::errc::ok) {
+                       bad->fetch_add(1, std::memory_order_relaxed);
+                       return cb(true, std::nullopt);
+                     }
+                     opened_value = std::move(o.plaintext);
+                     stored = &opened_value;
+                   }
+                   model::cache_entry entry;
+                   if (!model::decode(*stored, entry))
+                     return cb(true, std::nullopt);
+                   cb(true, std::move(entry));
+                 });
 }
 
 void store::put(std::size_t hint, std::string_view ns, std::string_view key,
                 const model::cache_entry& e, std::int64_t keep_ms, bool publish, done_fn cb) {
   std::string message =
       publish ? encode(invalidation{false, std::string(ns), std::string(key)}) : "";
+  auto value = model::encode(e);
+  if (keys_ != nullptr)
+    if (auto ring = keys_->get())
+      value = ring->seal(value_aad(ns, key), value);
   redis_.eval(hint, put_script, {value_key(ns, key)},
-              {model::encode(e), std::to_string(std::max<std::int64_t>(1, keep_ms)), channel_,
+              {std::move(value), std::to_string(std::max<std::int64_t>(1, keep_ms)), channel_,
                std::move(message)},
               [cb = std::move(cb)](errc e, reply&& r) {
                 bool ok = e == errc::ok && !r.is_error();

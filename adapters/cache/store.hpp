@@ -7,11 +7,17 @@
 #include "adapters/redis/client.hpp"
 #include "model/cache.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+
+namespace sessiond::crypto {
+class keyring_holder;
+} // namespace sessiond::crypto
 
 namespace sessiond::cache {
 
@@ -58,7 +64,20 @@ public:
   void unlock(std::size_t hint, std::string_view ns, std::string_view key,
               const std::string& token);
 
+  /// Encryption at rest (encryption.keys_file): every value put is sealed under the holder's
+  /// current key with "cache:<ns>:<key>" as associated data, and every value got is opened
+  /// (plaintext passes through). A value that does not open (its key is missing, or it was copied
+  /// from another key) counts as absent, as an entry that does not decode always has: a cache
+  /// value is reloaded or rewritten, never served as garbage. Null (the default): plaintext, and
+  /// a sealed value does not decode. `keys` outlives the store; set before the first call.
+  void seal_with(const crypto::keyring_holder* keys) { keys_ = keys; }
+  /// Values read that did not open.
+  std::uint64_t undecryptable() const { return undecryptable_->load(); }
+
 private:
+  const crypto::keyring_holder* keys_ = nullptr;
+  std::shared_ptr<std::atomic<std::uint64_t>> undecryptable_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
   redis::client& redis_;
   std::string prefix_;
   std::string channel_;

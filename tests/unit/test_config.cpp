@@ -83,6 +83,8 @@ struct integer_bounds {
 const std::vector<integer_bounds> header_bounds = {
     {"node.actor_threads", 1, 256, {}},
     {"http.io_threads", 1, 256, {}},
+    {"encryption.rotate_batch", 1, 100000, {}},
+    {"encryption.rotate_interval_s", 0, 604800, {}},
     {"http.max_body_bytes", 1024, 67108864, {}},
     {"http.max_header_bytes", 1024, 1048576, {}},
     {"http.max_connections", 1, 1000000, {}},
@@ -207,6 +209,10 @@ drain_timeout_ms = 0
 api_tokens_file = "/etc/sessiond/api-tokens"
 admin_tokens_file = "/etc/sessiond/admin-tokens"
 protect_metrics = true
+[encryption]
+keys_file = "/etc/sessiond/keys"
+rotate_batch = 77
+rotate_interval_s = 79
 [redis]
 url = "redis://cache.internal:6380/2"
 queue_url = "rediss://jobs.internal:6390/1"
@@ -418,6 +424,20 @@ TEST_CASE("auth.protect_metrics without a tokens file is refused: nothing could 
   CHECK(c.auth.api_tokens_file == "/etc/sessiond/api");
   CHECK(c.auth.admin_tokens_file == "/etc/sessiond/admin");
   CHECK(printed(c, "auth.api_tokens_file") == "\"/etc/sessiond/api\""); // paths are shown
+}
+
+TEST_CASE("encryption.keys_file comes from the file or SESSIOND_ENCRYPTION_KEYS_FILE and is "
+          "printed as a path (the keys stay in the file)") {
+  auto c = cfg::load_string("[encryption]\nkeys_file = \"/etc/sessiond/keys\"\n", {});
+  CHECK(c.encryption.keys_file == "/etc/sessiond/keys");
+  c = cfg::load_string("", {{"SESSIOND_ENCRYPTION_KEYS_FILE", "/run/keys"}});
+  CHECK(c.encryption.keys_file == "/run/keys");
+  CHECK(printed(c, "encryption.keys_file") == "\"/run/keys\"");
+  CHECK(cfg::load_string("", {}).encryption.keys_file.empty()); // default: no encryption
+  CHECK(error_of("[encryption]\nrotate_batch = 0\n") ==
+        "config: encryption.rotate_batch = 0 is out of range (allowed: 1..100000)");
+  CHECK(error_of("[encryption]\nkeys = \"k1:abc\"\n") ==
+        R"(config: unknown key "encryption.keys" (in TOML text))");
 }
 
 TEST_CASE("validate refuses an out-of-range struct with the key, value and range") {
