@@ -243,6 +243,7 @@ say "$n faults; waiting for the load to end"
 bench_rc=0
 wait "$bench_pid" || bench_rc=$?
 bench_pid=""
+t_end="$EPOCHSECONDS"
 say "load ended (sessiond-bench exit $bench_rc)"
 node_alive=1
 gone "$pid_node" && node_alive=0
@@ -276,12 +277,13 @@ curl -fsS "$base/metrics" >"$work/metrics.txt" 2>/dev/null || true
 # --- the checks ----------------------------------------------------------------------------------
 status=0
 python3 - "$work" "$base" "$node_alive" "$drain_ok" "$bound_ms" "$warmup_s" "$rss_window_s" \
-  "$rss_tolerance" "$soak_s" "$sessions" <<'EOF' || status=$?
-import collections, http.client, json, statistics, sys, urllib.parse
+  "$rss_tolerance" "$soak_s" "$sessions" "$t0" "$t_end" <<'EOF' || status=$?
+import collections, datetime, http.client, json, re, statistics, sys, urllib.parse
 work, base = sys.argv[1], sys.argv[2]
 node_alive, drain_ok, bound_ms = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 warmup_s, rss_window_s, rss_tol = int(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8])
 soak_s, sessions = int(sys.argv[9]), int(sys.argv[10])
+t_start, t_end = int(sys.argv[11]), int(sys.argv[12])
 failures = []
 
 bench = json.load(open(f"{work}/bench.json"))
@@ -335,6 +337,23 @@ print(f"writes       {n_acked} acknowledged ({', '.join(f'{k}: {n}' for k, n in 
       f"{unknown} without an answer (outcome unknown)")
 print(f"postgres     {len(acked)} ids written: {len(equal)} at the last acknowledged version, "
       f"{len(ahead)} past it, {len(lost)} behind or missing (lost acknowledged writes)")
+
+# How long the node served from Redis: its "sessions: A -> B" log lines during the load
+# (degraded and returning serve from PostgreSQL; docs/modes.md).
+state, since, spent, changes = "serving", float(t_start), collections.Counter(), 0
+for line in open(f"{work}/node.log"):
+    m = re.match(r"(\S+Z) \S+ sessions: (\w+) -> (\w+)", line)
+    if not m:
+        continue
+    t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+    t = min(max(t, t_start), t_end)
+    spent[state] += t - since
+    state, since, changes = m.group(3), t, changes + 1
+spent[state] += max(0.0, t_end - since)
+total = max(1.0, sum(spent.values()))
+print("node state   " + ", ".join(f"{k} {v:.0f} s ({100 * v / total:.0f}%)" for k, v in sorted(spent.items()))
+      + f"; {changes} changes (degraded and returning serve from PostgreSQL)")
 
 if not node_alive:
     failures.append("sessiond died during the soak")
