@@ -108,7 +108,7 @@ start_proxy() {
   pids+=("$!")
   printf -v "pid_$name" '%s' "$!"
   for _ in $(seq 50); do
-    line="$(grep -m1 -o 'listening on 127.0.0.1:[0-9]*' "$log" || true)"
+    line="$(grep -m1 -o 'listening on 127.0.0.1:[0-9]*' "$log" 2>/dev/null || true)"
     [[ -n "$line" ]] && break
     sleep 0.1
   done
