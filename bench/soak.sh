@@ -16,7 +16,9 @@
 #      ETag of each 200/201 answer to a PUT or PATCH, the prefill's included), and the session
 #      the API serves (Redis) has exactly PostgreSQL's version and data;
 #   2. sessiond's RSS is flat: the median VmRSS of the last RSS_WINDOW_S seconds is within
-#      RSS_TOLERANCE_PCT (10) % of the median of the RSS_WINDOW_S seconds after the warm-up;
+#      RSS_TOLERANCE_PCT (10) % of the median of the RSS_WINDOW_S seconds after the warm-up,
+#      which ends when each of the six kinds of fault has happened once (the first Redis
+#      outage steps RSS up once, by about 2 MiB);
 #   3. no request hung past its timeout: no request of the bench timed out (its --timeout is
 #      well above the node's) and the longest send -> response time is at most the sum of the
 #      node's configured timeouts on the worst path (Redis connect + command, PostgreSQL
@@ -228,6 +230,7 @@ for ((i = ${#kinds[@]} - 1; i > 0; i--)); do
 done
 next="$(rand_between "$warmup_s" $((warmup_s + gap_max_s)))"
 n=0
+cycle_end=0
 done_faults=()
 while :; do
   ((next + 20 < soak_s - quiet_end_s)) || break # a fault lasts up to ~20 s
@@ -237,6 +240,7 @@ while :; do
   fault "${kinds[n % ${#kinds[@]}]}"
   done_faults+=("${kinds[n % ${#kinds[@]}]}")
   n=$((n + 1))
+  ((n == ${#kinds[@]})) && cycle_end="$(elapsed)" # every kind of fault has happened once
   next=$(($(elapsed) + $(rand_between "$gap_min_s" "$gap_max_s")))
 done
 say "$n faults; waiting for the load to end"
@@ -277,13 +281,13 @@ curl -fsS "$base/metrics" >"$work/metrics.txt" 2>/dev/null || true
 # --- the checks ----------------------------------------------------------------------------------
 status=0
 python3 - "$work" "$base" "$node_alive" "$drain_ok" "$bound_ms" "$warmup_s" "$rss_window_s" \
-  "$rss_tolerance" "$soak_s" "$sessions" "$t0" "$t_end" <<'EOF' || status=$?
+  "$rss_tolerance" "$soak_s" "$sessions" "$t0" "$t_end" "$cycle_end" <<'EOF' || status=$?
 import collections, datetime, http.client, json, re, statistics, sys, urllib.parse
 work, base = sys.argv[1], sys.argv[2]
 node_alive, drain_ok, bound_ms = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 warmup_s, rss_window_s, rss_tol = int(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8])
 soak_s, sessions = int(sys.argv[9]), int(sys.argv[10])
-t_start, t_end = int(sys.argv[11]), int(sys.argv[12])
+t_start, t_end, cycle_end = int(sys.argv[11]), int(sys.argv[12]), int(sys.argv[13])
 failures = []
 
 bench = json.load(open(f"{work}/bench.json"))
@@ -370,15 +374,22 @@ if served_diff:
 if len(acked) < sessions:
     failures.append(f"only {len(acked)} of {sessions} ids had an acknowledged write (did the prefill fail?)")
 
-# RSS: the median of the window after the warm-up against the median of the last window
+# RSS: the median of the last window against the median of the window after the warm-up.
+# The warm-up ends once every kind of fault has happened once: the first Redis outage steps
+# RSS up once (about 2 MiB: the node's first operations on PostgreSQL), which is not growth.
+# A run too short for a whole cycle compares with the window after WARMUP_S instead.
 kb = (p.get("rss") or {}).get("samples_kb") or []
-if len(kb) >= warmup_s + 2 * rss_window_s:
-    early = statistics.median(kb[warmup_s:warmup_s + rss_window_s])
+ref = cycle_end if cycle_end and cycle_end + 2 * rss_window_s <= len(kb) else warmup_s
+if len(kb) >= ref + 2 * rss_window_s:
+    early = statistics.median(kb[ref:ref + rss_window_s])
     late = statistics.median(kb[-rss_window_s:])
     change = 100.0 * (late - early) / early
-    print(f"rss          after warm-up (s {warmup_s}-{warmup_s + rss_window_s}) {early / 1024:.1f} MiB, "
+    before = statistics.median(kb[warmup_s:warmup_s + rss_window_s])
+    print(f"rss          after warm-up (s {ref}-{ref + rss_window_s}"
+          f"{', every fault once' if ref == cycle_end else ''}) {early / 1024:.1f} MiB, "
           f"last {rss_window_s} s {late / 1024:.1f} MiB ({change:+.1f}%), max {max(kb) / 1024:.1f} MiB, "
-          f"first {kb[0] / 1024:.1f} MiB; {len(kb)} samples")
+          f"first {kb[0] / 1024:.1f} MiB, s {warmup_s}-{warmup_s + rss_window_s} {before / 1024:.1f} MiB; "
+          f"{len(kb)} samples")
     if abs(change) > rss_tol:
         failures.append(f"RSS moved {change:+.1f}% (more than {rss_tol:g}%)")
 else:
