@@ -94,6 +94,11 @@ bool queue_routes::handle(std::string_view path, http::request& req,
   wrapped->t = t;
   http::responder_ptr res = wrapped;
 
+  // An answer sent inline can end the request (the server reads the next one on this
+  // connection and frees this one), and the chains below still compare the path's segments
+  // after post() answered 405 or 415: they must not point into the request.
+  const std::string owned_path(path);
+  path = owned_path;
   auto rest = path.substr(queues_path.size());
   if (rest.empty() || rest == "/") {
     if (req.verb != http::method::get)

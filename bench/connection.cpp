@@ -87,6 +87,8 @@ void connection::send(const request_spec& spec, clock::time_point scheduled, clo
                       bool measured) {
   out_.clear();
   proto_.encode(spec, out_);
+  spec_ = spec;
+  version_ = 0;
   scheduled_ = scheduled;
   sent_ = now;
   pending_since_ = now;
@@ -124,6 +126,7 @@ void connection::on_read(const error_code& ec, std::size_t n) {
   }
   if (ec == asio::error::eof && handshake_left_ == 0 && parser_->on_eof() == parse_result::done) {
     int code = parser_->code();
+    version_ = parser_->version();
     parser_->reset();
     keep_alive_ = false;
     response_done(code);
@@ -152,6 +155,7 @@ void connection::process() {
     }
     int code = parser_->code();
     keep_alive_ = parser_->keep_alive();
+    version_ = parser_->version();
     parser_->reset();
     if (handshake_left_ == 0) {
       response_done(code);

@@ -47,6 +47,9 @@ public:
   clock::time_point scheduled() const { return scheduled_; }
   clock::time_point sent() const { return sent_; }
   bool measured() const { return measured_; }
+  /// The request last sent, and the version its response carried (0: none).
+  const request_spec& spec() const { return spec_; }
+  std::uint64_t version() const { return version_; }
   const std::string& last_error() const { return last_error_; }
 
 private:
@@ -76,6 +79,8 @@ private:
   bool timed_out_ = false;
   bool keep_alive_ = true;
   bool measured_ = false;
+  request_spec spec_{op::get, 0, 0};
+  std::uint64_t version_ = 0;
   clock::time_point pending_since_{};
   clock::time_point scheduled_{};
   clock::time_point sent_{};

@@ -53,6 +53,7 @@ public:
     code_ = 0;
     keep_alive_ = true;
     remaining_ = 0;
+    version_ = 0;
     error_ = "";
   }
 
@@ -76,6 +77,7 @@ public:
   int code() const override { return code_; }
   bool keep_alive() const override { return keep_alive_; }
   const char* error_text() const override { return error_; }
+  std::uint64_t version() const override { return version_; }
 
 private:
   enum class state { head, length, chunk_size, chunk_data, chunk_crlf, trailer, until_close, done };
@@ -149,6 +151,12 @@ private:
         if (r.ec != std::errc() || n > (std::uint64_t{1} << 40))
           return fail("bad Content-Length");
         content_length_ = static_cast<std::int64_t>(n);
+      } else if (header_is(v, eol, "etag")) {
+        // A strong tag "<n>" (docs/api.md); anything else leaves the version at 0.
+        std::uint64_t n = 0;
+        if (eol - v >= 3 && *v == '"' && eol[-1] == '"' &&
+            std::from_chars(v + 1, eol - 1, n).ptr == eol - 1)
+          version_ = n;
       } else if (header_is(v, eol, "transfer-encoding")) {
         chunked_ = contains_token(v, eol, "chunked");
       } else if (header_is(v, eol, "connection")) {
@@ -230,6 +238,7 @@ private:
   bool chunked_ = false;
   std::int64_t content_length_ = -1;
   std::uint64_t remaining_ = 0;
+  std::uint64_t version_ = 0;
   const char* error_ = "";
 };
 

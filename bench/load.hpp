@@ -43,7 +43,20 @@ struct phase_config {
   std::uint64_t sessions = 1;
   bool prefill = true;
   long rss_pid = 0;
+  /// Not empty: every write (put, patch, delete) of the prefill and the window is written to
+  /// this file when the phase ends, one line each: `<id> <op> <version> <outcome> <unix ms>`,
+  /// outcome the status code or the failure (io, timeout, connect, protocol).
+  std::string acked_file;
   std::function<void(const std::string&)> progress; ///< one line per step; may be empty
+};
+
+/// One write as the bench saw its outcome (for phase_config::acked_file).
+struct write_record {
+  std::uint64_t n = 0;
+  op operation = op::put;
+  std::uint64_t version = 0; ///< from the response's ETag; 0 when none or no response
+  int outcome = 0;           ///< HTTP status; < 0: a failure, -1 - int(failure kind)
+  std::int64_t unix_ms = 0;
 };
 
 /// Transport failures; a response with an unexpected status is not one of these.
@@ -60,6 +73,7 @@ struct error_counts {
 struct phase_stats {
   histogram latency;          ///< ns, from scheduled time (open loop) or send time to response
   histogram wait;             ///< ns, scheduled time to send time (open loop queueing)
+  histogram service;          ///< ns, send time to response (what the target itself took)
   std::uint64_t requests = 0; ///< complete responses of any code
   std::uint64_t ok = 0;       ///< responses with an expected code
   std::vector<std::uint64_t> codes = std::vector<std::uint64_t>(600, 0);

@@ -42,6 +42,8 @@ bench::phase_config make_config(const bench::options& o, bool redis, const proto
   c.sessions = o.sessions;
   c.prefill = o.prefill;
   c.rss_pid = redis == o.only_redis ? o.rss_pid : 0; // sample the phase of the process under test
+  if (!redis)
+    c.acked_file = o.acked_file;
   if (!o.json)
     c.progress = [](const std::string& line) { std::cerr << "sessiond-bench: " << line << "\n"; };
   return c;

@@ -254,6 +254,13 @@ const std::map<std::string_view, flag_spec>& flag_table() {
         }}},
       {"--redis-url", {true, [](options& o, auto, auto v) { o.redis_url = std::string(v); }}},
       {"--rss-pid", {true, [](options& o, auto f, auto v) { o.rss_pid = pid_flag(f, v); }}},
+      {"--acked-file",
+       {true,
+        [](options& o, auto f, auto v) {
+          if (v.empty())
+            bad(f, v, "needs a file name");
+          o.acked_file = std::string(v);
+        }}},
   };
   return table;
 }
@@ -343,6 +350,9 @@ baseline and output
                        (default redis://127.0.0.1:6379/0)
   --rss-pid PID        sample VmRSS of PID every second while measuring; report first,
                        last and max
+  --acked-file PATH    write every PUT/PATCH/DELETE of the sessiond phase (prefill
+                       included) to PATH when it ends, one line each:
+                       <id> <op> <version from ETag> <status|io|timeout|protocol> <unix ms>
   --json               print one JSON object (parameters and results) instead of text
   --help               this text
 

@@ -51,7 +51,8 @@ struct options {
   bool only_redis = false;
   std::string redis_url = "redis://127.0.0.1:6379/0";
   target redis;
-  long rss_pid = 0; ///< 0 = no sampling
+  long rss_pid = 0;       ///< 0 = no sampling
+  std::string acked_file; ///< --acked-file: every write's outcome and version (sessiond phase)
 };
 
 /// A bad command line; `what()` is the one line printed before exiting with status 2.

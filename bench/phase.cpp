@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -25,6 +26,7 @@ void error_counts::merge(const error_counts& o) {
 void phase_stats::merge(const phase_stats& o) {
   latency.merge(o.latency);
   wait.merge(o.wait);
+  service.merge(o.service);
   requests += o.requests;
   ok += o.ok;
   for (std::size_t i = 0; i < codes.size(); ++i)
@@ -100,6 +102,26 @@ std::map<std::string, std::uint64_t> by_label(const protocol& proto, const phase
   return out;
 }
 
+/// Writes every worker's writes to cfg.acked_file (see phase_config).
+void write_acked(const phase_config& cfg, const workers& ws) {
+  static const char* failures[] = {"connect", "io", "timeout", "protocol"};
+  std::FILE* f = std::fopen(cfg.acked_file.c_str(), "w");
+  if (f == nullptr)
+    throw run_error(cfg.name + ": cannot write " + cfg.acked_file);
+  for (auto& w : ws)
+    for (auto& r : w->writes()) {
+      std::fprintf(f, "bench-%llu %s %llu ", static_cast<unsigned long long>(r.n),
+                   to_string(r.operation), static_cast<unsigned long long>(r.version));
+      if (r.outcome > 0)
+        std::fprintf(f, "%d", r.outcome);
+      else
+        std::fputs(failures[std::clamp(-1 - r.outcome, 0, 3)], f);
+      std::fprintf(f, " %lld\n", static_cast<long long>(r.unix_ms));
+    }
+  if (std::fclose(f) != 0)
+    throw run_error(cfg.name + ": cannot write " + cfg.acked_file);
+}
+
 double seconds_since(clock::time_point start) {
   return std::chrono::duration<double>(clock::now() - start).count();
 }
@@ -145,6 +167,8 @@ phase_result run_phase(const phase_config& cfg) {
   out.status = by_label(*targets.front().proto, out.measured);
   out.prefill_status = by_label(*targets.front().proto, out.prefill);
   out.measured_s = std::chrono::duration<double>(cfg.duration).count();
+  if (!cfg.acked_file.empty())
+    write_acked(cfg, ws);
   return out;
 }
 

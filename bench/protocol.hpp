@@ -38,6 +38,8 @@ public:
   virtual bool keep_alive() const { return true; }
   /// Why the last `error` happened.
   virtual const char* error_text() const = 0;
+  /// The version the response's `ETag: "<n>"` carries; 0 when it had none (or not HTTP).
+  virtual std::uint64_t version() const { return 0; }
 };
 
 /// One request the engine sends: an operation on session `n`; `counter` varies PATCH bodies.

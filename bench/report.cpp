@@ -62,6 +62,7 @@ json phase_json(const options& o, const phase_result& r) {
   for (auto& [url, n] : per_url)
     by_url[url] = {{"requests", n}, {"throughput_rps", rps(n, r)}};
   out["by_url"] = by_url;
+  out["service_ms"] = latency_json(m.service);
   if (o.rate > 0) {
     out["wait_ms"] = latency_json(m.wait);
     out["unsent"] = m.unsent;
@@ -96,7 +97,8 @@ json parameters_json(const options& o) {
           {"baseline", o.baseline_redis ? json("redis") : json(nullptr)},
           {"only", o.only_redis ? json("redis") : json(nullptr)},
           {"redis_url", shown_url(o.redis)},
-          {"rss_pid", o.rss_pid > 0 ? json(o.rss_pid) : json(nullptr)}};
+          {"rss_pid", o.rss_pid > 0 ? json(o.rss_pid) : json(nullptr)},
+          {"acked_file", o.acked_file.empty() ? json(nullptr) : json(o.acked_file)}};
 }
 
 const phase_result* find(const std::vector<phase_result>& phases, const char* name) {
@@ -181,6 +183,7 @@ void print_phase(std::ostream& out, const options& o, const phase_result& r) {
           << " (" << fmt("%.1f", rps(m.by_target[i], r)) << " req/s)\n";
   out << "latency ms   " << latency_line(m.latency) << "\n";
   if (o.rate > 0) {
+    out << "service ms   " << latency_line(m.service) << "  (sent -> response)\n";
     out << "wait ms      " << latency_line(m.wait) << "  (due -> sent)\n";
     out << "unsent       " << m.unsent
         << " (due in the window, no free connection before the end)\n";

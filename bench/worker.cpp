@@ -3,6 +3,7 @@
 #include "bench/worker.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <iterator>
 
@@ -244,6 +245,7 @@ void worker::connected(connection& c) {
 void worker::completed(connection& c, int code) {
   --in_use_;
   auto now = clock::now();
+  record_write(c, code);
   if (mode_ == mode::prefill)
     count(prefill_, c, code, now);
   else if (c.measured())
@@ -264,6 +266,17 @@ void worker::count(phase_stats& s, connection& c, int code, clock::time_point no
   ++s.codes[static_cast<std::size_t>(std::clamp(code, 0, 599))];
   s.latency.record(to_ns(now - c.scheduled()));
   s.wait.record(to_ns(c.sent() - c.scheduled()));
+  s.service.record(to_ns(now - c.sent()));
+}
+
+void worker::record_write(const connection& c, int outcome) {
+  if (cfg_.acked_file.empty() || c.spec().operation == op::get)
+    return;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  writes_.push_back({c.spec().n, c.spec().operation, outcome > 0 ? c.version() : 0, outcome,
+                     static_cast<std::int64_t>(ms)});
 }
 
 void worker::failed(connection& c, failure kind) {
@@ -274,6 +287,8 @@ void worker::failed(connection& c, failure kind) {
     check_done();
     return;
   }
+  if (kind != failure::connect) // a request failed: the write may or may not have been applied
+    record_write(c, -1 - static_cast<int>(kind));
   count_error(c, kind);
   bool again = mode_ == mode::prefill ? kind != failure::connect : wants_reconnect();
   if (again)

@@ -42,6 +42,8 @@ public:
 
   phase_stats& measured() { return measured_; }
   phase_stats& prefilled() { return prefill_; }
+  /// The writes seen, when cfg.acked_file is set.
+  const std::vector<write_record>& writes() const { return writes_; }
 
   // Connection callbacks, on this worker's thread.
   void connected(connection& c);
@@ -70,6 +72,7 @@ private:
   void reconnect(connection& c, clock::duration delay);
   void count(phase_stats& s, connection& c, int code, clock::time_point now);
   void count_error(connection& c, failure kind);
+  void record_write(const connection& c, int outcome);
   std::uint64_t count_unsent() const;
 
   const phase_config& cfg_;
@@ -100,6 +103,7 @@ private:
 
   phase_stats measured_;
   phase_stats prefill_;
+  std::vector<write_record> writes_;
 };
 
 } // namespace sessiond::bench

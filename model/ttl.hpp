@@ -2,6 +2,7 @@
 // Time is injected through `clock`, so tests never sleep.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace sessiond::model {
@@ -16,15 +17,16 @@ public:
 /// The wall clock.
 const clock& system_clock();
 
-/// A clock that moves only when told to (tests).
+/// A clock that moves only when told to (tests). Atomic: the test thread advances it while the
+/// node's actors and I/O threads read it.
 class manual_clock : public clock {
 public:
   explicit manual_clock(std::int64_t start_ms) : now_(start_ms) {}
-  std::int64_t now_ms() const override { return now_; }
-  void advance_ms(std::int64_t d) { now_ += d; }
+  std::int64_t now_ms() const override { return now_.load(std::memory_order_relaxed); }
+  void advance_ms(std::int64_t d) { now_.fetch_add(d, std::memory_order_relaxed); }
 
 private:
-  std::int64_t now_;
+  std::atomic<std::int64_t> now_;
 };
 
 struct ttl_policy {

@@ -418,11 +418,19 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   }
 
   /// The pool for host:port, made (and started, when the client runs) on first use.
+  ///
+  /// The new pool's state callback is set before `mu` is taken: a pool runs that callback
+  /// holding its own notify mutex, and the callback takes `mu` (report_state), so setting it
+  /// under `mu` would take the two in the opposite order (ThreadSanitizer reports the
+  /// inversion). Two threads making the same pool at once both build one; the second drops its
+  /// own, which never started.
   std::shared_ptr<pool> pool_at(const std::string& host, std::uint16_t port) {
     auto address = detail::address_of(host, port);
-    std::lock_guard<std::mutex> lk(mu);
-    if (auto it = pools.find(address); it != pools.end())
-      return it->second;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (auto it = pools.find(address); it != pools.end())
+        return it->second;
+    }
     client_options o = opts;
     o.host = host;
     o.port = port;
@@ -432,6 +440,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       if (auto self = w.lock())
         self->on_pool_state(up);
     });
+    std::lock_guard<std::mutex> lk(mu);
+    if (auto it = pools.find(address); it != pools.end())
+      return it->second;
     pools.emplace(address, p);
     if (started && !stopped)
       p->start();

@@ -217,17 +217,21 @@ TEST_CASE("a paused queue leases nothing and counts its jobs as paused until res
 
 TEST_CASE("a waiting lease returns as soon as a job is enqueued, not at the end of wait_ms") {
   test::queue_node n(queue_config());
+  // No REQUIRE on the waiting thread: Catch2 2's assertion handler is not thread-safe
+  // (ThreadSanitizer reports it against the main thread's assertions).
   auto waiter = std::async(std::launch::async, [&] {
     client c(n.port);
     auto start = std::chrono::steady_clock::now();
-    auto jobs = test::lease(c, "lp", {{"wait_ms", 20000}});
-    return std::make_pair(jobs, std::chrono::steady_clock::now() - start);
+    auto r = test::post_json(c, "/v1/queues/lp/lease", {{"wait_ms", 20000}});
+    return std::make_pair(r, std::chrono::steady_clock::now() - start);
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   client c(n.port);
   auto id = test::enqueue(c, "lp", {{"type", "t"}});
   REQUIRE(waiter.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
-  auto [jobs, took] = waiter.get();
+  auto [r, took] = waiter.get();
+  REQUIRE(r.status == 200);
+  auto jobs = test::body_of(r)["jobs"];
   REQUIRE(jobs.size() == 1);
   CHECK(jobs[0]["id"] == id);
   CHECK(took < std::chrono::seconds(5));
@@ -239,15 +243,17 @@ TEST_CASE("a waiting lease on one node wakes for a job enqueued on another node"
   cfg.http.listen = "127.0.0.1:0";
   cfg.node.id = "second";
   test::queue_node b(cfg);
-  auto waiter = std::async(std::launch::async, [&] {
+  auto waiter = std::async(std::launch::async, [&] { // no REQUIRE on this thread (above)
     client c(a.port);
-    return test::lease(c, "x", {{"wait_ms", 20000}});
+    return test::post_json(c, "/v1/queues/x/lease", {{"wait_ms", 20000}});
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   client cb(b.port);
   auto id = test::enqueue(cb, "x", {{"type", "t"}});
   REQUIRE(waiter.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
-  auto jobs = waiter.get();
+  auto r = waiter.get();
+  REQUIRE(r.status == 200);
+  auto jobs = test::body_of(r)["jobs"];
   REQUIRE(jobs.size() == 1);
   CHECK(jobs[0]["id"] == id);
 }

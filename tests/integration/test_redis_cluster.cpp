@@ -262,7 +262,8 @@ TEST_CASE("a slot being migrated is followed with ASK, a moved slot with MOVED, 
   CHECK(call(c, {"GET", new_key}).r.str == "during");
   CHECK(wait_until(
       [&] {
-        const auto* s = owner(c.cluster(), key_slot(old_key));
+        auto view = c.cluster(); // owner() points into it
+        const auto* s = owner(view, key_slot(old_key));
         return s != nullptr && s->master.address == to.master.address;
       },
       3s));
@@ -273,7 +274,8 @@ TEST_CASE("a slot being migrated is followed with ASK, a moved slot with MOVED, 
   CHECK(call(c, {"GET", old_key}).r.str == "before");
   CHECK(wait_until(
       [&] {
-        const auto* s = owner(c.cluster(), key_slot(old_key));
+        auto view = c.cluster(); // owner() points into it
+        const auto* s = owner(view, key_slot(old_key));
         return s != nullptr && s->master.address == from.master.address;
       },
       3s));
@@ -328,7 +330,8 @@ TEST_CASE("a failover is followed: the promoted replica serves its slots, other 
   // The client follows: the slot's writes reach the promoted replica and stay there.
   CHECK(wait_until(
       [&] {
-        const auto* s = owner(c.cluster(), key_slot(here));
+        auto view = c.cluster(); // owner() points into it
+        const auto* s = owner(view, key_slot(here));
         return s != nullptr && s->master.address == promoted;
       },
       10s));
@@ -353,7 +356,8 @@ TEST_CASE("a failover is followed: the promoted replica serves its slots, other 
       15s));
   CHECK(wait_until(
       [&] {
-        const auto* s = owner(c.cluster(), key_slot(here));
+        auto view = c.cluster(); // owner() points into it
+        const auto* s = owner(view, key_slot(here));
         return s != nullptr && s->master.address == moving.master.address &&
                call(c, {"GET", here}).r.str == "after";
       },

@@ -123,7 +123,8 @@ TEST_CASE("the cache settings default to the values config.hpp documents") {
 }
 
 TEST_CASE("an empty namespace table takes every namespace default") {
-  const cfg::cache_namespace& ns = load("[cache.namespaces.user]\n").cache.namespaces.at("user");
+  auto c = load("[cache.namespaces.user]\n"); // ns points into it
+  const cfg::cache_namespace& ns = c.cache.namespaces.at("user");
   CHECK(ns.ttl_s == 300);
   CHECK(ns.jitter_ratio == 0.1);
   CHECK(ns.negative_ttl_s == 30);
