@@ -30,7 +30,7 @@ using op_ptr = std::shared_ptr<session_op>;
 
 namespace {
 
-constexpr int max_cas_attempts = 8;
+constexpr int max_cas_attempts = 16; // each retry needs no read: a round trip, not two
 constexpr const char* session_fields[] = {"v", "u", "st", "ca", "la", "ex", "ttl", "d", "t"};
 
 std::int64_t to_int(const std::string& s) {
