@@ -355,6 +355,7 @@ void session_modes::watch() {
 }
 
 bool session_modes::gated_switch() {
+  auto closed_at = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> guard{gate_mtx_};
     gate_closed_ = true;
@@ -376,14 +377,18 @@ bool session_modes::gated_switch() {
   std::vector<held_op> held;
   {
     std::lock_guard<std::mutex> guard{gate_mtx_};
+    held.swap(held_);
+    auto paused = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - closed_at);
     if (ok)
       set_state(redis_state::serving,
-                "every session written meanwhile is back in Redis" +
-                    (left > 0 ? " (" + std::to_string(left) +
-                                    " notes left are other nodes', put back by the next passes)"
-                              : std::string()));
+                "every session written meanwhile is back in Redis (" + std::to_string(held.size()) +
+                    " operations held for " + std::to_string(paused.count()) + " ms" +
+                    (left > 0 ? "; " + std::to_string(left) +
+                                    " notes left are other nodes', put back by the next passes"
+                              : std::string()) +
+                    ")");
     gate_closed_ = false;
-    held.swap(held_);
   }
   for (auto& h : held) { // as if they arrived now
     auto to_shards = h.to_shards;
