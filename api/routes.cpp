@@ -405,8 +405,13 @@ void routes::dispatch(session_op&& op, std::string_view key, http::responder_ptr
   }
   op.done = std::make_shared<http_completion>(std::move(res), op.kind, op.id, gate_, shard,
                                               opts_.stats.get());
-  if (opts_.divert && opts_.divert(op))
+  if (opts_.divert &&
+      opts_.divert(op, [this, shard](session_op&& held) { to_shards(std::move(held), shard); }))
     return;
+  to_shards(std::move(op), shard);
+}
+
+void routes::to_shards(session_op&& op, std::size_t shard) const {
   if (opts_.start_inline && opts_.start_inline(op, shard))
     return;
   if (op.kind == session_op_kind::list_user || op.kind == session_op_kind::revoke_user)

@@ -79,8 +79,11 @@ struct api_options {
   std::int64_t retry_after_s = 1;
   /// Serves a session op somewhere other than the Redis shards (the modes that read or write
   /// PostgreSQL first, degraded serving while Redis is down): true when it took `op` (moved
-  /// from) and completes op.done. Absent or false: the op goes to its shard.
-  std::function<bool(messages::session_op&)> divert;
+  /// from) and completes op.done. Absent or false: the op goes to its shard. `to_shards` sends
+  /// an op to its shard as if divert had answered false: for one divert took and held (the
+  /// switch back from degraded serving), called later from another thread.
+  std::function<bool(messages::session_op&, std::function<void(messages::session_op&&)> to_shards)>
+      divert;
   /// Starts a single-round-trip op (GET, PUT, DELETE) on its shard's Redis connection right from
   /// the I/O thread, without an actor hop: true when it took `op` (moved from). Absent or false:
   /// the op goes to its shard actor (PATCH) or the router (user-wide ops).
@@ -126,6 +129,9 @@ private:
   void session_route(std::string_view id, http::request&& req, http::responder_ptr res) const;
   void user_route(std::string_view uid, http::request&& req, http::responder_ptr res) const;
   void dispatch(messages::session_op&& op, std::string_view key, http::responder_ptr res) const;
+  /// The Redis side of dispatch(): the op inline on its shard's connection, its shard actor or
+  /// the router.
+  void to_shards(messages::session_op&& op, std::size_t shard) const;
   void readyz(const http::responder_ptr& res) const;
   /// The operator routes (/, /v1/status, /v1/admin/…); false when `path` is none of them.
   bool operator_route(std::string_view path, http::request& req,

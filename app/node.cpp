@@ -869,7 +869,10 @@ struct node::impl {
     o.limits.max_ttl_s = cfg.sessions.max_lifetime_s;
     o.retry_after_s = cfg.sessions.retry_after_s;
     o.readiness = [this] { return readiness(); };
-    o.divert = [this](messages::session_op& op) { return modes->divert(op); };
+    o.divert = [this](messages::session_op& op,
+                      std::function<void(messages::session_op &&)> to_shards) {
+      return modes->divert(op, std::move(to_shards));
+    };
     o.start_inline = [this](messages::session_op& op, std::size_t shard) {
       return actors::start_single(env, shard, op);
     };

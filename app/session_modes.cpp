@@ -126,17 +126,35 @@ bool session_modes::needs_redis() const {
   return !(o_.fallback && state_.load() != redis_state::serving);
 }
 
-bool session_modes::divert(session_op& op) {
-  auto how = decide(o_.mode, state_.load(std::memory_order_relaxed), o_.fallback, op.kind);
+bool session_modes::divert(session_op& op, std::function<void(session_op&&)> to_shards) {
+  auto state = state_.load();
+  if (state == redis_state::serving) {
+    auto how = decide(o_.mode, state, o_.fallback, op.kind);
+    if (!how.postgres)
+      return false;
+    in_flight_.fetch_add(1);
+    run(std::move(op), how);
+    return true;
+  }
+  // Not serving: routed under the gate, so the switch back to serving (gated_switch) either
+  // holds the op, or counts it (in_flight_) before it waits for the ops on PostgreSQL, or runs
+  // before it and the op sees the state serving.
+  std::unique_lock<std::mutex> lock{gate_mtx_};
+  if (gate_closed_) {
+    held_.push_back(held_op{std::move(op), std::move(to_shards)});
+    return true;
+  }
+  auto how = decide(o_.mode, state_.load(), o_.fallback, op.kind);
   if (!how.postgres)
     return false;
+  in_flight_.fetch_add(1);
+  lock.unlock();
   run(std::move(op), how);
   return true;
 }
 
 void session_modes::run(session_op&& op, route_decision how) {
   auto p = std::make_shared<session_op>(std::move(op));
-  in_flight_.fetch_add(1);
   bool queued = pool_.submit([this, p, how](postgres::client* c) {
     if (!c) {
       in_flight_.fetch_sub(1);
@@ -263,6 +281,14 @@ void session_modes::stop() {
   cv_.notify_all();
   if (watcher_.joinable())
     watcher_.join();
+  std::vector<held_op> held;
+  {
+    std::lock_guard<std::mutex> guard{gate_mtx_};
+    held.swap(held_); // empty unless a switch was cut short
+    gate_closed_ = false;
+  }
+  for (auto& h : held)
+    h.op.done->complete(unavailable("the node is stopping", o_.retry_after_s));
 }
 
 void session_modes::wake() {
@@ -304,27 +330,72 @@ void session_modes::watch() {
     } else if (up && state == redis_state::degraded) {
       set_state(redis_state::returning, "Redis is back; putting back the sessions written in "
                                         "PostgreSQL meanwhile");
+      returning_passes_ = 0;
       next_pass = now;
     }
     if (up && now >= next_pass) {
       auto left = put_back_all();
-      // Notes left: go on at once. A failed pass: again in a second while reads wait for it
-      // (returning), else at the next regular pass.
       bool returning = state_.load() == redis_state::returning;
-      next_pass = now + (left > 0                ? o_.watch_interval
-                         : left < 0 && returning ? std::chrono::milliseconds(1000)
-                                                 : o_.put_back_interval);
-      if (left == 0 && state_.load() == redis_state::returning) {
-        set_state(redis_state::serving, "every session written meanwhile is back in Redis");
-        // Operations sent to PostgreSQL just before the switch may have noted more.
-        auto until = std::chrono::steady_clock::now() + o_.redis_wait;
-        while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < until)
-          std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        put_back_all();
+      if (returning && left >= 0)
+        ++returning_passes_;
+      // Returning, and a pass that worked left few notes (or passes keep leaving many): switch
+      // back with the gate closed, which puts back the rest with no new ones coming from here.
+      if (returning && left >= 0 &&
+          (left <= o_.switch_notes_max || returning_passes_ >= o_.switch_after_passes)) {
+        left = gated_switch() ? 0 : -1;
+        returning = state_.load() == redis_state::returning;
       }
+      // Still returning: again at once (notes left) or in a second (a failed pass or switch).
+      next_pass = now + (returning && left > 0 ? o_.watch_interval
+                         : returning           ? std::chrono::milliseconds(1000)
+                                               : o_.put_back_interval);
     }
     lock.lock();
   }
+}
+
+bool session_modes::gated_switch() {
+  auto closed_at = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> guard{gate_mtx_};
+    gate_closed_ = true;
+  }
+  // From here no operation of this node starts on PostgreSQL; wait for those running, whose
+  // notes are committed (in their transaction) before they count down.
+  auto until = std::chrono::steady_clock::now() + o_.redis_wait;
+  while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  bool ok = false;
+  std::int64_t left = -1;
+  if (in_flight_.load() == 0) {
+    left = put_back_all();
+    ok = left >= 0;
+  } else {
+    failed_pass("switch back to Redis: operations on PostgreSQL still running after " +
+                std::to_string(o_.redis_wait.count()) + " ms");
+  }
+  std::vector<held_op> held;
+  {
+    std::lock_guard<std::mutex> guard{gate_mtx_};
+    held.swap(held_);
+    auto paused = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - closed_at);
+    if (ok)
+      set_state(redis_state::serving,
+                "every session written meanwhile is back in Redis (" + std::to_string(held.size()) +
+                    " operations held for " + std::to_string(paused.count()) + " ms" +
+                    (left > 0 ? "; " + std::to_string(left) +
+                                    " notes left are other nodes', put back by the next passes"
+                              : std::string()) +
+                    ")");
+    gate_closed_ = false;
+  }
+  for (auto& h : held) { // as if they arrived now
+    auto to_shards = h.to_shards;
+    if (!divert(h.op, to_shards))
+      to_shards(std::move(h.op));
+  }
+  return ok;
 }
 
 std::int64_t session_modes::put_back_all() {
@@ -334,7 +405,10 @@ std::int64_t session_modes::put_back_all() {
       db_ = std::make_unique<postgres::client>(o_.db);
     for (;;) {
       auto notes = postgres::load_repairs(*db_, batch);
-      for (const auto& n : notes) {
+      // The notes put back are cleared in one statement per batch (one commit, not one each).
+      std::vector<postgres::pending_repair> done;
+      done.reserve(notes.size());
+      for (auto& n : notes) {
         if (n.row) {
           auto args = env_.row_args(*n.row);
           args.push_back(std::to_string(env_.clock->now_ms()));
@@ -349,14 +423,18 @@ std::int64_t session_modes::put_back_all() {
                  std::to_string(env_.clock->now_ms()),
                  std::to_string(n.row->created_at_ms + env_.policy.max_lifetime_s * 1000)},
                 o_.redis_wait);
-          if (r.error != redis::errc::ok || r.value.is_error())
+          if (r.error != redis::errc::ok || r.value.is_error()) {
+            postgres::clear_repairs(*db_, done);
             return failed_pass(
                 "put-back of session " + n.session_id + " failed: " +
                 (r.error != redis::errc::ok ? redis::to_string(r.error) : r.value.str));
+          }
           put_back_.fetch_add(1);
         }
-        postgres::clear_repair(*db_, n.session_id, n.version);
+        n.row.reset();
+        done.push_back(std::move(n));
       }
+      postgres::clear_repairs(*db_, done);
       if (notes.size() < batch) {
         auto left = postgres::count_repairs(*db_);
         repairs_pending_.store(left);

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace sessiond::app {
 
@@ -29,7 +30,10 @@ session_mode parse_mode(const std::string& name);
 const char* to_string(session_mode m);
 
 /// How the node stands with Redis. `returning`: Redis is back and the sessions written in
-/// PostgreSQL meanwhile are being put back; reads stay on PostgreSQL until that is done.
+/// PostgreSQL meanwhile are being put back; reads stay on PostgreSQL until that is done. The
+/// switch back to `serving` is gated: new operations wait (briefly) while the operations still
+/// on PostgreSQL finish and a last pass puts back what they noted, so it converges under
+/// steady writes and no operation reads Redis while one of this node's notes is pending.
 enum class redis_state { serving, degraded, returning };
 const char* to_string(redis_state s);
 
@@ -57,6 +61,11 @@ struct modes_options {
   /// Redis may take this long to connect at start before the node counts it as down.
   std::chrono::milliseconds start_grace{1100};
   std::chrono::milliseconds redis_wait{3000}; ///< bound on one blocking put-back script
+  /// Returning: a pass that leaves at most this many notes is followed by the gated switch
+  /// back to serving (operations wait while the last pass puts them back) ...
+  std::int64_t switch_notes_max = 256;
+  /// ... and so is any pass once this many passes left more (the pause is then longer).
+  int switch_after_passes = 5;
   std::int64_t retry_after_s = 1;
   std::function<void(const std::string&)> info, warn;
 };
@@ -89,8 +98,10 @@ public:
   void wake();
 
   /// True when `op` is served here (moved from; op.done completes on a pool or I/O thread);
-  /// false when it goes to the Redis shards.
-  bool divert(messages::session_op& op);
+  /// false when it goes to the Redis shards. During the switch back to serving the op is held
+  /// (true) and sent on when the switch is over: from PostgreSQL, or by `to_shards` (on the
+  /// watcher thread). Never blocks the caller (an I/O thread, which Redis replies need too).
+  bool divert(messages::session_op& op, std::function<void(messages::session_op&&)> to_shards);
   /// redis-read: a read slid a session's idle TTL in Redis; slide it in PostgreSQL too, where
   /// liveness is decided in that mode. Fire-and-forget on the pool.
   void slide(const model::session& s);
@@ -103,7 +114,11 @@ public:
   bool needs_redis() const;
 
 private:
+  /// `op` is already counted in in_flight_.
   void run(messages::session_op&& op, route_decision how);
+  /// Returning: holds new operations, waits for those on PostgreSQL, puts back what is noted
+  /// and switches to serving. False (still returning, operations released) when a step failed.
+  bool gated_switch();
   postgres::store_result execute(postgres::client& c, const messages::session_op& op,
                                  bool note) const;
   void finish(const std::shared_ptr<messages::session_op>& op, messages::session_result&& r,
@@ -129,6 +144,16 @@ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   bool stop_ = false, woken_ = false;
+  // The gate of the switch back to serving (gated_switch): while closed, divert() in a state
+  // other than serving holds the op in held_; the switch sends them on when it is over.
+  struct held_op {
+    messages::session_op op;
+    std::function<void(messages::session_op&&)> to_shards;
+  };
+  std::mutex gate_mtx_;
+  bool gate_closed_ = false;
+  std::vector<held_op> held_;
+  int returning_passes_ = 0; ///< passes since returning began (watcher thread only)
   std::thread watcher_;
 };
 

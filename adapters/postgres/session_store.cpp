@@ -80,6 +80,10 @@ order by r.noted_at, r.session_id limit $1::bigint)";
 constexpr const char* clear_repair_sql =
     "delete from session_redis_repair where session_id = $1 and version <= $2::bigint";
 
+constexpr const char* clear_repairs_sql = R"(
+delete from session_redis_repair r using unnest($1::text[], $2::bigint[]) as x(id, v)
+where r.session_id = x.id and r.version <= x.v)";
+
 constexpr const char* no_live_session = "no live session with this id";
 
 /// A PUT that keeps finding the id changed between its insert and its lock gives up.
@@ -447,6 +451,18 @@ std::vector<pending_repair> load_repairs(client& c, std::size_t limit) {
 
 bool clear_repair(client& c, const std::string& session_id, std::int64_t version) {
   return c.exec_params(clear_repair_sql, {session_id, std::to_string(version)}).affected == 1;
+}
+
+std::int64_t clear_repairs(client& c, const std::vector<pending_repair>& notes) {
+  if (notes.empty())
+    return 0;
+  std::vector<field> ids, versions;
+  for (const auto& n : notes) {
+    ids.emplace_back(n.session_id);
+    versions.emplace_back(std::to_string(n.version));
+  }
+  return static_cast<std::int64_t>(
+      c.exec_params(clear_repairs_sql, {array_literal(ids), array_literal(versions)}).affected);
 }
 
 std::int64_t count_repairs(client& c) {

@@ -107,6 +107,9 @@ std::vector<pending_repair> load_repairs(client& c, std::size_t limit);
 /// Removes the note of `session_id` if it is still at `version` or lower (a newer write noted
 /// it again: kept). Returns true when removed.
 bool clear_repair(client& c, const std::string& session_id, std::int64_t version);
+/// clear_repair for many notes in one statement (each removed only if still at its version or
+/// lower). Returns how many were removed.
+std::int64_t clear_repairs(client& c, const std::vector<pending_repair>& notes);
 /// How many notes are pending.
 std::int64_t count_repairs(client& c);
 
