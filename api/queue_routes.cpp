@@ -37,6 +37,8 @@ void send_store_error(const http::responder_ptr& res, const queue::outcome_base&
     return send_problem(res, 422, "too-many-types", "Too many job types waiting", r.detail);
   case queue::errc::full:
     return send_problem(res, 429, "queue-full", "Queue full", r.detail, retry_after_s);
+  case queue::errc::undecryptable:
+    return send_problem(res, 500, "undecryptable", "Stored value does not decrypt", r.detail);
   default:
     return send_problem(res, 503, "unavailable", "Service unavailable", r.detail, retry_after_s);
   }

@@ -30,7 +30,8 @@ struct capability_deps {
   std::vector<boost::asio::io_context*> loops;
   const model::clock* clock = nullptr;
   metrics::Registry* registry = nullptr;
-  /// The node's encryption keyring (encryption.keys_file); the cache seals its values with it.
+  /// The node's encryption keyring (encryption.keys_file); the cache seals its values
+  /// and the queue its job payloads and results with it.
   const crypto::keyring_holder* keys = nullptr;
 };
 

@@ -1012,8 +1012,8 @@ std::uint16_t node::start() {
                                              d.cfg.sessions.max_in_flight);
   d.make_sync();
   d.make_retention();
-  d.queues = std::make_unique<queue_service>(
-      queue_deps{&d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get()});
+  d.queues = std::make_unique<queue_service>(queue_deps{
+      &d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get(), &d.crypto->keys});
   if (d.cfg.cache.enabled)
     d.cache = std::make_unique<cache_service>(cache_deps{
         &d.cfg, d.redis.get(), d.loop_ptrs(), &d.clock, d.registry.get(), &d.crypto->keys});

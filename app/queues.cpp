@@ -81,12 +81,14 @@ struct queue_service::impl {
   impl(const queue_deps& d) : cfg(*d.cfg), clock(*d.clock), loops(d.loops) {
     const auto& qc = cfg.queues;
     if (!cfg.redis.queue_url.empty()) {
-      own_redis = std::make_unique<redis::client>(loops, redis_options(cfg, cfg.redis.queue_url, "redis.queue_url"));
+      own_redis = std::make_unique<redis::client>(
+          loops, redis_options(cfg, cfg.redis.queue_url, "redis.queue_url"));
       redis = own_redis.get();
     } else {
       redis = d.redis;
     }
     store = std::make_unique<queue::store>(*redis, cfg.redis.key_prefix);
+    store->seal_with(d.keys);
     waiters = std::make_unique<queue::lease_waiters>(*loops.front(), *store,
                                                      static_cast<std::size_t>(qc.max_waiters),
                                                      std::chrono::milliseconds(qc.lease_poll_ms));
@@ -284,6 +286,7 @@ struct queue_service::impl {
                                                                static_cast<double>(mem.max))
                                                         : json(nullptr)}}},
             {"lease_waiters", waiters->parked()},
+            {"undecryptable", store->undecryptable()},
             {"in_flight", routes->in_flight()},
             {"list", list}};
   }

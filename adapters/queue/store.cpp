@@ -1,6 +1,8 @@
 // The job queue's Redis operations: arguments for the scripts in, typed results out.
 #include "adapters/queue/store.hpp"
 
+#include "adapters/crypto/keyring.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -211,6 +213,8 @@ const char* to_string(errc e) {
     return "job state conflict";
   case errc::redis:
     return "Redis failed";
+  case errc::undecryptable:
+    return "stored value does not decrypt";
   }
   return "unknown";
 }
@@ -239,6 +243,14 @@ std::string key_base(const std::string& prefix, const std::string& queue) {
 
 std::string registry_key(const std::string& prefix) {
   return prefix + "{queues}";
+}
+
+std::string payload_aad(const std::string& queue, const std::string& type) {
+  return "job:" + queue + ":" + type;
+}
+
+std::string result_aad(const std::string& queue, const std::string& id) {
+  return "job-result:" + queue + ":" + id;
 }
 
 std::string token_prefix() {
@@ -299,9 +311,10 @@ void store::enqueue(std::size_t hint, const std::string& queue,
   args.push_back(fence ? "sch:" + fence->schedule : std::string());
   args.push_back(fence ? std::to_string(fence->period) : std::string());
   args.push_back(std::to_string(jobs.size()));
+  auto ring = keys_ != nullptr ? keys_->get() : nullptr;
   for (const auto& j : jobs) {
     args.push_back(j.type);
-    args.push_back(j.payload);
+    args.push_back(ring ? ring->seal(payload_aad(queue, j.type), j.payload) : j.payload);
     args.push_back(std::to_string(j.delay_ms));
     args.push_back(std::to_string(j.priority));
     args.push_back(opt(j.max_attempts));
@@ -332,13 +345,59 @@ void store::lease(std::size_t hint, const std::string& queue, std::int64_t max,
                                 std::to_string(lease_ms), token_prefix,
                                 std::to_string(types.size())};
   args.insert(args.end(), types.begin(), types.end());
-  redis_.eval(hint, scripts_.lease, {meta_key(queue)}, std::move(args),
-              [done = std::move(done)](redis::errc e, redis::reply&& r) {
-                lease_result out;
-                if (failed(e, r, out))
-                  return done(std::move(out));
-                done(parse_lease(r));
-              });
+  redis_.eval(
+      hint, scripts_.lease, {meta_key(queue)}, std::move(args),
+      [this, hint, queue, now_ms, done = std::move(done)](redis::errc e, redis::reply&& r) mutable {
+        lease_result out;
+        if (failed(e, r, out))
+          return done(std::move(out));
+        out = parse_lease(r);
+        auto sealed = [](const leased_job& j) { return crypto::is_envelope(j.payload); };
+        if (std::none_of(out.jobs.begin(), out.jobs.end(), sealed))
+          return done(std::move(out));
+        open_leased(hint, queue, now_ms, std::move(out), std::move(done));
+      });
+}
+
+void store::open_leased(std::size_t hint, const std::string& queue, std::int64_t now_ms,
+                        lease_result out, done_fn<lease_result> done) {
+  auto ring = keys_ != nullptr ? keys_->get() : nullptr;
+  std::vector<finish_entry> refused;
+  std::vector<leased_job> usable;
+  for (auto& j : out.jobs) {
+    if (!crypto::is_envelope(j.payload)) {
+      usable.push_back(std::move(j));
+      continue;
+    }
+    auto o = ring ? ring->open(payload_aad(queue, j.type), j.payload)
+                  : crypto::open_without_keys(j.payload);
+    if (o.code == crypto::errc::ok) {
+      j.payload = std::move(o.plaintext);
+      usable.push_back(std::move(j));
+      continue;
+    }
+    undecryptable_->fetch_add(1, std::memory_order_relaxed);
+    refused.push_back(
+        {j.id, j.token, 'F',
+         o.code == crypto::errc::key_missing
+             ? "sessiond could not decrypt the payload: it is encrypted under key \"" + o.key_id +
+                   "\", which is not in encryption.keys_file; failed without "
+                   "running (retry the job once the key is back)"
+             : "sessiond could not decrypt the payload under key \"" + o.key_id +
+                   "\": " + crypto::to_string(o.code) +
+                   " (copied from another job, or changed in Redis); failed "
+                   "without running",
+         0.5});
+  }
+  out.jobs = std::move(usable);
+  // Failed for good in the same order of events a worker's report would take, before the lease
+  // answers: keep_* this high trims nothing (the next ordinary report trims to the queue's own).
+  queue_policy untrimmed;
+  untrimmed.keep_completed = untrimmed.keep_failed = std::int64_t{1} << 50;
+  finish(hint, queue, refused, untrimmed, now_ms,
+         [out = std::move(out), done = std::move(done)](finish_result&&) mutable {
+           done(std::move(out)); // a failed report leaves the leases to expire and stall
+         });
 }
 
 void store::finish(std::size_t hint, const std::string& queue,
@@ -352,12 +411,18 @@ void store::finish(std::size_t hint, const std::string& queue,
                                 std::to_string(policy.max_attempts),
                                 std::to_string(entries.size())};
   args.reserve(args.size() + entries.size() * 5);
+  auto ring = keys_ != nullptr ? keys_->get() : nullptr;
   char random[32];
   for (const auto& en : entries) {
     args.push_back(en.id);
     args.push_back(en.token);
     args.push_back(std::string(1, en.kind));
-    args.push_back(en.kind == 'c' ? en.value : model::json_quote(en.value));
+    if (en.kind != 'c')
+      args.push_back(model::json_quote(en.value));
+    else if (ring && !en.value.empty())
+      args.push_back(ring->seal(result_aad(queue, en.id), en.value));
+    else
+      args.push_back(en.value);
     std::snprintf(random, sizeof random, "%.6f", std::clamp(en.random, 0.0, 0.999999));
     args.push_back(random);
   }
@@ -452,12 +517,35 @@ void store::counts(std::size_t hint, const std::string& queue, done_fn<queue_cou
 
 void store::job(std::size_t hint, const std::string& queue, const std::string& id,
                 done_fn<job_record> done) {
+  auto ring = keys_ != nullptr ? keys_->get() : nullptr;
   redis_.command(hint, {"HGETALL", key_base(prefix_, queue) + "j:" + id},
-                 [done = std::move(done), id](redis::errc e, redis::reply&& r) {
+                 [done = std::move(done), id, queue, ring = std::move(ring),
+                  bad = undecryptable_](redis::errc e, redis::reply&& r) {
                    job_record out;
                    if (failed(e, r, out))
                      return done(std::move(out));
-                   done(parse_job(id, r));
+                   out = parse_job(id, r);
+                   auto open = [&](std::string& value, const std::string& aad, const char* what) {
+                     if (!out.ok() || !crypto::is_envelope(value))
+                       return;
+                     auto o = ring ? ring->open(aad, value) : crypto::open_without_keys(value);
+                     if (o.code == crypto::errc::ok) {
+                       value = std::move(o.plaintext);
+                       return;
+                     }
+                     bad->fetch_add(1, std::memory_order_relaxed);
+                     out.error = errc::undecryptable;
+                     out.detail =
+                         std::string("the job's ") + what + " is encrypted under key \"" +
+                         o.key_id + "\", which " +
+                         (o.code == crypto::errc::key_missing
+                              ? std::string("is not in encryption.keys_file")
+                              : std::string("does not open it: ") + crypto::to_string(o.code)) +
+                         "; nothing was changed";
+                   };
+                   open(out.payload, payload_aad(queue, out.type), "payload");
+                   open(out.result, result_aad(queue, id), "result");
+                   done(std::move(out));
                  });
 }
 

@@ -7,12 +7,18 @@
 #include "adapters/redis/client.hpp"
 #include "model/queue.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace sessiond::crypto {
+class keyring_holder;
+}
 
 namespace sessiond::queue {
 
@@ -25,6 +31,7 @@ enum class errc {
   not_found,       ///< no such job (404)
   conflict,        ///< the job's state refuses the change (409)
   redis,           ///< Redis failed or refused (503): `detail` says how
+  undecryptable,   ///< a stored payload or result does not open (500): `detail` names the key id
 };
 const char* to_string(errc e);
 
@@ -191,13 +198,35 @@ public:
   redis::client& redis() { return redis_; }
   std::size_t local_hint(std::size_t hint) const { return redis_.local_hint(hint); }
 
+  /// Encryption at rest (encryption.keys_file; docs/security.md "Job payloads and results"):
+  /// payloads are sealed at enqueue under the holder's current key with "job:<queue>:<type>" as
+  /// associated data, results at completion with "job-result:<queue>:<id>", and both are opened
+  /// when leased or read (plaintext passes through). A leased job whose payload does not open is
+  /// failed for good at once, its error naming the key id, and left out of the lease: no worker
+  /// ever runs on garbage, and POST …/retry runs it once the key is back. GET of such a job
+  /// answers errc::undecryptable. Null (the default): plaintext. `keys` outlives the store; set
+  /// before the first call.
+  void seal_with(const crypto::keyring_holder* keys) { keys_ = keys; }
+  /// Payloads and results read that did not open.
+  std::uint64_t undecryptable() const { return undecryptable_->load(); }
+
 private:
   std::string meta_key(const std::string& queue) const;
+  /// The payloads of a lease opened; the jobs whose payload does not open failed for good.
+  void open_leased(std::size_t hint, const std::string& queue, std::int64_t now_ms,
+                   lease_result out, done_fn<lease_result> done);
 
   redis::client& redis_;
   std::string prefix_;
   scripts scripts_;
+  const crypto::keyring_holder* keys_ = nullptr;
+  std::shared_ptr<std::atomic<std::uint64_t>> undecryptable_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
 };
+
+/// The associated data a job's payload and its result are sealed with.
+std::string payload_aad(const std::string& queue, const std::string& type);
+std::string result_aad(const std::string& queue, const std::string& id);
 
 /// A fencing-token prefix no other lease call uses: 16 random hex digits and a dot.
 std::string token_prefix();

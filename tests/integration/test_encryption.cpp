@@ -381,3 +381,84 @@ TEST_CASE("with encryption on, concurrent PATCHes of different fields through tw
   test::redis_probe rc(cfg.redis.url);
   CHECK(crypto::envelope_key_id(stored(rc, cfg, "race")) == "k1");
 }
+
+TEST_CASE("with encryption on, job payloads and results are sealed in Redis; the lease and GET "
+          "see plaintext; a payload copied to another queue or under a missing key is never run") {
+  keys_file f;
+  f.write(key_line("k1", 'a'));
+  auto cfg = enc_config(f);
+  running_node n(cfg);
+  client c(n.port);
+  test::redis_probe rc(cfg.redis.url);
+  auto job_key = [&](const std::string& q, const std::string& id) {
+    return cfg.redis.key_prefix + "{q:" + q + "}:j:" + id;
+  };
+  auto enqueue = [&](const std::string& q, const std::string& payload) {
+    auto r = c.call(bhttp::verb::post, "/v1/queues/" + q + "/jobs",
+                    R"({"type":"send","payload":)" + payload + "}");
+    REQUIRE(r.status == 201);
+    return json::parse(r.body)["id"].get<std::string>();
+  };
+  auto lease = [&](const std::string& q) {
+    auto r = c.call(bhttp::verb::post, "/v1/queues/" + q + "/lease", R"({"max":10})");
+    REQUIRE(r.status == 200);
+    return json::parse(r.body)["jobs"];
+  };
+  auto job = [&](const std::string& q, const std::string& id) {
+    return c.get("/v1/queues/" + q + "/jobs/" + id);
+  };
+
+  auto a = enqueue("mailq", R"({"to":"alice@example.com"})");
+  auto raw = rc.command({"HGET", job_key("mailq", a), "p"}).str;
+  CHECK(crypto::envelope_key_id(raw) == "k1");
+  CHECK(raw.find("alice") == std::string::npos);
+  CHECK(json::parse(job("mailq", a).body)["payload"]["to"] == "alice@example.com");
+  auto leased = lease("mailq");
+  REQUIRE(leased.size() == 1);
+  CHECK(leased[0]["payload"]["to"] == "alice@example.com");
+  auto done =
+      c.call(bhttp::verb::post, "/v1/queues/mailq/jobs/" + a + "/complete",
+             json{{"lease_token", leased[0]["lease_token"]}, {"result", {{"receipt", "r-secret"}}}}
+                 .dump());
+  REQUIRE(done.status == 204);
+  auto raw_result = rc.command({"HGET", job_key("mailq", a), "r"}).str;
+  CHECK(crypto::envelope_key_id(raw_result) == "k1");
+  CHECK(raw_result.find("r-secret") == std::string::npos);
+  CHECK(json::parse(job("mailq", a).body)["result"]["receipt"] == "r-secret");
+
+  // A payload copied onto a job of another queue does not open there: GET 500, the lease fails
+  // the job without handing it out.
+  auto b = enqueue("otherq", R"({"to":"bob@example.com"})");
+  rc.command({"HSET", job_key("otherq", b), "p", raw});
+  auto copied = job("otherq", b);
+  CHECK(copied.status == 500);
+  CHECK(copied.header("Content-Type") == "application/problem+json");
+  CHECK(copied.body.find("alice") == std::string::npos);
+  CHECK(lease("otherq").empty());
+  CHECK(json::parse(c.get("/v1/queues/otherq").body)["failed"] == 1);
+
+  // A key taken out of the file: the job fails naming the key id, and runs once the key is back.
+  auto m = enqueue("mailq", R"({"to":"carol@example.com"})");
+  f.write(key_line("k2", 'b'));
+  REQUIRE(n.node.reload_encryption());
+  auto missing = job("mailq", m);
+  REQUIRE(missing.status == 500);
+  CHECK(json::parse(missing.body)["detail"].get<std::string>().find("key \"k1\"") !=
+        std::string::npos);
+  CHECK(lease("mailq").empty());
+  CHECK(json::parse(c.get("/v1/queues/mailq").body)["failed"] == 1);
+  CHECK(json::parse(c.get("/v1/status").body)["queues"]["undecryptable"].get<int>() >= 4);
+  f.write(key_line("k2", 'b') + key_line("k1", 'a'));
+  REQUIRE(n.node.reload_encryption());
+  auto failed = json::parse(job("mailq", m).body);
+  CHECK(failed["state"] == "failed");
+  CHECK(failed["error"].get<std::string>().find("\"k1\"") != std::string::npos);
+  CHECK(failed["attempts"] == 1);
+  REQUIRE(c.call(bhttp::verb::post, "/v1/queues/mailq/jobs/" + m + "/retry").status == 204);
+  auto again = lease("mailq");
+  REQUIRE(again.size() == 1);
+  CHECK(again[0]["payload"]["to"] == "carol@example.com");
+  // New jobs are sealed under the new first key.
+  auto d = enqueue("mailq", "{}");
+  CHECK(crypto::envelope_key_id(rc.command({"HGET", job_key("mailq", d), "p"}).str) == "k2");
+}
