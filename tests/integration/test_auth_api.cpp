@@ -3,6 +3,7 @@
 // through the reload SIGHUP calls (test_auth_binary sends the signal itself), a bad file.
 #include "app/auth.hpp"
 #include "support.hpp"
+#include "temp_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -21,25 +22,6 @@ const std::string api_token = "api-Zk3v9QmT2wLx8RbN4sHd";
 const std::string admin_token = "adm-Pq7Wn2Xc5Vb8Lk1Jh6Gf";
 const std::string rotated_token = "api-rotated-Ty4Ue6Io8Pa0";
 
-/// A tokens file of the test's own, rewritten in place (as an operator rotating tokens would).
-struct tokens_file {
-  std::string path;
-  explicit tokens_file(const std::string& text) {
-    char name[] = "/tmp/sessiond-auth-tokens-XXXXXX";
-    int fd = mkstemp(name);
-    REQUIRE(fd >= 0);
-    close(fd);
-    path = name;
-    write(text);
-  }
-  ~tokens_file() { std::remove(path.c_str()); }
-  void write(const std::string& text) const {
-    std::ofstream out(path, std::ios::trunc);
-    out << text;
-    REQUIRE(out.good());
-  }
-};
-
 struct running_node {
   app::node node;
   std::uint16_t port;
@@ -49,8 +31,8 @@ struct running_node {
 };
 
 struct auth_setup {
-  tokens_file api{"# API tokens\n" + api_token + "\n"};
-  tokens_file admin{admin_token + "\n"};
+  test::temp_file api{"# API tokens\n" + api_token + "\n"};
+  test::temp_file admin{admin_token + "\n"};
   config::config cfg(bool protect_metrics = false) const {
     auto c = test::test_config();
     c.auth.api_tokens_file = api.path;
@@ -192,7 +174,7 @@ TEST_CASE("a tokens file that cannot be used at reload keeps the tokens loaded b
 }
 
 TEST_CASE("a tokens file that cannot be used stops the node's start with one line naming it") {
-  tokens_file bad("api-token-with a-space-inside\n");
+  test::temp_file bad("api-token-with a-space-inside\n");
   auto c = test::test_config();
   c.auth.api_tokens_file = bad.path;
   app::node node(c);

@@ -6,6 +6,7 @@
 #include "model/key_layout.hpp"
 #include "pg_support.hpp"
 #include "support.hpp"
+#include "temp_file.hpp"
 
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -34,18 +35,7 @@ std::string key_line(const std::string& id, char fill) {
   return id + ":" + crypto::base64_encode(std::string(crypto::key_bytes, fill)) + "\n";
 }
 
-/// A keys file of the test's own, rewritten by write().
-struct keys_file {
-  std::string path;
-  keys_file() {
-    static std::atomic<int> n{0};
-    path = "/tmp/sessiond-enc-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
-  }
-  ~keys_file() { std::remove(path.c_str()); }
-  void write(const std::string& text) const { std::ofstream(path, std::ios::trunc) << text; }
-};
-
-config::config enc_config(const keys_file& f) {
+config::config enc_config(const test::temp_file& f) {
   auto cfg = pg_config();
   cfg.encryption.keys_file = f.path;
   cfg.encryption.rotate_interval_s = 0; // a pass in every sync run
@@ -78,7 +68,7 @@ json full_pass(client& c) {
 
 TEST_CASE("with encryption on, Redis holds no plaintext of a session's data; GET, PATCH and the "
           "listing return it") {
-  keys_file f;
+  test::temp_file f{""};
   f.write("# test keys\n" + key_line("k1", 'a'));
   auto cfg = enc_config(f);
   running_node n(cfg);
@@ -112,7 +102,7 @@ TEST_CASE("with encryption on, Redis holds no plaintext of a session's data; GET
 
 TEST_CASE("a value copied onto another session's hash does not decrypt: 500, counted, never "
           "served, and a PATCH does not overwrite it") {
-  keys_file f;
+  test::temp_file f{""};
   f.write(key_line("k1", 'a'));
   auto cfg = enc_config(f);
   running_node n(cfg);
@@ -139,7 +129,7 @@ TEST_CASE("a value copied onto another session's hash does not decrypt: 500, cou
 
 TEST_CASE("rotation: a new first key seals new writes, old values still read, and the pass moves "
           "every value to the new key, counted per key id in /v1/status") {
-  keys_file f;
+  test::temp_file f{""};
   f.write(key_line("k1", 'a'));
   auto cfg = enc_config(f);
   running_node n(cfg);
@@ -180,7 +170,7 @@ TEST_CASE("rotation: a new first key seals new writes, old values still read, an
 
 TEST_CASE("a missing key: 500 problem naming the key id, counted, the value untouched in Redis "
           "(GET, PATCH, PUT, PUT If-Match), set aside by the sync; readable once the key is back") {
-  keys_file f;
+  test::temp_file f{""};
   f.write(key_line("gone-1", 'a'));
   auto cfg = enc_config(f);
   running_node n(cfg);
@@ -237,7 +227,7 @@ TEST_CASE("a missing key: 500 problem naming the key id, counted, the value unto
 
 TEST_CASE("plaintext sessions stay readable when encryption is turned on, and are sealed by their "
           "next write and by the pass") {
-  keys_file f;
+  test::temp_file f{""};
   f.write(key_line("k1", 'a'));
   auto cfg = enc_config(f);
   cfg.encryption.keys_file.clear();
@@ -270,7 +260,7 @@ TEST_CASE("plaintext sessions stay readable when encryption is turned on, and ar
 
 TEST_CASE("the sync writes decrypted jsonb to PostgreSQL; a read-through seals the row again "
           "when it puts it back into Redis") {
-  keys_file f;
+  test::temp_file f{""};
   f.write(key_line("k1", 'a'));
   auto cfg = enc_config(f);
   running_node n(cfg);
@@ -292,7 +282,7 @@ TEST_CASE("the sync writes decrypted jsonb to PostgreSQL; a read-through seals t
 }
 
 TEST_CASE("a keys file that cannot be used stops start-up with one line naming it, never a key") {
-  keys_file f;
+  test::temp_file f{""};
   auto cfg = enc_config(f);
   auto secret = crypto::base64_encode(std::string(31, 'z'));
   f.write("k1:" + secret + "\n");
@@ -309,7 +299,7 @@ TEST_CASE("a keys file that cannot be used stops start-up with one line naming i
 }
 
 TEST_CASE("a reload with a bad keys file keeps the keys loaded before") {
-  keys_file f;
+  test::temp_file f{""};
   f.write(key_line("k1", 'a'));
   auto cfg = enc_config(f);
   running_node n(cfg);
@@ -323,7 +313,7 @@ TEST_CASE("a reload with a bad keys file keeps the keys loaded before") {
 
 TEST_CASE("with encryption on, cache values are sealed in Redis too; one copied to another key is "
           "a miss, never served") {
-  keys_file f;
+  test::temp_file f{""};
   f.write(key_line("k1", 'a'));
   auto cfg = enc_config(f);
   cfg.cache.namespaces["plain"].ttl_s = 60; // no loader
@@ -351,7 +341,7 @@ TEST_CASE("with encryption on, cache values are sealed in Redis too; one copied 
 
 TEST_CASE("with encryption on, concurrent PATCHes of different fields through two nodes each keep "
           "their change (a retry merges on the sealed fields the write script sends back)") {
-  keys_file f;
+  test::temp_file f{""};
   f.write(key_line("k1", 'a'));
   auto cfg = enc_config(f);
   running_node n1(cfg);
@@ -384,7 +374,7 @@ TEST_CASE("with encryption on, concurrent PATCHes of different fields through tw
 
 TEST_CASE("with encryption on, job payloads and results are sealed in Redis; the lease and GET "
           "see plaintext; a payload copied to another queue or under a missing key is never run") {
-  keys_file f;
+  test::temp_file f{""};
   f.write(key_line("k1", 'a'));
   auto cfg = enc_config(f);
   running_node n(cfg);

@@ -3,7 +3,7 @@
 // no key, and SIGHUP rotates the keys (a bad file at SIGHUP keeps the old ones, says why on
 // stderr, and never logs a key).
 #include "adapters/crypto/keyring.hpp"
-#include "support.hpp"
+#include "binary_support.hpp"
 
 #include <fcntl.h>
 #include <nlohmann/json.hpp>
@@ -17,113 +17,49 @@
 
 using namespace sessiond;
 using Catch::Matchers::Contains;
+using test::run_sessiond;
+using test::temp_file;
 
 namespace {
 
 const std::string key_a = crypto::base64_encode(std::string(crypto::key_bytes, 'A'));
 const std::string key_b = crypto::base64_encode(std::string(crypto::key_bytes, 'B'));
 
-struct run_result {
-  int code = -1;
-  std::string out;
-};
-
-/// Runs sessiond with `args` and the given environment additions; captures stdout+stderr.
-run_result run(const std::string& args, const std::string& env = "") {
-  std::string cmd = env + " " SESSIOND_BIN " " + args + " 2>&1";
-  run_result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::array<char, 4096> buf{};
-  while (auto n = fread(buf.data(), 1, buf.size(), p))
-    r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-struct temp_file {
-  std::string path;
-  explicit temp_file(const std::string& text) {
-    char name[] = "/tmp/sessiond-enc-bin-XXXXXX";
-    int fd = mkstemp(name);
-    REQUIRE(fd >= 0);
-    close(fd);
-    path = name;
-    write(text);
-  }
-  ~temp_file() { std::remove(path.c_str()); }
-  void write(const std::string& text) const {
-    std::ofstream out(path, std::ios::trunc);
-    out << text;
-    REQUIRE(out.good());
-  }
-  std::string read() const {
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-};
-
 } // namespace
 
 TEST_CASE("a keys file that cannot be used stops start-up with exit 2 and one line naming it") {
   temp_file bad("# keys\nk1:" + key_a + "\nk2:" + key_a.substr(4) + "\n");
-  auto r =
-      run("", "SESSIOND_ENCRYPTION_KEYS_FILE=" + bad.path + " SESSIOND_HTTP_LISTEN=127.0.0.1:0");
+  auto r = run_sessiond("", "SESSIOND_ENCRYPTION_KEYS_FILE=" + bad.path +
+                                " SESSIOND_HTTP_LISTEN=127.0.0.1:0");
   CHECK(r.code == 2);
   CHECK(r.out == "config: encryption: keys file \"" + bad.path +
                      "\" holds a key that does not decode to 32 bytes (line 3)\n");
   CHECK(r.out.find(key_a.substr(4)) == std::string::npos);
-  auto check = run("--check-config", "SESSIOND_ENCRYPTION_KEYS_FILE=/nonexistent/keys");
+  auto check = run_sessiond("--check-config", "SESSIOND_ENCRYPTION_KEYS_FILE=/nonexistent/keys");
   CHECK(check.code == 2);
   CHECK(check.out == "config: encryption: keys file \"/nonexistent/keys\" cannot be read: No such "
                      "file or directory\n");
   temp_file twice("k1:" + key_a + "\nk1:" + key_b + "\n");
-  auto dup = run("--check-config", "SESSIOND_ENCRYPTION_KEYS_FILE=" + twice.path);
+  auto dup = run_sessiond("--check-config", "SESSIOND_ENCRYPTION_KEYS_FILE=" + twice.path);
   CHECK(dup.code == 2);
   CHECK_THAT(dup.out, Contains("holds the same key id twice (line 2)"));
 }
 
 TEST_CASE("--print-config shows the keys file's path, never a key") {
   temp_file keys("k1:" + key_a + "\n");
-  auto r = run("--print-config", "SESSIOND_ENCRYPTION_KEYS_FILE=" + keys.path);
+  auto r = run_sessiond("--print-config", "SESSIOND_ENCRYPTION_KEYS_FILE=" + keys.path);
   CHECK(r.code == 0);
   CHECK_THAT(r.out, Contains("keys_file = \"" + keys.path + "\""));
   CHECK(r.out.find(key_a) == std::string::npos);
-  CHECK(run("--check-config", "SESSIOND_ENCRYPTION_KEYS_FILE=" + keys.path).code == 0);
+  CHECK(run_sessiond("--check-config", "SESSIOND_ENCRYPTION_KEYS_FILE=" + keys.path).code == 0);
 }
 
 TEST_CASE("SIGHUP re-reads the keys file: the new first key seals new writes; a bad file then "
           "keeps the old keys and says why") {
   temp_file keys("k1:" + key_a + "\n");
-  temp_file err("");
   auto port = test::free_port();
-  const std::string redis_url = test::env_or_fail("REDIS_URL");
-  const std::string prefix = test::unique_prefix();
-  int pipefd[2];
-  REQUIRE(pipe(pipefd) == 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(pipefd[1], 1);
-    close(pipefd[0]);
-    int fd = open(err.path.c_str(), O_WRONLY | O_TRUNC);
-    dup2(fd, 2);
-    setenv("SESSIOND_REDIS_URL", redis_url.c_str(), 1);
-    setenv("SESSIOND_HTTP_LISTEN", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
-    setenv("SESSIOND_REDIS_KEY_PREFIX", prefix.c_str(), 1);
-    setenv("SESSIOND_ENCRYPTION_KEYS_FILE", keys.path.c_str(), 1);
-    execl(SESSIOND_BIN, SESSIOND_BIN, static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(pipefd[1]);
-  std::string first_line;
-  char ch;
-  while (read(pipefd[0], &ch, 1) == 1 && ch != '\n')
-    first_line += ch;
-  close(pipefd[0]);
-  REQUIRE(first_line == "sessiond listening on http://127.0.0.1:" + std::to_string(port));
+  test::sessiond_child sd(port, {{"SESSIOND_ENCRYPTION_KEYS_FILE", keys.path}});
+  REQUIRE(sd.first_line == "sessiond listening on http://127.0.0.1:" + std::to_string(port));
   REQUIRE(test::eventually([&] { return test::client(port).get("/readyz").status == 200; }));
   test::client c(port);
   auto current = [&] {
@@ -133,23 +69,19 @@ TEST_CASE("SIGHUP re-reads the keys file: the new first key seals new writes; a 
   REQUIRE(c.put("/v1/sessions/h1", R"({"user_id":"hu","data":{"a":1}})").status == 201);
 
   keys.write("k2:" + key_b + "\nk1:" + key_a + "\n");
-  REQUIRE(kill(pid, SIGHUP) == 0);
+  REQUIRE(sd.signal(SIGHUP));
   CHECK(test::eventually([&] { return current() == "k2"; }));
   CHECK(c.get("/v1/sessions/h1").status == 200); // k1 still reads
 
   keys.write("k3:" + key_b.substr(2) + "\n");
-  REQUIRE(kill(pid, SIGHUP) == 0);
+  REQUIRE(sd.signal(SIGHUP));
   CHECK(test::eventually(
-      [&] { return err.read().find("encryption: reload refused") != std::string::npos; }));
+      [&] { return sd.err.read().find("encryption: reload refused") != std::string::npos; }));
   CHECK(current() == "k2");
   CHECK(c.get("/v1/sessions/h1").status == 200);
-  auto log = err.read();
+  auto log = sd.err.read();
   CHECK_THAT(log, Contains("keeping the keys k2, k1 loaded before"));
   CHECK(log.find(key_a) == std::string::npos); // keys are never logged
   CHECK(log.find(key_b.substr(2)) == std::string::npos);
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(sd.terminate() == 0);
 }

@@ -3,6 +3,7 @@
 // and "log out everywhere" reaches a user's sessions on every master, also one whose index add
 // was lost (a node that died between the write and the add).
 #include "actors/redis_scripts.hpp"
+#include "binary_support.hpp"
 #include "cluster_nodes.hpp"
 #include "model/key_layout.hpp"
 #include "model/ttl.hpp"
@@ -151,48 +152,14 @@ TEST_CASE("redis.wait_replicas more than the replicas there are: writes answer 5
   CHECK((got.status == 200 || got.status == 404));
 }
 
-namespace {
-
-/// A sessiond process of `cfg` (its Redis, prefix and schema) syncing every 100 ms.
-pid_t spawn_node(const config::config& cfg, const std::string& id, std::uint16_t port) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int devnull = open("/dev/null", O_WRONLY);
-    dup2(devnull, 1);
-    dup2(devnull, 2);
-    setenv("SESSIOND_REDIS_URL", cfg.redis.url.c_str(), 1);
-    setenv("SESSIOND_REDIS_KEY_PREFIX", cfg.redis.key_prefix.c_str(), 1);
-    setenv("SESSIOND_POSTGRES_URL", cfg.postgres.url.c_str(), 1);
-    setenv("SESSIOND_POSTGRES_SCHEMA", cfg.postgres.schema.c_str(), 1);
-    setenv("SESSIOND_POSTGRES_STATEMENT_TIMEOUT_MS",
-           std::to_string(cfg.postgres.statement_timeout_ms).c_str(), 1);
-    setenv("SESSIOND_NODE_ID", id.c_str(), 1);
-    setenv("SESSIOND_SYNC_INTERVAL_MS", "100", 1);
-    setenv("SESSIOND_HTTP_LISTEN", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
-    execl(SESSIOND_BIN, SESSIOND_BIN, static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  return pid;
-}
-
-} // namespace
-
 TEST_CASE("a node killed with SIGKILL while it syncs under load: the others take its partitions "
           "within a lease period and PostgreSQL holds every acknowledged write") {
   auto cfg = cluster_config();
   cfg.postgres.statement_timeout_ms = 1000; // sync leases live statement timeout + 5 s
   const auto lease_ms = cfg.postgres.statement_timeout_ms + 5000;
   auto victim_port = free_port();
-  pid_t victim = spawn_node(cfg, "victim", victim_port);
-  REQUIRE(eventually(
-      [&] {
-        try {
-          return client(victim_port).get("/readyz").status == 200;
-        } catch (...) {
-          return false;
-        }
-      },
-      std::chrono::seconds(20)));
+  pid_t victim = test::spawn_node(cfg, "victim", 100, victim_port);
+  REQUIRE(test::becomes_ready(victim_port));
   auto ca = cfg;
   ca.node.id = "survivor-a";
   running_node a(ca); // syncs only when asked (pg_config: an hour apart)

@@ -3,6 +3,9 @@
 // SIGKILL, the repair after Redis lost a session, and dirty sets a larger sessions.shards left.
 #include "actors/sync_engine.hpp"
 #include "adapters/postgres/client.hpp"
+#ifdef SESSIOND_BIN
+#include "binary_support.hpp"
+#endif
 #include "model/key_layout.hpp"
 #include "model/shard_for.hpp"
 #include "pg_support.hpp"
@@ -358,42 +361,13 @@ TEST_CASE("a session Redis lost and that was written again moves past PostgreSQL
 }
 
 #ifdef SESSIOND_BIN
-namespace {
-
-pid_t spawn_sessiond(const config::config& cfg, std::uint16_t port) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int devnull = open("/dev/null", O_WRONLY);
-    dup2(devnull, 1);
-    dup2(devnull, 2);
-    setenv("SESSIOND_REDIS_URL", cfg.redis.url.c_str(), 1);
-    setenv("SESSIOND_REDIS_KEY_PREFIX", cfg.redis.key_prefix.c_str(), 1);
-    setenv("SESSIOND_POSTGRES_URL", cfg.postgres.url.c_str(), 1);
-    setenv("SESSIOND_POSTGRES_SCHEMA", cfg.postgres.schema.c_str(), 1);
-    setenv("SESSIOND_NODE_ID", "durable", 1);
-    setenv("SESSIOND_SYNC_INTERVAL_MS", "300", 1);
-    setenv("SESSIOND_HTTP_LISTEN", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
-    execl(SESSIOND_BIN, SESSIOND_BIN, static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  return pid;
-}
-
-} // namespace
-
 TEST_CASE("sessiond killed with SIGKILL mid-load loses no acknowledged write") {
   auto cfg = pg_config();
   auto port = test::free_port();
-  pid_t pid = spawn_sessiond(cfg, port);
+  pid_t pid = test::spawn_node(cfg, "durable", 300, port);
   std::map<std::string, int> acked;
   std::mutex mtx;
-  REQUIRE(test::eventually([&] {
-    try {
-      return client(port).get("/readyz").status == 200;
-    } catch (...) {
-      return false;
-    }
-  }));
+  REQUIRE(test::becomes_ready(port));
   std::atomic<bool> stop{false};
   std::vector<std::thread> writers;
   for (int w = 0; w < 4; ++w)
@@ -419,7 +393,7 @@ TEST_CASE("sessiond killed with SIGKILL mid-load loses no acknowledged write") {
   for (auto& t : writers)
     t.join();
   REQUIRE(acked.size() > 100);
-  pid = spawn_sessiond(cfg, port);
+  pid = test::spawn_node(cfg, "durable", 300, port);
   REQUIRE(test::eventually([&] {
     try {
       return client(port).call(test::bhttp::verb::post, "/v1/admin/sync").status == 200;
