@@ -1,15 +1,13 @@
 // See tokens.hpp.
 #include "adapters/auth/tokens.hpp"
 
+#include "adapters/crypto/secret_file.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <memory>
 
 namespace sessiond::auth {
 
@@ -38,18 +36,6 @@ const char* to_string(errc e) {
 
 namespace {
 
-bool blank(char ch) {
-  return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && blank(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && blank(s.back()))
-    s.remove_suffix(1);
-  return s;
-}
-
 bool token68_char(char ch) {
   return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
          ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/';
@@ -57,7 +43,7 @@ bool token68_char(char ch) {
 
 /// RFC 7235 token68: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 errc check_token(std::string_view t) {
-  if (std::any_of(t.begin(), t.end(), blank))
+  if (std::any_of(t.begin(), t.end(), crypto::is_blank))
     return errc::has_whitespace;
   auto body_end = t.find_last_not_of('=');
   if (body_end == std::string_view::npos ||
@@ -74,20 +60,21 @@ errc check_token(std::string_view t) {
 
 std::vector<std::string> parse_tokens(std::string_view text, parse_error& err) {
   std::vector<std::string> out;
-  std::size_t line_no = 0;
-  while (!text.empty()) {
-    ++line_no;
-    auto nl = text.find('\n');
-    std::string_view line = trim(text.substr(0, nl));
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-    if (line.empty() || line.front() == '#')
-      continue;
+  bool bad = false;
+  crypto::for_each_secret_line(text, [&](std::size_t line_no, std::string_view line) {
+    if (bad)
+      return;
     if (errc e = check_token(line); e != errc::ok) {
       err = {e, line_no, {}};
-      return {};
-    }
-    if (std::find(out.begin(), out.end(), line) == out.end())
+      bad = true;
+    } else if (std::find(out.begin(), out.end(), line) == out.end()) {
       out.emplace_back(line);
+    }
+  });
+  if (bad) {
+    for (auto& t : out)
+      crypto::wipe(t);
+    return {};
   }
   if (out.empty())
     err = {errc::no_tokens, 0, {}};
@@ -108,20 +95,12 @@ namespace {
 } // namespace
 
 std::vector<std::string> load_token_file(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
-                                                       &std::fclose);
-  if (!file)
-    refuse(path, {errc::unreadable, 0, std::strerror(errno)});
-  std::string text;
-  std::array<char, 4096> buf;
-  std::size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), file.get())) > 0)
-    text.append(buf.data(), n);
-  if (std::ferror(file.get()) != 0) // a directory opens, and fails here (EISDIR)
-    refuse(path, {errc::unreadable, 0, std::strerror(errno)});
+  std::string text, why;
+  if (!crypto::read_secret_file(path, text, why))
+    refuse(path, {errc::unreadable, 0, why});
   parse_error err;
   auto tokens = parse_tokens(text, err);
-  OPENSSL_cleanse(text.data(), text.size());
+  crypto::wipe(text);
   if (err.code != errc::ok)
     refuse(path, err);
   return tokens;

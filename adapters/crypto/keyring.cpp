@@ -4,15 +4,14 @@
 // neither the key id nor the owner of a value can be changed without the tag failing.
 #include "adapters/crypto/keyring.hpp"
 
+#include "adapters/crypto/secret_file.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace sessiond::crypto {
 
@@ -48,18 +47,6 @@ const char* to_string(errc e) {
 }
 
 namespace {
-
-bool blank(char ch) {
-  return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && blank(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && blank(s.back()))
-    s.remove_suffix(1);
-  return s;
-}
 
 bool id_char(char ch) {
   return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -204,26 +191,19 @@ std::string base64_encode(std::string_view in) {
 
 std::shared_ptr<const keyring> keyring::parse(std::string_view text) {
   auto ring = std::make_shared<keyring>();
-  std::size_t line_no = 0;
-  while (!text.empty()) {
-    ++line_no;
-    auto nl = text.find('\n');
-    auto line = trim(text.substr(0, nl));
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-    if (line.empty() || line.front() == '#')
-      continue;
+  for_each_secret_line(text, [&](std::size_t line_no, std::string_view line) {
     auto colon = line.find(':');
     if (colon == std::string_view::npos)
       refuse(errc::bad_line, line_no);
-    auto id = trim(line.substr(0, colon));
-    auto b64 = trim(line.substr(colon + 1));
+    auto id = trim_blanks(line.substr(0, colon));
+    auto b64 = trim_blanks(line.substr(colon + 1));
     if (id.empty() || id.size() > max_key_id_chars || !std::all_of(id.begin(), id.end(), id_char))
       refuse(errc::bad_key_id, line_no);
     std::string raw;
     if (!base64_decode(b64, raw))
       refuse(errc::bad_base64, line_no);
     if (raw.size() != key_bytes) {
-      OPENSSL_cleanse(raw.data(), raw.size());
+      wipe(raw);
       refuse(errc::bad_length, line_no);
     }
     if (ring->find(id) != nullptr)
@@ -231,28 +211,24 @@ std::shared_ptr<const keyring> keyring::parse(std::string_view text) {
     key k;
     k.id = std::string(id);
     std::memcpy(k.bytes.data(), raw.data(), key_bytes);
-    OPENSSL_cleanse(raw.data(), raw.size());
+    wipe(raw);
     ring->keys_.push_back(std::move(k));
-  }
+  });
   if (ring->keys_.empty())
     refuse(errc::no_keys, 0);
   return ring;
 }
 
 std::shared_ptr<const keyring> keyring::load_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw key_file_error("keys file \"" + path + "\" " + to_string(errc::unreadable) + ": " +
-                         std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  auto s = text.str();
+  std::string text, why;
+  if (!read_secret_file(path, text, why))
+    throw key_file_error("keys file \"" + path + "\" " + to_string(errc::unreadable) + ": " + why);
   try {
-    auto ring = parse(s);
-    OPENSSL_cleanse(s.data(), s.size());
+    auto ring = parse(text);
+    wipe(text);
     return ring;
   } catch (const key_file_error& e) {
-    OPENSSL_cleanse(s.data(), s.size());
+    wipe(text);
     throw key_file_error("keys file \"" + path + "\" " + e.what());
   }
 }

@@ -67,6 +67,12 @@ TEST_CASE("a keys file that cannot be read is refused naming the file") {
     CHECK(std::string(e.what()).find("keys file \"/nonexistent/sessiond-keys\" cannot be read") ==
           0);
   }
+  try { // a directory opens, and fails to read
+    keyring::load_file("/tmp");
+    FAIL("loaded");
+  } catch (const key_file_error& e) {
+    CHECK(std::string(e.what()) == "keys file \"/tmp\" cannot be read: Is a directory");
+  }
   auto path = std::string("/tmp/sessiond-test-keys-") + std::to_string(::getpid());
   std::ofstream(path) << "k1:" << key_b64('a') << "\nk1:" << key_b64('b') << "\n";
   try {
