@@ -1,4 +1,5 @@
-# Shared by the bench scripts (bench/metrics-cost.sh, bench/ceiling.sh); sourced, not run.
+# Shared by the bench scripts (bench/metrics-cost.sh, bench/encryption-cost.sh, bench/ceiling.sh,
+# bench/soak.sh); sourced, not run.
 # Before sourcing, set `me` (the script's name for messages). Provides:
 #   root, build (BUILD_DIR, default build), sessiond, bench   paths
 #   duration, connections, mix, value_bytes, sessions         the workload (DURATION 10s,

@@ -2,7 +2,7 @@
 # The cost of metrics on the session hot path: two sessiond nodes on the same Redis (and
 # PostgreSQL), one with metrics.enabled = true and one with SESSIOND_METRICS_ENABLED=false, loaded
 # by sessiond-bench alternately in interleaved rounds (A B, B A, A B, …) so that drift on the
-# machine falls on both alike. Prints each round, the median of each node and the ratio, and the
+# machine falls on both alike (bench/ab.sh). Prints each round, the median of each node and the ratio, and the
 # CPU time each sessiond spent per request (utime + stime from /proc), which other load on the
 # machine disturbs far less than throughput.
 #
@@ -19,97 +19,27 @@ set -euo pipefail
 me=metrics-cost
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-rounds="${ROUNDS:-6}"
 scrape_s="${SCRAPE_S:-15}"
+# shellcheck source=bench/ab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ab.sh"
 
-# start_node NAME METRICS_ENABLED: a node on a free port; sets $port_<NAME> and $pid_<NAME>.
-start_node() {
-  local name="$1" enabled="$2"
-  start "$name" env SESSIOND_REDIS_URL="$REDIS_URL" \
-    SESSIOND_POSTGRES_URL="${POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/sessiond}" \
-    SESSIOND_POSTGRES_SCHEMA="metrics_cost_$name" \
-    SESSIOND_REDIS_KEY_PREFIX="metrics-cost-$name:" \
-    SESSIOND_NODE_ID="metrics-cost-$name" \
-    SESSIOND_METRICS_ENABLED="$enabled" \
-    SESSIOND_HTTP_LISTEN=127.0.0.1:0 \
-    "$sessiond"
-}
-
-# shellcheck disable=SC2034 # read through ${!pid_var} and ${!port_var} in run()
-port_on="" port_off="" pid_on="" pid_off=""
-start_node on true
-start_node off false
+ab_start_node on metrics-cost SESSIOND_METRICS_ENABLED=true
+ab_start_node off metrics-cost SESSIOND_METRICS_ENABLED=false
 curl -fsS "http://127.0.0.1:$port_on/metrics" >/dev/null || die "the metrics node serves no /metrics"
 [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port_off/metrics")" == 404 ]] ||
   die "the node with SESSIOND_METRICS_ENABLED=false still serves /metrics"
+ab_warm
 
-common=(--connections "$connections" --mix "$mix" --value-bytes "$value_bytes" --sessions "$sessions")
-# Prefill and warm each node once; the rounds then run without prefill or warmup, so the CPU a
-# node spends during a round is the CPU of that round's requests.
-for name in on off; do
-  port_var="port_$name"
-  "$bench" --url "http://127.0.0.1:${!port_var}" "${common[@]}" --duration 3s --warmup 0s \
-    --json >/dev/null || die "warm-up run against $name failed"
-done
-
-
-# run NAME: one bench round against node NAME; prints its throughput (req/s), the count of
-# errors and unexpected statuses, and the node's CPU microseconds per request.
-run() {
-  local name="$1" port_var="port_$1" pid_var="pid_$1" scraper="" t0 t1
-  if [[ "$name" == on && "$scrape_s" != 0 ]]; then
-    (while curl -fsS "http://127.0.0.1:${!port_var}/metrics" >/dev/null; do sleep "$scrape_s"; done) &
-    scraper="$!"
-  fi
-  t0="$(cpu_ticks "${!pid_var}")"
-  "$bench" --url "http://127.0.0.1:${!port_var}" "${common[@]}" --duration "$duration" \
-    --warmup 0s --no-prefill --json >"$work/round.json"
-  t1="$(cpu_ticks "${!pid_var}")"
+# The metrics node is scraped during its rounds, as Prometheus would.
+scraper=""
+ab_before_round() {
+  [[ "$1" == on && "$scrape_s" != 0 ]] || return 0
+  (while curl -fsS "http://127.0.0.1:$port_on/metrics" >/dev/null; do sleep "$scrape_s"; done) &
+  scraper="$!"
+}
+ab_after_round() {
   [[ -z "$scraper" ]] || { kill "$scraper"; wait "$scraper" 2>/dev/null || true; }
-  python3 -c 'import json,sys
-p = json.load(open(sys.argv[1]))["phases"]["sessiond"]
-bad = p["errors"]["total"] + sum(n for s, n in p["status"].items() if s not in ("200", "201"))
-cpu_us = (int(sys.argv[3]) - int(sys.argv[2])) * int(sys.argv[4]) / max(p["requests"], 1)
-print("%.1f %d %.2f" % (p["throughput_rps"], bad, cpu_us))' "$work/round.json" "$t0" "$t1" "$tick_us"
+  scraper=""
 }
 
-echo "metrics-cost: $rounds rounds of $duration, $connections connections," \
-  "mix $mix, $value_bytes-byte data; metrics node :$port_on, no-metrics node :$port_off"
-on=()
-off=()
-cpu_on=()
-cpu_off=()
-for ((r = 1; r <= rounds; r++)); do
-  order=(on off)
-  ((r % 2 == 0)) && order=(off on)
-  for name in "${order[@]}"; do
-    read -r rps bad cpu < <(run "$name")
-    ((bad == 0)) || echo "metrics-cost: round $r $name: $bad errors or unexpected statuses" >&2
-    if [[ "$name" == on ]]; then
-      on+=("$rps")
-      cpu_on+=("$cpu")
-    else
-      off+=("$rps")
-      cpu_off+=("$cpu")
-    fi
-    printf 'round %2d  %-12s %10.1f req/s  %6.2f us CPU/request\n' "$r" \
-      "$([[ $name == on ]] && echo metrics-on || echo metrics-off)" "$rps" "$cpu"
-  done
-done
-
-python3 - "${on[*]}" "${off[*]}" "${cpu_on[*]}" "${cpu_off[*]}" <<'EOF'
-import statistics, sys
-on, off, cpu_on, cpu_off = ([float(x) for x in a.split()] for a in sys.argv[1:5])
-m_on, m_off = statistics.median(on), statistics.median(off)
-pairs = [a / b for a, b in zip(on, off)]
-print(f"median       metrics-on {m_on:10.1f} req/s   metrics-off {m_off:10.1f} req/s")
-print(f"mean         metrics-on {statistics.mean(on):10.1f} req/s   "
-      f"metrics-off {statistics.mean(off):10.1f} req/s")
-print(f"ratio on/off {m_on / m_off:.3f} (of the medians); per round: " +
-      " ".join(f"{p:.3f}" for p in pairs) + f"; median of rounds {statistics.median(pairs):.3f}")
-print(f"cost         {100 * (1 - m_on / m_off):+.1f}% of throughput (target: within 3%)")
-c_on, c_off = statistics.median(cpu_on), statistics.median(cpu_off)
-print(f"sessiond CPU metrics-on {c_on:.2f} us/request, metrics-off {c_off:.2f} us/request "
-      f"(medians): metrics cost {c_on - c_off:+.2f} us = {100 * (c_on / c_off - 1):+.1f}% "
-      "of sessiond's CPU")
-EOF
+ab_compare metrics-on metrics-off "target: within 3%"
