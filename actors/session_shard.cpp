@@ -105,9 +105,7 @@ void send_to_self(self_ptr self, const op_ptr& op, std::int64_t step,
 }
 
 std::vector<std::string> read_args(const shard_env& env, const std::string& id) {
-  std::vector<std::string> args{"HMGET", env.session_key(id)};
-  args.insert(args.end(), std::begin(session_fields), std::end(session_fields));
-  return args;
+  return session_read_args(env.session_key(id));
 }
 
 bool key_missing(const redis::reply& r) {
@@ -528,6 +526,12 @@ session_result redis_failure(const shard_env& env, redis::errc e, const redis::r
                                   : redis_error_detail(r.str));
   res.retry_after_s = env.retry_after_s;
   return res;
+}
+
+std::vector<std::string> session_read_args(const std::string& key) {
+  std::vector<std::string> args{"HMGET", key};
+  args.insert(args.end(), std::begin(session_fields), std::end(session_fields));
+  return args;
 }
 
 bool parse_session_fields(const redis::reply& r, model::session& out) {

@@ -33,6 +33,8 @@ bool start_single(const std::shared_ptr<const shard_env>& env, std::size_t index
 /// The 503 answer to an op whose Redis command failed (transport error or error reply); counts it.
 messages::session_result redis_failure(const shard_env& env, redis::errc e, const redis::reply& r);
 
+/// HMGET `key` v u st ca la ex ttl d t: the read whose reply parse_session_fields parses.
+std::vector<std::string> session_read_args(const std::string& key);
 /// Reads the 9 fields of HMGET v u st ca la ex ttl d t into `out`. False when the key is
 /// missing or the reply is malformed.
 bool parse_session_fields(const redis::reply& r, model::session& out);

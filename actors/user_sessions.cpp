@@ -17,8 +17,6 @@ namespace sessiond::actors {
 
 namespace {
 
-constexpr const char* session_fields[] = {"v", "u", "st", "ca", "la", "ex", "ttl", "d", "t"};
-
 struct listing_state {
   std::shared_ptr<const shard_env> env;
   std::string uid;
@@ -122,12 +120,6 @@ void finish(const state_ptr& st) {
   done(std::move(out));
 }
 
-std::vector<std::string> hmget(const std::string& key) {
-  std::vector<std::string> args{"HMGET", key};
-  args.insert(args.end(), std::begin(session_fields), std::end(session_fields));
-  return args;
-}
-
 void read_sessions(const state_ptr& st) {
   const auto& env = *st->env;
   if (st->out.redis_failed)
@@ -150,12 +142,12 @@ void read_sessions(const state_ptr& st) {
       finish(st);
   };
   for (std::size_t i = 0; i < st->ids.size(); ++i) {
-    env.redis->command(hint, hmget(env.session_key(st->ids[i])),
+    env.redis->command(hint, session_read_args(env.session_key(st->ids[i])),
                        [st, i, one_done](redis::errc e, redis::reply&& r) {
                          one_done(e, st->replies[i], std::move(r));
                        });
     if (legacy)
-      env.redis->command(hint, hmget(env.keys.legacy_session(st->ids[i])),
+      env.redis->command(hint, session_read_args(env.keys.legacy_session(st->ids[i])),
                          [st, i, one_done](redis::errc e, redis::reply&& r) {
                            one_done(e, st->legacy_replies[i], std::move(r));
                          });
