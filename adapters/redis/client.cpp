@@ -864,7 +864,10 @@ bool client::connected() const {
 
 bool client::all_slots_connected() const {
   auto t = impl_->snapshot();
-  if (impl_->current() != mode::cluster || !t)
+  auto how = impl_->current();
+  if (how == mode::unknown) // the seed is up, but whether it is one master of many is not known
+    return false;
+  if (how != mode::cluster || !t)
     return connected();
   for (auto m : t->slot_master)
     if (m == no_master || !t->masters[m]->connected())

@@ -174,7 +174,9 @@ public:
   std::string last_error() const;
   /// True when at least one connection is up.
   bool connected() const;
-  /// Cluster: true when every slot's master has a connection up; otherwise as connected().
+  /// Cluster: true when every slot's master has a connection up; a single server: as
+  /// connected(). False until the client knows which of the two it talks to (its first
+  /// topology read), so a caller waiting for it does not start on the seed alone.
   bool all_slots_connected() const;
   cluster_view cluster() const;
   /// The address of every master (one entry, the server, when not a cluster): where commands

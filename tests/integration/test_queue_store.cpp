@@ -45,8 +45,11 @@ struct fixture {
 
   queue::enqueue_result enqueue(std::vector<model::job_spec> jobs,
                                 std::optional<queue::schedule_fence> fence = std::nullopt) {
-    return wait<queue::enqueue_result>(
+    auto r = wait<queue::enqueue_result>(
         [&](auto done) { store->enqueue(0, q, jobs, policy, now, fence, done); });
+    if (r.error == queue::errc::redis)
+      WARN("enqueue: " << r.detail);
+    return r;
   }
   queue::enqueue_result enqueue_one(std::string type, std::int64_t priority = 0,
                                     std::int64_t delay_ms = 0, std::string dedup = "") {
