@@ -139,7 +139,9 @@ TEST_CASE("rotation: a new first key seals new writes, old values still read, an
                   body("ru", R"({"i":)" + std::to_string(i) + "}"))
                 .status == 201);
   auto first = full_pass(c);
-  CHECK(first["by_key"]["k1"] == 30);
+  // SCAN returns every key at least once, and may return one twice while Redis rehashes: the
+  // counts are at least the values there are (docs/security.md).
+  CHECK(first["by_key"]["k1"].get<int>() >= 30);
   f.write(key_line("k2", 'b') + key_line("k1", 'a'));
   REQUIRE(n.node.reload_encryption());
   CHECK(status(c)["current_key"] == "k2");
@@ -152,7 +154,7 @@ TEST_CASE("rotation: a new first key seals new writes, old values still read, an
   CHECK(crypto::envelope_key_id(stored(rc, cfg, "r5")) == "k1");
   auto version = c.get("/v1/sessions/r5").header("ETag");
   auto pass = full_pass(c);
-  CHECK(pass["by_key"]["k2"] == 31);
+  CHECK(pass["by_key"]["k2"].get<int>() >= 31);
   CHECK(pass["by_key"].count("k1") == 0);
   CHECK(pass["plaintext"] == 0);
   for (int i = 0; i <= 30; ++i)
@@ -206,7 +208,7 @@ TEST_CASE("a missing key: 500 problem naming the key id, counted, the value unto
   REQUIRE(rejected["count"] == 1);
   CHECK(rejected["sessions"][0]["error"].get<std::string>().find("gone-1") != std::string::npos);
   auto pass = full_pass(c);
-  CHECK(pass["by_key"]["gone-1"] == 1); // counted, left as it is
+  CHECK(pass["by_key"]["gone-1"].get<int>() >= 1); // counted, left as it is
   CHECK(stored(rc, cfg, "m1") == before);
   // The key comes back: the session reads again, a requeue syncs it.
   f.write(key_line("new-2", 'b') + key_line("gone-1", 'a'));
@@ -249,7 +251,8 @@ TEST_CASE("plaintext sessions stay readable when encryption is turned on, and ar
   CHECK(crypto::envelope_key_id(stored(rc, cfg, "p1")) == "k1");
   CHECK(stored(rc, cfg, "p2") == R"({"plain":"text"})");
   auto pass = full_pass(c);
-  CHECK(pass["by_key"]["k1"] == 3);
+  CHECK(pass["by_key"]["k1"].get<int>() >= 3);
+  CHECK(pass["by_key"].size() == 1);
   CHECK(pass["plaintext"] == 0);
   for (auto id : {"p2", "p3"}) {
     CHECK(crypto::envelope_key_id(stored(rc, cfg, id)) == "k1");
